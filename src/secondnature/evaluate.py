@@ -1,0 +1,60 @@
+"""Score a lesson set on a split: accuracy with a Wilson interval, and paired differences between two sets."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from . import gate, inject, rollout
+from .models import Model
+from .tasks import split
+from .types import Lesson, Task, TaskSet
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    split: str
+    n: int
+    accuracy: float
+    ci95: tuple[float, float]
+    scores: tuple[float, ...]
+    task_ids: tuple[str, ...]
+    lesson_ids: tuple[str, ...]
+    lesson_tokens: int
+    completion_tokens: int
+    errors: int
+    wall_s: float
+
+
+def split_tasks(taskset: TaskSet, name: str, seed: int = 0, limit: int | None = None) -> list[Task]:
+    if name == "all":
+        tasks = list(taskset.tasks)
+    else:
+        parts = split(taskset.tasks, seed)
+        if name not in parts:
+            raise ValueError(f"unknown split {name!r}; use train, val, test or all")
+        tasks = list(parts[name])
+    return tasks[:limit] if limit else tasks
+
+
+def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Sequence[Lesson], *,
+             split_name: str = "test", lesson_tokens: int | None = 400, max_tokens: int = 384, seed: int = 0,
+             workers: int = 1, on_done: Callable | None = None) -> EvalResult:
+    """Greedy, one attempt per task, the same seed for every lesson set: results pair item by item."""
+    t0 = time.perf_counter()
+    system, kept = inject.system_prompt(taskset.instruction, lessons, lesson_tokens, policy.count_tokens)
+    rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0, max_tokens=max_tokens,
+                     seed=seed, purpose=split_name, workers=workers, on_done=on_done)
+    scores = tuple(r.score.value for r in rs)
+    n = len(scores)
+    acc = sum(scores) / n if n else 0.0
+    return EvalResult(split_name, n, acc, gate.wilson(sum(scores), n), scores, tuple(r.task_id for r in rs),
+                      tuple(x.id for x in kept), inject.lesson_tokens(kept, policy.count_tokens),
+                      sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs), time.perf_counter() - t0)
+
+
+def paired(base: EvalResult, other: EvalResult, seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """Mean paired difference other - base with a 95% paired-bootstrap interval (same tasks, same order)."""
+    if base.task_ids != other.task_ids:
+        raise ValueError("paired comparison needs the same tasks in the same order")
+    return gate.paired_bootstrap(base.scores, other.scores, seed=seed)

@@ -1,0 +1,97 @@
+"""The gate: paired comparison of two revisions on the same validation tasks and seeds, and its statistics.
+
+Rule (also in the README): the proposed revision is accepted only if it wins more paired items than
+it loses AND the one-sided sign test on the non-tied pairs gives p <= alpha (default 0.2). A pair is
+a win when the proposed revision's score on that task beats the current one's. Evaluation stops
+early once the proposal has lost `reject_margin` more items than it has won, or can no longer win:
+most bad lessons are cheap to reject.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+
+@dataclass(frozen=True)
+class GateResult:
+    n: int
+    current_score: float
+    proposed_score: float
+    wins: int
+    losses: int
+    p_value: float
+    accepted: bool
+    reason: str
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """One-sided exact binomial p-value of seeing >= wins out of wins+losses under a fair coin."""
+    m = wins + losses
+    if m == 0:
+        return 1.0
+    return sum(math.comb(m, k) for k in range(wins, m + 1)) / 2 ** m
+
+
+def decide(current: Sequence[float], proposed: Sequence[float], alpha: float = 0.2, planned: int | None = None,
+           stopped_early: bool = False) -> GateResult:
+    n = len(proposed)
+    cur = list(current[:n])
+    wins = sum(p > c for p, c in zip(proposed, cur))
+    losses = sum(p < c for p, c in zip(proposed, cur))
+    p = sign_test_p(wins, losses)
+    cs = sum(cur) / n if n else 0.0
+    ps = sum(proposed) / n if n else 0.0
+    accepted = wins > losses and p <= alpha and not stopped_early
+    if accepted:
+        reason = f"won {wins}, lost {losses} of {n} paired items (sign test p={p:.3f} <= {alpha})"
+    elif stopped_early:
+        reason = f"stopped after {n}/{planned} items: won {wins}, lost {losses}"
+    elif wins <= losses:
+        reason = f"no gain: won {wins}, lost {losses} of {n} paired items"
+    else:
+        reason = f"gain not significant: won {wins}, lost {losses} (p={p:.3f} > {alpha})"
+    return GateResult(n, cs, ps, wins, losses, p, accepted, reason)
+
+
+def sequential_gate(current: Sequence[float], score_proposed: Callable[[int], float], alpha: float = 0.2,
+                    reject_margin: int = 3) -> GateResult:
+    """Score the proposal item by item (`score_proposed(i)`), stopping early when it cannot pass."""
+    proposed: list[float] = []
+    n = len(current)
+    for i in range(n):
+        proposed.append(score_proposed(i))
+        wins = sum(p > c for p, c in zip(proposed, current))
+        losses = sum(p < c for p, c in zip(proposed, current))
+        remaining = n - i - 1
+        if losses - wins >= reject_margin or wins + remaining <= losses:
+            if remaining:
+                return decide(current, proposed, alpha, planned=n, stopped_early=True)
+    return decide(current, proposed, alpha)
+
+
+# ---------------------------------------------------------------- statistics for reports
+
+def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for k successes out of n (k may be fractional for partial rewards)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    # the exact interval always contains p; clamp so rounding cannot push a bound past it (0/n must give lo == 0)
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int = 5000,
+                     seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """Mean of b - a over paired items, with a 95% percentile bootstrap interval."""
+    d = [y - x for x, y in zip(a, b)]
+    n = len(d)
+    if n == 0:
+        return 0.0, (0.0, 0.0)
+    rng = random.Random(seed)
+    means = sorted(sum(d[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return sum(d) / n, (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])

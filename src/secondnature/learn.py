@@ -1,0 +1,229 @@
+"""The lesson loop: rollouts -> reflection -> gate -> new revision, until the rollout budget is spent.
+
+Each step takes a few training tasks, samples K attempts at each with the current lessons in the
+system prompt, shows the groups to the reflector, turns every proposed edit into its own candidate
+revision (a weak reflector proposes a few good lessons among harmful ones, so each is judged on
+its own), and gates the candidates on a fixed validation sample that reflection never sees. The
+best candidate that passes becomes the new head. Progress is committed with each step, and every
+model call is cached, so a killed run resumes where it stopped without losing an accepted lesson.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
+
+from . import gate, inject, reflect, rollout
+from .models import CachedModel, Model, ModelError
+from .store import LessonStore
+from .tasks import split
+from .types import Edit, Lesson, Revision, Rollout, Task, TaskSet
+
+
+@dataclass(frozen=True)
+class LearnConfig:
+    budget: int = 400            # policy rollouts in all, training and validation
+    tasks_per_step: int = 4
+    group_size: int = 4          # K attempts per task, compared within the group
+    val_size: int = 24           # paired validation items per gate
+    temperature: float = 0.8     # training samples; validation is greedy so pairs are exact
+    max_tokens: int = 384
+    proposals: int = 2           # reflector samples per step
+    max_candidates: int = 3      # candidate revisions gated per step
+    gate_alpha: float = 0.2
+    reject_margin: int = 3
+    lesson_tokens: int | None = 400
+    reflect_max_tokens: int = 400
+    seed: int = 0
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class LearnResult:
+    revision: Revision | None
+    run_id: int
+    steps: int
+    rollouts_used: int
+    train_rollouts: int
+    val_rollouts: int
+    accepted: int
+    rejected: int
+    reflections: int
+    val_score: float
+    history: tuple[dict, ...] = field(default=())
+
+
+Progress = Callable[[int, str], None]  # (rollouts just spent, message)
+
+
+def _noop(_: int, __: str) -> None:
+    pass
+
+
+def apply(current: list[Lesson], edit: Edit, new_id: str, scope: str) -> list[Lesson] | None:
+    """The lesson list after one edit; edited and added lessons go last, where their new id puts them."""
+    if edit.op == "add":
+        if any(x.text.strip().lower() == edit.text.lower() for x in current):
+            return None
+        return current + [Lesson(new_id, edit.text, scope)]
+    rest = [x for x in current if x.id != edit.id]
+    if len(rest) == len(current):
+        return None
+    if edit.op == "delete":
+        return rest
+    return rest + [Lesson(new_id, edit.text, scope, parent=edit.id)]
+
+
+def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore, config: LearnConfig = LearnConfig(),
+          *, resume: bool = False, progress: Progress = _noop) -> LearnResult:
+    scope = taskset.name
+    policy = CachedModel(policy, store) if not isinstance(policy, CachedModel) else policy
+    reflector = CachedModel(reflector, store) if not isinstance(reflector, CachedModel) else reflector
+    run = store.last_run(scope) if resume else None
+    if run is not None:
+        run_id, step, used = run["id"], run["steps_done"], run["rollouts_used"]
+        config = replace(LearnConfig(**{**run["config"], "budget": config.budget}))
+        progress(0, f"resuming run {run_id} at step {step}, {used} rollouts spent")
+    else:
+        run_id, step, used = store.start_run(scope, asdict(config)), 0, 0
+    parts = split(taskset.tasks, config.split_seed)
+    train, val = list(parts["train"]), list(parts["val"])
+    if not train or not val:
+        raise ValueError(f"task set {scope} is too small to split into train and val ({len(taskset.tasks)} tasks)")
+    random.Random(config.seed).shuffle(train)
+    val = random.Random(config.seed + 1).sample(val, min(config.val_size, len(val)))
+    tasks_by_id = {t.id: t for t in taskset.tasks}
+    count = policy.count_tokens
+    stats = {"train": 0, "val": 0, "accepted": 0, "rejected": 0, "reflections": 0}
+    history: list[dict] = []
+
+    def evaluate(lessons: list[Lesson], tasks: list[Task], on_item=None) -> list[Rollout]:
+        system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
+        rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0,
+                         max_tokens=config.max_tokens, seed=config.seed, purpose="val", on_done=on_item)
+        store.add_rollouts(rs, run_id=run_id, scope=scope)
+        return rs
+
+    head = store.head(scope)
+    current = store.revision_lessons(head)
+    val_cache: dict[tuple[str, ...], list[float]] = {}
+
+    def val_scores(lessons: list[Lesson]) -> list[float]:
+        nonlocal used
+        key = tuple(x.text for x in lessons)
+        if key not in val_cache:
+            rs = evaluate(lessons, val, on_item=lambda r: progress(1, ""))
+            used += len(rs)
+            stats["val"] += len(rs)
+            val_cache[key] = [r.score.value for r in rs]
+        return val_cache[key]
+
+    base_val = val_scores(current)
+    history.append({"step": step, "rollouts": used, "val": sum(base_val) / len(base_val), "lessons": len(current)})
+    per_step = config.tasks_per_step * config.group_size
+    while used + per_step <= config.budget:
+        # 1. rollouts: K attempts at each of a few training tasks, cycling through the shuffled train split
+        start = (step * config.tasks_per_step) % len(train)
+        batch = (train + train)[start:start + config.tasks_per_step]
+        system, kept = inject.system_prompt(taskset.instruction, current, config.lesson_tokens, count)
+        seed = config.seed * 100_003 + step * 101
+        rs = rollout.run(policy, batch, taskset.reward, system, kept, n=config.group_size,
+                         temperature=config.temperature, max_tokens=config.max_tokens, seed=seed,
+                         on_done=lambda r: progress(1, ""))
+        store.add_rollouts(rs, run_id=run_id, scope=scope)
+        used += len(rs)
+        stats["train"] += len(rs)
+        if all(r.error for r in rs):
+            raise ModelError(f"the policy failed on every rollout of step {step}: {rs[0].error}")
+        train_score = sum(r.score.value for r in rs) / len(rs)
+        for lesson in kept:
+            store.credit(lesson.id, uses=len(rs))
+
+        # 2. reflect: groups with mixed rewards first; each proposed edit becomes its own candidate
+        groups = reflect.order_groups(rs)[:config.tasks_per_step]
+        candidates: list[tuple[Edit, list[Lesson], str, list[str]]] = []
+        if groups:
+            msgs = reflect.build_prompt(taskset.instruction, current, groups, tasks_by_id)
+            evidence = [r.id for g in groups for r in g]
+            known = {x.id for x in current}
+            new_id = store.next_lesson_id()
+            for i, c in enumerate(reflector.chat(msgs, n=config.proposals, temperature=0.7,
+                                                 max_tokens=config.reflect_max_tokens, seed=seed)):
+                stats["reflections"] += 1
+                rid = f"f{run_id}-{step}-{i}"
+                shown = [tasks_by_id[g[0].task_id] for g in groups]
+                edits, notes = (reflect.parse(c.text, known, shown) if not c.error
+                                else ([], [f"reflector failed: {c.error}"]))
+                store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=evidence,
+                                     prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(e) for e in edits],
+                                     parse_error="; ".join(notes))
+                for e in edits:
+                    lessons = apply(current, e, new_id, scope)
+                    if lessons is not None and all(lessons != cand[1] for cand in candidates):
+                        candidates.append((e, lessons, rid, evidence))
+            candidates = candidates[:config.max_candidates]
+        progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
+
+        # 3. gate each candidate against the current revision on the same validation items and seeds
+        base = val_scores(current)
+        best: tuple | None = None  # (result, lessons, reflection id, evidence, edit, gate record, val scores)
+        for e, lessons, rid, evidence in candidates:
+            if inject.select(lessons, config.lesson_tokens, count) == inject.select(current, config.lesson_tokens, count):
+                continue  # the edit does not survive the token budget: nothing to test
+            if used + len(val) > config.budget:
+                break  # a gate that cannot see every validation item would decide on less evidence than promised
+            system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
+            scores: list[float] = []
+
+            def score_item(i: int) -> float:
+                nonlocal used
+                r = rollout.run(policy, [val[i]], taskset.reward, system, kept, n=1, temperature=0.0,
+                                max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
+                store.add_rollouts([r], run_id=run_id, scope=scope)
+                used += 1
+                stats["val"] += 1
+                progress(1, "")
+                scores.append(r.score.value)
+                return r.score.value
+
+            result = gate.sequential_gate(base, score_item, config.gate_alpha, config.reject_margin)
+            record = {"run_id": run_id, "scope": scope, "current_revision": head.id if head else None,
+                      "proposed": [{"op": e.op, "id": e.id, "text": e.text}], "reflection_id": rid, "n": result.n,
+                      "current_score": result.current_score, "proposed_score": result.proposed_score,
+                      "wins": result.wins, "losses": result.losses, "p_value": result.p_value}
+            if result.accepted and (best is None or result.proposed_score > best[0].proposed_score):
+                if best is not None:
+                    store.add_gate({**best[5], "decision": "rejected", "reason": "a better candidate passed too"})
+                    stats["rejected"] += 1
+                best = (result, lessons, rid, evidence, e, record, scores)
+            else:
+                store.add_gate({**record, "decision": "rejected", "reason": result.reason})
+                stats["rejected"] += 1
+            progress(0, f"  {e.op} {e.text[:70]!r}: {'passes' if result.accepted else 'rejected'} ({result.reason})")
+
+        # 4. commit: new lessons, revision, gate record and run progress in one transaction
+        step += 1
+        if best is not None:
+            result, lessons, rid, evidence, e, record, scores = best
+            with store.transaction():
+                final: list[Lesson] = []
+                for x in lessons:
+                    if x.id not in {c.id for c in current}:
+                        x = store.add_lesson(replace(x, evidence=tuple(evidence), reflection_id=rid,
+                                                     gain=result.proposed_score - result.current_score))
+                    final.append(x)
+                head = store.commit_revision(scope, [x.id for x in final], f"{e.op}: {result.reason}",
+                                             gate={**record, "reason": result.reason},
+                                             run_progress=(run_id, step, used))
+            current = final
+            val_cache[tuple(x.text for x in current)] = scores
+            stats["accepted"] += 1
+            progress(0, f"accepted revision {head.id}: val {result.current_score:.2f} -> {result.proposed_score:.2f}")
+        else:
+            store.update_run(run_id, step, used)
+        v = val_scores(current)
+        history.append({"step": step, "rollouts": used, "val": sum(v) / len(v), "lessons": len(current)})
+    store.update_run(run_id, step, used, status="done")
+    v = val_scores(current)
+    return LearnResult(head, run_id, step, used, stats["train"], stats["val"], stats["accepted"], stats["rejected"],
+                       stats["reflections"], sum(v) / len(v), tuple(history))

@@ -1,0 +1,264 @@
+"""Model clients behind one small protocol: the embedded llama.cpp runtime and any OpenAI-compatible endpoint.
+
+HTTP and native inference live only here. A failed call never raises into the loop: it comes back
+as a Completion with `error` set, so one bad rollout scores 0 and the run goes on. Only problems the
+user must fix (no key, unreachable endpoint, missing weights) raise ModelError, before any work.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Protocol
+
+from .types import Completion
+
+
+class ModelError(RuntimeError):
+    """A problem the user has to fix; the message says how."""
+
+
+class Model(Protocol):
+    name: str
+
+    def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
+             max_tokens: int = 512, seed: int | None = None) -> list[Completion]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+# ---------------------------------------------------------------- embedded llama.cpp
+
+_LOADED: dict[tuple[str, int], object] = {}  # one Llama per (file, n_ctx) per process
+
+
+class LlamaModel:
+    """A GGUF file run in-process by llama-cpp-python. Sample i of a call uses seed + i."""
+
+    def __init__(self, path: str | Path, *, n_ctx: int = 4096, threads: int | None = None):
+        try:
+            from llama_cpp import Llama
+        except ImportError as e:  # pragma: no cover - depends on the install
+            raise ModelError("the embedded runtime needs llama-cpp-python: pip install 'secondnature[embedded]' "
+                             "(or use an endpoint with --base-url)") from e
+        from .weights import file_digest
+        self.path = Path(path)
+        self.name = f"llama.cpp:{self.path.stem}"
+        self.digest = file_digest(self.path)
+        key = (str(self.path.resolve()), n_ctx)
+        if key not in _LOADED:
+            _LOADED[key] = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 2,
+                                 verbose=False, seed=0)
+        self.llm = _LOADED[key]
+        self.n_ctx = n_ctx
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
+             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+        out = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            try:
+                r = self.llm.create_chat_completion(messages=messages, temperature=temperature, max_tokens=max_tokens,
+                                                    seed=(seed or 0) + i, top_p=0.95 if temperature > 0 else 1.0)
+                usage = r.get("usage") or {}
+                out.append(Completion(text=r["choices"][0]["message"].get("content") or "",
+                                      prompt_tokens=usage.get("prompt_tokens", 0),
+                                      completion_tokens=usage.get("completion_tokens", 0),
+                                      latency_s=time.perf_counter() - t0))
+            except Exception as e:  # a context overflow or runtime fault costs this sample, not the run
+                out.append(Completion(text="", latency_s=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}"))
+        return out
+
+
+# ---------------------------------------------------------------- OpenAI-compatible endpoints
+
+class OpenAIModel:
+    """Any OpenAI-compatible chat endpoint. Servers that ignore `n` are asked again for the rest."""
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 timeout: float = 120.0, max_retries: int = 3, check: bool = True):
+        try:
+            import openai
+        except ImportError as e:  # pragma: no cover
+            raise ModelError("pip install openai to use an endpoint") from e
+        base_url = base_url or os.environ.get("SECONDNATURE_BASE_URL") or os.environ.get("OPENAI_BASE_URL")
+        api_key = api_key or os.environ.get("SECONDNATURE_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            if base_url is None or "api.openai.com" in base_url:
+                raise ModelError("no API key: set OPENAI_API_KEY (or SECONDNATURE_API_KEY) in the environment")
+            api_key = "none"  # local servers (llama.cpp, vLLM, Ollama) accept any key
+        self._openai = openai
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self.name = f"openai:{model}"
+        self.model = model
+        self.base_url = base_url or "https://api.openai.com/v1"
+        self.digest = hashlib.sha256(f"{self.base_url}|{model}".encode()).hexdigest()[:16]
+        if check:
+            self.check()
+
+    def check(self) -> None:
+        """Fail early, with the fix, when the endpoint cannot be used at all."""
+        o = self._openai
+        try:
+            self.client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "hi"}],
+                                                max_tokens=1)
+        except o.AuthenticationError as e:
+            raise ModelError(f"{self.base_url} rejected the API key ({e.status_code}); check OPENAI_API_KEY") from e
+        except o.NotFoundError as e:
+            raise ModelError(f"{self.base_url} has no model {self.model!r}; check --model") from e
+        except (o.APIConnectionError, o.APITimeoutError) as e:
+            raise ModelError(f"cannot reach {self.base_url}: {e}; is the server running and --base-url right?") from e
+
+    def count_tokens(self, text: str) -> int:
+        # No tokenizer for a remote model: about 3 characters a token over-counts, so budgets stay safe.
+        return (len(text) + 2) // 3
+
+    def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
+             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+        out: list[Completion] = []
+        attempts = 0
+        while len(out) < n and attempts < n + 2:
+            attempts += 1
+            want = n - len(out)
+            t0 = time.perf_counter()
+            try:
+                r = self.client.chat.completions.create(
+                    model=self.model, messages=messages, n=want, temperature=temperature, max_tokens=max_tokens,
+                    seed=None if seed is None else seed + len(out))
+            except self._openai.APIError as e:  # retries with backoff already happened inside the SDK
+                out.extend(Completion(text="", latency_s=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
+                           for _ in range(want))
+                break
+            dt = time.perf_counter() - t0
+            usage = r.usage
+            choices = r.choices[:want]
+            for c in choices:
+                out.append(Completion(text=c.message.content or "",
+                                      prompt_tokens=(usage.prompt_tokens if usage else 0),
+                                      completion_tokens=(usage.completion_tokens if usage else 0) // max(len(choices), 1),
+                                      latency_s=dt / max(len(choices), 1)))
+        return out
+
+
+# ---------------------------------------------------------------- caching, scripting, record/replay
+
+def cache_key(model_id: str, messages: list[dict], temperature: float, max_tokens: int, seed: int | None,
+              sample: int) -> str:
+    blob = json.dumps([model_id, messages, round(temperature, 4), max_tokens, seed, sample], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class CompletionCache(Protocol):
+    def get_completion(self, key: str) -> Completion | None: ...
+
+    def put_completion(self, key: str, c: Completion) -> None: ...
+
+
+class CachedModel:
+    """Reuses any completion already made for (model file, prompt, params, seed, sample index).
+
+    This is what makes a killed run cheap to resume and keeps a gate from paying twice for the
+    current revision's validation rollouts. Failed calls are never cached.
+    """
+
+    def __init__(self, inner: Model, cache: CompletionCache):
+        self.inner, self.cache = inner, cache
+        self.name = inner.name
+        self.model_id = f"{inner.name}@{getattr(inner, 'digest', '')}"
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
+             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+        out = []
+        for i in range(n):
+            key = cache_key(self.model_id, messages, temperature, max_tokens, seed, i)
+            hit = self.cache.get_completion(key)
+            if hit is None:
+                s = None if seed is None else seed + i
+                c = self.inner.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=s)[0]
+                if not c.error:
+                    self.cache.put_completion(key, c)
+                out.append(c)
+            else:
+                out.append(hit)
+        return out
+
+
+class ScriptedModel:
+    """For unit tests: replies come from a function of the messages (or a queue of strings)."""
+
+    def __init__(self, reply: Callable[[list[dict]], str] | Iterable[str], name: str = "scripted"):
+        self.name = name
+        self.digest = name
+        self.calls: list[list[dict]] = []
+        if callable(reply):
+            self._reply = reply
+        else:
+            queue = list(reply)
+            self._reply = lambda messages: queue.pop(0) if queue else ""
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
+             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+        self.calls.append(messages)
+        return [Completion(text=self._reply(messages), prompt_tokens=sum(len(m["content"].split()) for m in messages),
+                           completion_tokens=1) for _ in range(n)]
+
+
+class ReplayModel:
+    """Tier-2 tests: answers recorded from a real model; an unseen prompt is an error, never a guess."""
+
+    def __init__(self, path: str | Path, name: str | None = None):
+        data = json.loads(Path(path).read_text())
+        self.name = name or data["model"]
+        self.digest = "replay"
+        self.records: dict[str, str] = data["records"]
+
+    @staticmethod
+    def key(messages: list[dict], seed: int | None, sample: int) -> str:
+        return hashlib.sha256(json.dumps([messages, seed, sample], sort_keys=True).encode()).hexdigest()
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
+             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+        out = []
+        for i in range(n):
+            k = self.key(messages, seed, i)
+            if k not in self.records:
+                raise KeyError(f"replay has no recording for this prompt (key {k[:12]}); re-record it")
+            out.append(Completion(text=self.records[k]))
+        return out
+
+
+def record(model: Model, calls: list[tuple[list[dict], int | None, int, float, int]], path: str | Path) -> None:
+    """Run (messages, seed, n, temperature, max_tokens) calls on a real model and save them for ReplayModel."""
+    records = {}
+    for messages, seed, n, temperature, max_tokens in calls:
+        for i, c in enumerate(model.chat(messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)):
+            records[ReplayModel.key(messages, seed, i)] = c.text
+    Path(path).write_text(json.dumps({"model": model.name, "records": records}, indent=1))
+
+
+def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096) -> Model:
+    """`--policy`/`--reflector` value: a packaged name or GGUF path (embedded), or a model name with a base URL."""
+    if base_url or os.environ.get("SECONDNATURE_BASE_URL"):
+        if spec in ("default", "reflector"):
+            spec = os.environ.get("SECONDNATURE_MODEL") or "gpt-4o-mini"
+        return OpenAIModel(spec, base_url=base_url)
+    from .weights import WeightsError, resolve
+    try:
+        path = resolve(spec)
+    except WeightsError as e:
+        raise ModelError(str(e)) from e
+    return LlamaModel(path, n_ctx=n_ctx)

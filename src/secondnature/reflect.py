@@ -1,0 +1,219 @@
+"""Reflection: show the reflector groups of attempts with their rewards, and parse the lesson edits it proposes.
+
+Groups with mixed rewards come first (a right and a wrong attempt at the same task is the most
+informative contrast, as in group-relative methods), then all-wrong groups with the reference
+answer; all-right groups teach nothing new and are left out. The parser is tolerant (JSON, fenced
+JSON, a plain list) and strict about what counts as a lesson: chat filler such as "Certainly!
+Please provide the inputs." is rejected here, before it can cost a gate.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from typing import Sequence
+
+from .types import Edit, Lesson, Rollout, Task
+
+REFLECT_SYSTEM = ("You coach a small AI assistant. You read its attempts at tasks, with the correct answers, and "
+                  "write short, general lessons that will make its next attempts correct. You reply with JSON only.")
+
+REFLECT_PROMPT = """The assistant works under this instruction:
+<instruction>
+{instruction}
+</instruction>
+
+Lessons it already follows:
+{lessons}
+
+Below are its attempts at {n_tasks} tasks, each scored by an automatic checker (1 = correct, 0 = wrong).
+
+{groups}
+
+Compare the correct attempts with the wrong ones. What did the correct ones do that the wrong ones did not? What \
+mistake do the wrong ones share? Then write lessons that fix that mistake. A good lesson:
+- is a direct instruction to the assistant, a concrete method or check it can follow step by step ("Do X, then Y"),
+- works for ANY task of this kind: never mention a task, an attempt, a specific word, number or answer from above,
+- is at most 40 words.
+Propose up to 3 edits, each a different idea.{ops}
+
+Reply with JSON only, in exactly this form:
+{example}"""
+
+OPS_NOTE = " You may also rewrite a lesson that misleads (edit, by its id) or remove one that hurts (delete, by its id)."
+EXAMPLE_ADD = '{"edits": [{"op": "add", "text": "<new lesson>"}, {"op": "add", "text": "<another new lesson>"}]}'
+EXAMPLE_ALL = ('{"edits": [{"op": "add", "text": "<new lesson>"}, {"op": "edit", "id": "%s", "text": "<better lesson>"}, '
+               '{"op": "delete", "id": "%s"}]}')
+
+MAX_ATTEMPT_CHARS = 700
+CONTEXT_TALK = re.compile(r"\b(task|attempt|example)s?\s*(\d|[AB]\b)|\b(correct|wrong|incorrect) attempts?\b|"
+                          r"\bthe checker\b", re.I)
+FILLER = re.compile(r"please provide|let me know|i'd be happy|i would be happy|certainly[!,.]|as an ai\b|"
+                    r"here (are|is) (the|some|my)|feel free|sure[!,.]|if you have any|hope this helps", re.I)
+
+
+def order_groups(rollouts: Sequence[Rollout]) -> list[list[Rollout]]:
+    """Group by task; mixed-reward groups first (widest spread first), then all-wrong; drop all-right groups."""
+    by_task: dict[str, list[Rollout]] = defaultdict(list)
+    for r in rollouts:
+        by_task[r.task_id].append(r)
+    mixed, wrong = [], []
+    for group in by_task.values():
+        values = [r.score.value for r in group]
+        if max(values) > min(values):
+            mixed.append(sorted(group, key=lambda r: -r.score.value))
+        elif max(values) < 1.0:
+            wrong.append(group)
+    mixed.sort(key=lambda g: -(g[0].score.value - g[-1].score.value))
+    return mixed + wrong
+
+
+def _clip(text: str) -> str:
+    text = text.strip() or "(empty answer)"
+    if len(text) <= MAX_ATTEMPT_CHARS:
+        return text
+    half = MAX_ATTEMPT_CHARS // 2
+    return f"{text[:half]}\n[... {len(text) - 2 * half} characters elided ...]\n{text[-half:]}"
+
+
+def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
+    """A task with at most two attempts: the best and the worst (a contrast), or one if all scored the same."""
+    picks = [group[0], group[-1]] if group[0].score.value != group[-1].score.value else [group[0]]
+    parts = [f"### Task {i}\nQuestion: {task.prompt}\nCorrect answer: {task.answer}"]
+    for label, r in zip("AB", picks):
+        verdict = "correct" if r.score.value >= 1.0 else ("partly correct" if r.score.value > 0 else "wrong")
+        parts.append(f"Attempt {label} (score {r.score.value:g}, {verdict}; checker: {r.score.feedback}):\n"
+                     f"{_clip(r.completion)}")
+    return "\n\n".join(parts)
+
+
+def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
+                 tasks: dict[str, Task]) -> list[dict]:
+    lesson_list = "\n".join(f"{x.id}. {x.text}" for x in lessons) or "(none yet)"
+    body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
+    example = EXAMPLE_ALL % (lessons[0].id, lessons[-1].id) if lessons else EXAMPLE_ADD
+    user = REFLECT_PROMPT.format(instruction=instruction, lessons=lesson_list, n_tasks=len(groups), groups=body,
+                                 ops=OPS_NOTE if lessons else "", example=example)
+    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+
+
+# ---------------------------------------------------------------- parsing
+
+def _json_candidates(raw: str) -> list[str]:
+    """Fenced blocks first, then every balanced {...} or [...] span, longest first."""
+    out = [m.group(1) for m in re.finditer(r"```(?:json)?\s*(.*?)```", raw, re.S)]
+    for opener, closer in (("{", "}"), ("[", "]")):
+        for start in [m.start() for m in re.finditer(re.escape(opener), raw)]:
+            depth, in_str, esc = 0, False, False
+            for j in range(start, len(raw)):
+                ch = raw[j]
+                if in_str:
+                    esc = ch == "\\" and not esc
+                    if ch == '"' and not esc:
+                        in_str = False
+                    continue
+                if ch == '"':
+                    in_str = True
+                elif ch == opener:
+                    depth += 1
+                elif ch == closer:
+                    depth -= 1
+                    if depth == 0:
+                        out.append(raw[start:j + 1])
+                        break
+    return sorted(set(out), key=len, reverse=True)
+
+
+def _edits_from_obj(obj: object) -> list[Edit] | None:
+    if isinstance(obj, dict):
+        for key in ("edits", "lessons", "changes", "operations"):
+            if isinstance(obj.get(key), list):
+                return _edits_from_obj(obj[key])
+        if any(k in obj for k in ("op", "text", "lesson")):
+            return _edits_from_obj([obj])
+        return None
+    if not isinstance(obj, list):
+        return None
+    edits = []
+    for item in obj:
+        if isinstance(item, str):
+            edits.append(Edit("add", item.strip()))
+        elif isinstance(item, dict):
+            op = str(item.get("op") or item.get("action") or item.get("type") or "add").lower().strip()
+            op = {"create": "add", "new": "add", "insert": "add", "update": "edit", "modify": "edit",
+                  "rewrite": "edit", "replace": "edit", "remove": "delete", "del": "delete"}.get(op, op)
+            text = item.get("text") or item.get("lesson") or item.get("content") or ""
+            edits.append(Edit(op, str(text).strip(), str(item.get("id") or item.get("lesson_id") or "").strip()))
+    return edits
+
+
+def _edits_from_lines(raw: str) -> list[Edit]:
+    edits = []
+    for line in raw.splitlines():
+        m = re.match(r"\s*(?:[-*•]|\d+[.)])\s+(.*)", line) or re.match(r"\s*(?:ADD|LESSON)\s*:\s*(.*)", line, re.I)
+        if m and len(m.group(1).split()) >= 4:
+            edits.append(Edit("add", m.group(1).strip()))
+    return edits
+
+
+def problem_with(text: str) -> str:
+    """Why a proposed lesson text is not a lesson ('' if it is one)."""
+    words = text.split()
+    if len(words) < 4:
+        return "too short to be a lesson"
+    if len(words) > 80:
+        return f"too long ({len(words)} words; at most 80)"
+    if FILLER.search(text):
+        return "chat filler, not a lesson"
+    if re.search(r"<(new|better|another new) lesson>", text):
+        return "the template placeholder, not a lesson"
+    if CONTEXT_TALK.search(text):
+        return "talks about the attempts it was shown instead of advising the next one"
+    return ""
+
+
+def copied_item(text: str, tasks: Sequence[Task]) -> str:
+    """A quoted word or phrase of 4+ characters that comes from a task shown ('' if none): a lesson that names
+    a training item's specifics teaches that item, not the skill (overfitting)."""
+    for q in re.findall(r"['\"‘“]([^'\"’”]{4,})['\"’”]", text):
+        for t in tasks:
+            if q.lower() in t.prompt.lower():
+                return q
+    return ""
+
+
+def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[list[Edit], list[str]]:
+    """Edits the reflector proposed, and notes on what was dropped and why. Never raises."""
+    edits: list[Edit] | None = None
+    for cand in _json_candidates(raw):
+        try:
+            edits = _edits_from_obj(json.loads(cand))
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; deep nesting overflows
+            continue
+        if edits:
+            break
+    if not edits:
+        edits = _edits_from_lines(raw)
+    notes, good, seen = [], [], set()
+    for e in edits:
+        text = re.sub(r"\s+", " ", e.text).strip().strip('"')
+        if e.op not in ("add", "edit", "delete"):
+            notes.append(f"unknown op {e.op!r}")
+            continue
+        if e.op in ("edit", "delete") and e.id not in known_ids:
+            notes.append(f"{e.op} of unknown lesson {e.id!r}")
+            continue
+        if e.op != "delete":
+            why = problem_with(text)
+            if not why and (copied := copied_item(text, shown)):
+                why = f"copies {copied!r} from a training task"
+            if why:
+                notes.append(f"{e.op} rejected: {why}: {text[:60]!r}")
+                continue
+            if text.lower() in seen:
+                continue
+            seen.add(text.lower())
+        good.append(Edit(e.op, text, e.id))
+    if not good and not notes:
+        notes.append("no edits found in the reply (neither JSON nor a list)")
+    return good, notes

@@ -1,0 +1,365 @@
+"""Pure checkers: `(task, completion) -> Score`.
+
+The error contract (taken from gepa): a checker never raises on a bad completion; it scores it 0
+and says why. The feedback sentence matters as much as the value: the reflector reads it to write
+lessons, so it names what was expected, what was found and where it was found ("no 'Answer:' line;
+took the last number ..." teaches the policy to write an answer line).
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import math
+import re
+from fractions import Fraction
+from typing import Any, Callable
+
+from secondnature.types import Reward, Score, Task
+
+# A line that starts (after markdown such as "**", "#", "> ", "- ") with "Answer:" or "Final answer:".
+# The colon may sit inside the bold ("**Answer:** 3") or after it ("**Answer**: 3").
+_ANSWER_LINE = re.compile(r"^[ \t>#*_\-]*(?:final[ \t]+)?answer[ \t*_]*:(.*)$", re.IGNORECASE | re.MULTILINE)
+_BOXED = re.compile(r"^\\boxed\{(.*)\}$", re.DOTALL)
+# A number not glued to a preceding word or digit, so "16-3" yields 16 and 3, not 16 and -3.
+_NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])-?\.\d+")
+_SHOW = 80  # feedback quotes at most this many characters of the model's text
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _SHOW else text[: _SHOW - 3] + "..."
+
+
+def _clean(text: str) -> str:
+    """Peel markdown and LaTeX wrappers until nothing changes: '**\\boxed{3}.**' -> '3'."""
+    while True:
+        before = text
+        text = text.strip().strip("*`").strip()
+        if text.endswith(".") and not text.endswith(".."):
+            text = text[:-1]
+        boxed = _BOXED.match(text)
+        if boxed:
+            text = boxed.group(1)
+        if len(text) > 1 and text.startswith("$") and text.endswith("$"):
+            text = text.strip("$")
+        if text == before:
+            return text
+
+
+def extract_answer(text: str) -> str | None:
+    """The content of the last 'Answer:' line, cleaned; None when there is no such line.
+
+    An empty 'Answer:' line takes the next non-empty line, since small models often break the line there.
+    """
+    matches = list(_ANSWER_LINE.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    content = last.group(1)
+    if not _clean(content):
+        rest = [line for line in text[last.end():].split("\n") if line.strip()]
+        content = rest[0] if rest else ""
+    return _clean(content)
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.split("\n") if line.strip()]
+    return _clean(lines[-1]) if lines else ""
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def _safe(checker: Callable[[Task, str], Score]) -> Reward:
+    """Last line of defence for the never-raise contract: a bug in a checker scores 0, it does not crash a run."""
+
+    @functools.wraps(checker)
+    def wrapped(task: Task, completion: str) -> Score:
+        try:
+            return checker(task, completion if isinstance(completion, str) else str(completion))
+        except Exception as err:  # noqa: BLE001 - the contract is to never raise
+            return Score(0.0, f"checker {checker.__name__} failed: {type(err).__name__}: {err}")
+
+    return wrapped
+
+
+def _answer_or_last_line(completion: str) -> tuple[str, str]:
+    """(the answer text, a note on where it came from; '' when it came from an 'Answer:' line)."""
+    got = extract_answer(completion)
+    if got is not None:
+        return got, ""
+    return _last_line(completion), "no 'Answer:' line; compared the last line"
+
+
+def _verdict(ok: bool, expected: str, got: str, note: str) -> Score:
+    if ok:
+        return Score(1.0, f"correct: {_clip(got)}" + (f" ({note})" if note else ""))
+    if note:
+        return Score(0.0, f"{note} '{_clip(got)}': expected {_clip(expected)}")
+    return Score(0.0, f"expected {_clip(expected)}, got {_clip(got)}")
+
+
+@_safe
+def exact(task: Task, completion: str) -> Score:
+    """Case-insensitive string match with whitespace collapsed."""
+    got, note = _answer_or_last_line(completion)
+    if not got:
+        return Score(0.0, f"no answer found: expected {_clip(task.answer)}")
+    return _verdict(_norm(got) == _norm(_clean(task.answer)), task.answer, got, note)
+
+
+def parse_number(text: str) -> Fraction | None:
+    """The last number in `text` as an exact Fraction ('$1,234.50' -> 2469/2, '3/4' -> 3/4), or None."""
+    found = _NUMBER.findall(text.replace("\u2212", "-"))
+    if not found:
+        return None
+    token = found[-1].replace(",", "")
+    try:
+        return Fraction(token)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _close(a: Fraction, b: Fraction) -> bool:
+    return a == b or abs(a - b) <= Fraction(1, 10**6) * max(abs(a), abs(b))
+
+
+def _fmt(x: Fraction) -> str:
+    return str(x.numerator) if x.denominator == 1 else f"{x} ({float(x):g})"
+
+
+@_safe
+def number(task: Task, completion: str) -> Score:
+    """Numeric match within 1e-6 relative. The 'Answer:' line wins; else the last number in the text."""
+    expected = parse_number(task.answer)
+    if expected is None:
+        return Score(0.0, f"reference answer {task.answer!r} is not a number; use another checker")
+    line = extract_answer(completion)
+    got = None
+    if line is not None:
+        # "Answer: 16 - 3 - 4 = 9" means 9; "Answer: 2 (r at 3, 8, 9)" means 2: after the last '=', first number.
+        first = _NUMBER.search(line.rsplit("=", 1)[-1])
+        got = parse_number(first.group(0)) if first else None
+        if got is not None:
+            if _close(got, expected):
+                return Score(1.0, f"correct: {_fmt(got)}")
+            return Score(0.0, f"expected {_fmt(expected)}, got {_fmt(got)}")
+    source = "no 'Answer:' line" if line is None else f"'Answer:' line '{_clip(line)}' has no number"
+    got = parse_number(completion)
+    if got is None:
+        return Score(0.0, f"no answer found ({source} and no number in the text): expected {task.answer}")
+    if _close(got, expected):
+        return Score(1.0, f"correct: {_fmt(got)} ({source}; took the last number in the text)")
+    return Score(0.0, f"{source}; took the last number {_fmt(got)} from the text: expected {_fmt(expected)}")
+
+
+_LETTER_REF = re.compile(r"^\(?([A-Za-z])\)?$")
+# "(A)" and "a)" in any case; a bare capital must end the line or be followed by '.', ':' or ',':
+# "I think (B)" is not option I.
+_LEADING_LETTER = re.compile(r"^(?:\(?([A-Za-z])\)|([A-Z])(?:[.:,](?:\s|$)|$))")
+_PAREN_LETTER = re.compile(r"\(([A-Z])\)")
+_OPTION_LINE = re.compile(r"^\s*\(([A-Z])\)\s*(.+?)\s*$", re.MULTILINE)
+
+
+def _choice_in(line: str, prompt: str) -> str | None:
+    """The option letter an answer line names: '(A)', 'A', 'A)', '(A) text', '... (A) ...', or an option's text."""
+    lead = _LEADING_LETTER.match(line)
+    if lead:
+        return (lead.group(1) or lead.group(2)).upper()
+    inner = _PAREN_LETTER.findall(line)
+    if inner:
+        return inner[-1]
+    for letter, text in _OPTION_LINE.findall(prompt):
+        if _norm(text) == _norm(line):
+            return letter
+    return None
+
+
+@_safe
+def choice(task: Task, completion: str) -> Score:
+    """Multiple choice: the reference is '(A)' or 'A'; the last '(X)' in the text is the fallback."""
+    ref = _LETTER_REF.match(task.answer.strip())
+    if not ref:
+        return Score(0.0, f"reference answer {task.answer!r} is not an option letter like (A); use another checker")
+    expected = ref.group(1).upper()
+    line = extract_answer(completion)
+    got = _choice_in(line, task.prompt) if line else None
+    note = ""
+    if got is None:
+        found = _PAREN_LETTER.findall(completion)
+        if not found:
+            where = "no 'Answer:' line" if line is None else f"'Answer:' line '{_clip(line)}' names no option"
+            return Score(0.0, f"no answer found ({where}): expected ({expected})")
+        got = found[-1]
+        note = ("no 'Answer:' line" if line is None else f"'Answer:' line '{_clip(line)}' names no option") + (
+            "; took the last (X) in the text"
+        )
+    if got == expected:
+        return Score(1.0, f"correct: ({got})" + (f" ({note})" if note else ""))
+    if note:
+        return Score(0.0, f"{note}, ({got}): expected ({expected})")
+    return Score(0.0, f"expected ({expected}), got ({got})")
+
+
+@_safe
+def regex(task: Task, completion: str) -> Score:
+    """task.answer is a regular expression searched (case-insensitively) in the answer, else the whole text."""
+    try:
+        pattern = re.compile(task.answer, re.IGNORECASE)
+    except re.error as err:
+        return Score(0.0, f"invalid regular expression in reference {task.answer!r}: {err}")
+    line = extract_answer(completion)
+    target = line if line is not None else completion
+    where = "answer" if line is not None else "text (no 'Answer:' line)"
+    if pattern.search(target):
+        return Score(1.0, f"correct: {where} '{_clip(target)}' matches /{_clip(task.answer)}/")
+    return Score(0.0, f"{where} '{_clip(target)}' does not match /{_clip(task.answer)}/")
+
+
+# --- Game of 24 ---------------------------------------------------------------------------------
+
+_OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+_SPELLINGS = {"\u00d7": "*", "\u00f7": "/", "\u2212": "-", "\\times": "*", "\\cdot": "*", "\\div": "/",
+              "[": "(", "]": ")", "{": "(", "}": ")"}
+
+
+class _Reject(Exception):
+    """Why an expression is not a valid Game-of-24 answer; its message becomes the feedback."""
+
+
+def _evaluate(node: ast.AST, used: list[int]) -> Fraction:
+    """Exact value of a whitelisted AST: int literals, + - * / and parentheses. Never eval."""
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        left, right = _evaluate(node.left, used), _evaluate(node.right, used)
+        op = type(node.op)
+        if op is ast.Add:
+            return left + right
+        if op is ast.Sub:
+            return left - right
+        if op is ast.Mult:
+            return left * right
+        if right == 0:
+            raise _Reject("division by zero")
+        return left / right
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        used.append(node.value)
+        return Fraction(node.value)
+    if isinstance(node, ast.Constant):
+        raise _Reject(f"{node.value!r} is not a whole number; use the four given integers")
+    if isinstance(node, ast.UnaryOp):
+        raise _Reject("unary signs are not allowed; use each number once with + - * /")
+    if isinstance(node, ast.BinOp):
+        raise _Reject("only + - * / are allowed")
+    raise _Reject(f"{type(node).__name__} is not allowed; only numbers, + - * / and parentheses")
+
+
+def _expression_of(answer: str) -> str:
+    """'(1-1)+(4*6) = 24' -> '(1-1)+(4*6)'; '24 = 4*6' -> '4*6'."""
+    for spelled, op in _SPELLINGS.items():
+        answer = answer.replace(spelled, op)
+    answer = re.sub(r"(?<=[\d)])\s*[xX]\s*(?=[\d(])", "*", answer)
+    answer = re.sub(r"\s*=\s*24(?:\.0*)?\s*$", "", answer)
+    answer = re.sub(r"^\s*24\s*=\s*", "", answer)
+    return answer.split("=", 1)[0].strip()
+
+
+@_safe
+def expression24(task: Task, completion: str) -> Score:
+    """An arithmetic expression that uses exactly the puzzle's four numbers and equals 24."""
+    numbers = task.metadata.get("numbers")
+    if not isinstance(numbers, (list, tuple)) or not numbers:
+        return Score(0.0, "task has no metadata['numbers']; cannot check a Game of 24 answer")
+    line, note = _answer_or_last_line(completion)
+    if not line:
+        return Score(0.0, "no answer found: end with a line 'Answer: <expression>'")
+    expr = _expression_of(line)
+    prefix = f"{note} '{_clip(line)}': " if note else ""
+    if len(expr) > 200:
+        return Score(0.0, f"{prefix}expression is too long ({len(expr)} characters)")
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return Score(0.0, f"{prefix}could not parse '{_clip(expr)}' as an arithmetic expression")
+    used: list[int] = []
+    try:
+        value = _evaluate(tree.body, used)
+    except _Reject as why:
+        return Score(0.0, f"{prefix}'{_clip(expr)}': {why}")
+    except RecursionError:
+        return Score(0.0, f"{prefix}'{_clip(expr)}' is nested too deeply")
+    if sorted(used) != sorted(numbers):
+        return Score(0.0, f"{prefix}'{_clip(expr)}' uses {sorted(used)} but the puzzle has {sorted(numbers)};"
+                          " use each number exactly once")
+    if value != 24:
+        return Score(0.0, f"{prefix}'{_clip(expr)}' evaluates to {_fmt(value)}, not 24")
+    return Score(1.0, f"correct: {_clip(expr)} = 24" + (f" ({note})" if note else ""))
+
+
+@_safe
+def dyck(task: Task, completion: str) -> Score:
+    """Exact match after removing all whitespace (closing brackets may be spaced or not)."""
+    got, note = _answer_or_last_line(completion)
+    if not got:
+        return Score(0.0, f"no answer found: expected {_clip(task.answer)}")
+    return _verdict("".join(got.split()) == "".join(task.answer.split()), task.answer, got, note)
+
+
+CHECKERS: dict[str, Reward] = {
+    "exact": exact,
+    "number": number,
+    "choice": choice,
+    "regex": regex,
+    "expression24": expression24,
+    "dyck": dyck,
+}
+
+
+def _as_score(result: Any, name: str) -> Score:
+    """A user checker may return Score, float, int or bool; clamp to [0, 1] (NaN counts as 0)."""
+    if isinstance(result, Score):
+        value, feedback = result.value, result.feedback
+    elif isinstance(result, (bool, int, float)):
+        value, feedback = float(result), f"{name} returned {result!r}"
+    else:
+        return Score(0.0, f"checker {name} returned {type(result).__name__}; it must return Score, float, int or bool")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return Score(0.0, f"checker {name} returned a non-numeric value {value!r}")
+    if math.isnan(value):
+        value = 0.0
+    return Score(min(1.0, max(0.0, value)), feedback or f"{name} returned {value:g}")
+
+
+def get_checker(name: str) -> Reward:
+    """A built-in checker by name, or a user's 'package.module:function' imported from the path."""
+    if name in CHECKERS:
+        return CHECKERS[name]
+    valid = ", ".join(CHECKERS)
+    if ":" not in name:
+        raise ValueError(f"unknown checker {name!r}: use one of {valid}, or 'package.module:function'")
+    module_name, _, func_name = name.rpartition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:  # ImportError, but also any error the module raises while importing
+        raise ValueError(
+            f"cannot import checker module {module_name!r} ({type(err).__name__}: {err}); "
+            "module:function must be importable from the current directory / PYTHONPATH"
+        ) from err
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ValueError(
+            f"checker {name!r}: module {module_name!r} has no function {func_name!r}; "
+            f"define {func_name}(task, completion) there, or use one of {valid}"
+        )
+
+    def user_checker(task: Task, completion: str) -> Score:
+        try:
+            return _as_score(func(task, completion), name)
+        except Exception as err:  # noqa: BLE001 - a user's bug scores 0, it does not stop a run
+            return Score(0.0, f"checker raised {type(err).__name__}: {err}")
+
+    user_checker.__name__ = func_name
+    return user_checker

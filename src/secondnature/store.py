@@ -1,0 +1,292 @@
+"""The lesson store: one SQLite file (WAL), named migrations, and the only SQL in the package.
+
+Rollouts and reflections are kept because they are the evidence behind every lesson. Lessons are
+immutable rows (an edit adds a row whose `parent` is the old one); a revision is an immutable list
+of lesson ids for a scope, and the newest revision of a scope is its head. Accepting a revision
+writes its lessons, the revision, its gate record and the run's progress in one transaction, so a
+killed process leaves either all of it or none.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .types import Completion, Lesson, Revision, Rollout, Score
+
+APP_ID = 0x534E4154  # "SNAT" in PRAGMA application_id: tells our files from foreign SQLite files
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("001_initial", """
+    CREATE TABLE runs (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, config TEXT NOT NULL, status TEXT NOT NULL,
+        steps_done INTEGER NOT NULL DEFAULT 0, rollouts_used INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+    CREATE TABLE rollouts (id TEXT PRIMARY KEY, run_id INTEGER, scope TEXT, task_id TEXT NOT NULL,
+        messages TEXT NOT NULL, completion TEXT NOT NULL, score REAL NOT NULL, feedback TEXT NOT NULL,
+        lesson_ids TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER, sample INTEGER,
+        prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL, error TEXT, purpose TEXT,
+        created_at TEXT NOT NULL);
+    CREATE INDEX rollouts_run ON rollouts(run_id);
+    CREATE TABLE reflections (id TEXT PRIMARY KEY, run_id INTEGER, scope TEXT, model TEXT NOT NULL,
+        rollout_ids TEXT NOT NULL, prompt TEXT NOT NULL, raw TEXT NOT NULL, edits TEXT NOT NULL,
+        parse_error TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE TABLE lessons (id TEXT PRIMARY KEY, seq INTEGER UNIQUE NOT NULL, text TEXT NOT NULL,
+        scope TEXT NOT NULL, evidence TEXT NOT NULL, reflection_id TEXT, parent TEXT,
+        uses INTEGER NOT NULL DEFAULT 0, gain REAL NOT NULL DEFAULT 0, status TEXT NOT NULL,
+        created_at TEXT NOT NULL);
+    CREATE TABLE revisions (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, parent INTEGER, lesson_ids TEXT NOT NULL,
+        note TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX revisions_scope ON revisions(scope, id);
+    CREATE TABLE gates (id INTEGER PRIMARY KEY, run_id INTEGER, scope TEXT NOT NULL, current_revision INTEGER,
+        proposed TEXT NOT NULL, reflection_id TEXT, n INTEGER NOT NULL, current_score REAL NOT NULL,
+        proposed_score REAL NOT NULL, wins INTEGER NOT NULL, losses INTEGER NOT NULL, p_value REAL NOT NULL,
+        decision TEXT NOT NULL, reason TEXT NOT NULL, revision_id INTEGER, created_at TEXT NOT NULL);
+    CREATE TABLE completions (key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER,
+        completion_tokens INTEGER, latency_s REAL, created_at TEXT NOT NULL);
+    """),
+]
+
+
+class StoreError(RuntimeError):
+    """The store file cannot be used as it is; the message says why and what to do."""
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_path() -> Path:
+    from .weights import home
+    return home() / "store.db"
+
+
+class LessonStore:
+    """SQLite-backed store. Stateful (a connection), so a class; every method is one short query."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not self.path.exists() or self.path.stat().st_size == 0
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path} is not a readable SQLite database ({e}); move it aside or pass "
+                             f"--store with another path. Nothing was changed.") from e
+        if not fresh and app_id != APP_ID and tables:
+            raise StoreError(f"{self.path} is an SQLite file that secondnature did not create (tables: "
+                             f"{', '.join(sorted(tables)[:5])}); pass --store with another path. Nothing was changed.")
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.db.in_transaction:  # nested: the outer transaction owns the commit
+            yield self.db
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            db.execute(f"PRAGMA application_id={APP_ID}")
+            db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+            done = {r[0] for r in db.execute("SELECT name FROM migrations")}
+            known = {name for name, _ in MIGRATIONS}
+            if done - known:
+                raise StoreError(f"{self.path} was written by a newer secondnature (migrations {sorted(done - known)});"
+                                 f" upgrade secondnature to use it")
+            for name, sql in MIGRATIONS:
+                if name not in done:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute("INSERT INTO migrations VALUES (?, ?)", (name, now()))
+
+    def migrations(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT name FROM migrations ORDER BY name")]
+
+    # ------------------------------------------------------------ completion cache
+    def get_completion(self, key: str) -> Completion | None:
+        r = self.db.execute("SELECT * FROM completions WHERE key=?", (key,)).fetchone()
+        if r is None:
+            return None
+        return Completion(r["text"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], cached=True)
+
+    def put_completion(self, key: str, c: Completion) -> None:
+        self.db.execute("INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?)",
+                        (key, c.text, c.prompt_tokens, c.completion_tokens, c.latency_s, now()))
+
+    # ------------------------------------------------------------ rollouts and reflections
+    def add_rollouts(self, rollouts: list[Rollout], *, run_id: int | None = None, scope: str = "") -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO rollouts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.id, run_id, scope, r.task_id, json.dumps(r.messages), r.completion, r.score.value, r.score.feedback,
+                  json.dumps(r.lesson_ids), r.model, r.seed, r.sample, r.prompt_tokens, r.completion_tokens,
+                  r.latency_s, r.error, r.purpose, now()) for r in rollouts])
+
+    def rollout(self, rollout_id: str) -> Rollout | None:
+        r = self.db.execute("SELECT * FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
+        if r is None:
+            return None
+        return Rollout(r["id"], r["task_id"], tuple(json.loads(r["messages"])), r["completion"],
+                       Score(r["score"], r["feedback"]), tuple(json.loads(r["lesson_ids"])), r["model"], r["seed"],
+                       r["sample"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], r["error"] or "",
+                       r["purpose"] or "")
+
+    def add_reflection(self, rid: str, *, run_id: int | None, scope: str, model: str, rollout_ids: list[str],
+                       prompt: str, raw: str, edits: list[dict], parse_error: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO reflections VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (rid, run_id, scope, model, json.dumps(rollout_ids), prompt, raw, json.dumps(edits),
+                         parse_error, now()))
+
+    def reflection(self, rid: str) -> dict | None:
+        r = self.db.execute("SELECT * FROM reflections WHERE id=?", (rid,)).fetchone()
+        return dict(r) if r else None
+
+    def reflections(self, run_id: int | None = None) -> list[dict]:
+        q = "SELECT * FROM reflections" + (" WHERE run_id=?" if run_id is not None else "") + " ORDER BY created_at"
+        return [dict(r) for r in self.db.execute(q, (run_id,) if run_id is not None else ())]
+
+    # ------------------------------------------------------------ lessons and revisions
+    def next_lesson_id(self) -> str:
+        seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM lessons").fetchone()[0]
+        return f"L{seq}"
+
+    def add_lesson(self, lesson: Lesson) -> Lesson:
+        """Insert a new lesson; its id is assigned here (L1, L2, ...) so ids never collide."""
+        with self.transaction() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM lessons").fetchone()[0]
+            lesson = Lesson(**{**asdict(lesson), "id": f"L{seq}"})
+            db.execute("INSERT INTO lessons VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       (lesson.id, seq, lesson.text, lesson.scope, json.dumps(list(lesson.evidence)),
+                        lesson.reflection_id, lesson.parent, lesson.uses, lesson.gain, lesson.status, now()))
+        return lesson
+
+    def lesson(self, lesson_id: str) -> Lesson | None:
+        r = self.db.execute("SELECT * FROM lessons WHERE id=?", (lesson_id,)).fetchone()
+        return _lesson(r) if r else None
+
+    def lessons(self, scope: str | None = None, status: str | None = None) -> list[Lesson]:
+        q, args = "SELECT * FROM lessons WHERE 1=1", []
+        if scope is not None:
+            q, args = q + " AND scope=?", args + [scope]
+        if status is not None:
+            q, args = q + " AND status=?", args + [status]
+        return [_lesson(r) for r in self.db.execute(q + " ORDER BY seq", args)]
+
+    def lesson_created_at(self, lesson_id: str) -> str:
+        r = self.db.execute("SELECT created_at FROM lessons WHERE id=?", (lesson_id,)).fetchone()
+        return r[0] if r else ""
+
+    def credit(self, lesson_id: str, *, uses: int = 0, gain: float | None = None) -> None:
+        if gain is None:
+            self.db.execute("UPDATE lessons SET uses=uses+? WHERE id=?", (uses, lesson_id))
+        else:
+            self.db.execute("UPDATE lessons SET uses=uses+?, gain=? WHERE id=?", (uses, gain, lesson_id))
+
+    def commit_revision(self, scope: str, lesson_ids: list[str], note: str, *, gate: dict | None = None,
+                        run_progress: tuple[int, int, int] | None = None) -> Revision:
+        """Make `lesson_ids` the new head of `scope`, atomically with its gate record and the run's progress."""
+        with self.transaction() as db:
+            head = self.head(scope)
+            cur = db.execute("INSERT INTO revisions (scope, parent, lesson_ids, note, created_at) VALUES (?,?,?,?,?)",
+                             (scope, head.id if head else None, json.dumps(lesson_ids), note, now()))
+            rev_id = cur.lastrowid
+            keep = set(lesson_ids)
+            for lesson in self.lessons(scope):
+                status = "active" if lesson.id in keep else ("retired" if lesson.status == "active" else lesson.status)
+                if status != lesson.status:
+                    db.execute("UPDATE lessons SET status=? WHERE id=?", (status, lesson.id))
+            if gate is not None:
+                self.add_gate({**gate, "revision_id": rev_id, "decision": "accepted"})
+            if run_progress is not None:
+                self.update_run(*run_progress)
+        return self.revision(rev_id)
+
+    def head(self, scope: str) -> Revision | None:
+        r = self.db.execute("SELECT * FROM revisions WHERE scope=? ORDER BY id DESC LIMIT 1", (scope,)).fetchone()
+        return _revision(r) if r else None
+
+    def revision(self, rev_id: int) -> Revision | None:
+        r = self.db.execute("SELECT * FROM revisions WHERE id=?", (rev_id,)).fetchone()
+        return _revision(r) if r else None
+
+    def revisions(self, scope: str | None = None) -> list[Revision]:
+        q = "SELECT * FROM revisions" + (" WHERE scope=?" if scope else "") + " ORDER BY id"
+        return [_revision(r) for r in self.db.execute(q, (scope,) if scope else ())]
+
+    def scopes(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT scope FROM revisions ORDER BY scope")]
+
+    def revision_lessons(self, rev: Revision | None) -> list[Lesson]:
+        if rev is None:
+            return []
+        return [lesson for lid in rev.lesson_ids if (lesson := self.lesson(lid)) is not None]
+
+    # ------------------------------------------------------------ gates and runs
+    def add_gate(self, g: dict) -> None:
+        self.db.execute(
+            "INSERT INTO gates (run_id, scope, current_revision, proposed, reflection_id, n, current_score, "
+            "proposed_score, wins, losses, p_value, decision, reason, revision_id, created_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (g.get("run_id"), g["scope"], g.get("current_revision"), json.dumps(g["proposed"]), g.get("reflection_id"),
+             g["n"], g["current_score"], g["proposed_score"], g["wins"], g["losses"], g["p_value"], g["decision"],
+             g["reason"], g.get("revision_id"), now()))
+
+    def gates(self, scope: str | None = None, run_id: int | None = None) -> list[dict]:
+        q, args = "SELECT * FROM gates WHERE 1=1", []
+        if scope:
+            q, args = q + " AND scope=?", args + [scope]
+        if run_id is not None:
+            q, args = q + " AND run_id=?", args + [run_id]
+        return [dict(r) for r in self.db.execute(q + " ORDER BY id", args)]
+
+    def start_run(self, scope: str, config: dict) -> int:
+        t = now()
+        return self.db.execute("INSERT INTO runs (scope, config, status, created_at, updated_at) VALUES (?,?,?,?,?)",
+                               (scope, json.dumps(config, sort_keys=True), "running", t, t)).lastrowid
+
+    def run(self, run_id: int) -> dict | None:
+        r = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return {**dict(r), "config": json.loads(r["config"])} if r else None
+
+    def last_run(self, scope: str) -> dict | None:
+        r = self.db.execute("SELECT id FROM runs WHERE scope=? ORDER BY id DESC LIMIT 1", (scope,)).fetchone()
+        return self.run(r[0]) if r else None
+
+    def update_run(self, run_id: int, steps_done: int, rollouts_used: int, status: str | None = None) -> None:
+        self.db.execute("UPDATE runs SET steps_done=?, rollouts_used=?, status=COALESCE(?, status), updated_at=? "
+                        "WHERE id=?", (steps_done, rollouts_used, status, now(), run_id))
+
+
+def _lesson(r: sqlite3.Row) -> Lesson:
+    return Lesson(r["id"], r["text"], r["scope"], tuple(json.loads(r["evidence"])), r["reflection_id"] or "",
+                  r["parent"] or "", r["uses"], r["gain"], r["status"])
+
+
+def _revision(r: sqlite3.Row) -> Revision:
+    return Revision(r["id"], r["scope"], tuple(json.loads(r["lesson_ids"])), r["parent"], r["note"], r["created_at"])
+
+
+def open_store(path: str | Path | None = None) -> LessonStore:
+    env = os.environ.get("SECONDNATURE_STORE")
+    return LessonStore(path or env or None)

@@ -1,0 +1,72 @@
+"""Task sets by name: the built-in ones (letters, game24, gsm8k, bbh/<task>) or a user's JSONL file.
+
+`load_taskset` is the one entry point the CLI and the learning loop use; `split` gives every task set
+the same deterministic train / val / test cut, so a lesson is always judged on tasks it never saw.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Sequence
+
+from secondnature.rewards import get_checker
+from secondnature.tasks.builtin import BBH_TASKS, LETTER_TIERS, bbh, game24, gsm8k, letters
+from secondnature.tasks.jsonl import TaskFileError, load_jsonl
+from secondnature.types import Task, TaskSet
+
+__all__ = ["TaskFileError", "list_tasksets", "load_taskset", "split"]
+
+
+def list_tasksets() -> list[str]:
+    """The built-in specs `load_taskset` accepts (besides 'letters:<tiers>', 'gsm8k:train' and file paths)."""
+    return ["letters", "game24", "gsm8k"] + [f"bbh/{t}" for t in BBH_TASKS]
+
+
+def _letters(tiers_spec: str) -> TaskSet:
+    tiers = tuple(t.strip() for t in tiers_spec.split(",") if t.strip())
+    unknown = [t for t in tiers if t not in LETTER_TIERS]
+    if unknown or not tiers:
+        raise ValueError(f"unknown letters tier(s) {', '.join(unknown) or '(none given)'}: "
+                         f"use letters:<tier>,<tier> with tiers from {', '.join(LETTER_TIERS)}")
+    return letters(tiers)
+
+
+def load_taskset(spec: str, checker: str | None = None) -> TaskSet:
+    """A task set by spec: 'letters[:tiers]', 'game24', 'gsm8k[:train]', 'bbh/<task>', or a path to a .jsonl file.
+
+    `checker` is the default for a file's lines; for a built-in set it replaces the set's own checker.
+    """
+    spec = spec.strip()
+    if spec.endswith(".jsonl"):
+        return load_jsonl(spec, checker)
+    name, _, arg = spec.partition(":")
+    if name == "letters":
+        taskset = _letters(arg) if arg else letters()
+    elif spec == "game24":
+        taskset = game24()
+    elif name == "gsm8k":
+        taskset = gsm8k(arg or "test")
+    elif spec.startswith("bbh/"):
+        taskset = bbh(spec[len("bbh/"):])
+    else:
+        raise ValueError(f"unknown task set {spec!r}: use one of {', '.join(list_tasksets())}, "
+                         "letters:<tiers>, gsm8k:train, or a path to a .jsonl file")
+    return replace(taskset, reward=get_checker(checker)) if checker else taskset
+
+
+def split(tasks: Sequence[Task], seed: int = 0,
+          fractions: tuple[float, float, float] = (0.4, 0.2, 0.4)) -> dict[str, tuple[Task, ...]]:
+    """Deterministic train / val / test split: sorted by id first, so input order never matters.
+
+    test = round(fractions[2] * n), val = round(fractions[1] * n), train = the rest.
+    """
+    ordered = sorted(tasks, key=lambda t: (t.id, t.prompt))
+    random.Random(seed).shuffle(ordered)
+    n = len(ordered)
+    n_test = min(n, round(fractions[2] * n))
+    n_val = min(n - n_test, round(fractions[1] * n))
+    return {
+        "train": tuple(ordered[n_test + n_val:]),
+        "val": tuple(ordered[n_test:n_test + n_val]),
+        "test": tuple(ordered[:n_test]),
+    }

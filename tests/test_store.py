@@ -1,0 +1,213 @@
+"""LessonStore: named migrations, refusing foreign files untouched, lesson ids, revisions, atomicity, evidence."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from secondnature import store as store_mod
+from secondnature.store import MIGRATIONS, LessonStore, StoreError
+from secondnature.types import Completion, Lesson, Rollout, Score
+
+SCOPE = "letters:medium,hard"
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "store.db"
+
+
+def add(store: LessonStore, text: str, scope: str = SCOPE) -> Lesson:
+    return store.add_lesson(Lesson("", text, scope))
+
+
+def rollout(rid: str, value: float = 1.0) -> Rollout:
+    return Rollout(rid, "t1", ({"role": "system", "content": "sys"}, {"role": "user", "content": "How many r?"}),
+                   "r-r-r: Answer: 3", Score(value, "expected 3, got 3"), ("L1", "L2"), "qwen-0.5b", 7, 2,
+                   prompt_tokens=40, completion_tokens=12, latency_s=0.25, error="", purpose="val")
+
+
+# ---------------------------------------------------------------- migrations
+
+def test_migrations_are_recorded_once(path: Path) -> None:
+    s = LessonStore(path)
+    assert s.migrations() == [name for name, _ in MIGRATIONS]
+    applied = s.db.execute("SELECT name, applied_at FROM migrations").fetchall()
+    add(s, "Spell the word letter by letter, then count.")
+    s.close()
+
+    s = LessonStore(path)  # reopening must not re-run (CREATE TABLE would fail) nor re-record
+    assert s.db.execute("SELECT name, applied_at FROM migrations").fetchall() == applied
+    assert [x.text for x in s.lessons()] == ["Spell the word letter by letter, then count."]
+
+
+def test_only_new_migrations_run_on_reopen(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    LessonStore(path).close()
+    extra = ("002_counter", "CREATE TABLE IF NOT EXISTS ran (x INTEGER); INSERT INTO ran VALUES (1)")
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*MIGRATIONS, extra])
+    for _ in range(3):
+        s = LessonStore(path)
+        assert s.migrations() == ["001_initial", "002_counter"]
+        assert s.db.execute("SELECT COUNT(*) FROM ran").fetchone()[0] == 1
+        s.close()
+
+
+def test_file_from_newer_version_is_refused(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_mod, "MIGRATIONS", [*MIGRATIONS, ("999_future", "CREATE TABLE future (x)")])
+    LessonStore(path).close()
+    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
+    with pytest.raises(StoreError, match="upgrade"):
+        LessonStore(path)
+
+
+# ---------------------------------------------------------------- foreign files are refused and left alone
+
+def test_random_bytes_file_is_refused_and_unchanged(path: Path) -> None:
+    data = b"not a database\x00" + os.urandom(4096)
+    path.write_bytes(data)
+    with pytest.raises(StoreError, match="not a readable SQLite database"):
+        LessonStore(path)
+    assert path.read_bytes() == data
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_foreign_sqlite_is_refused_and_unchanged(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE foo (x INTEGER)")
+    db.execute("INSERT INTO foo VALUES (42)")
+    db.commit()
+    db.close()
+    data = path.read_bytes()
+    with pytest.raises(StoreError) as info:
+        LessonStore(path)
+    assert str(path) in str(info.value)
+    assert "foo" in str(info.value)
+    assert path.read_bytes() == data
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall() == [("foo",)]
+    db.close()
+
+
+def test_empty_file_is_adopted_as_new_store(path: Path) -> None:
+    path.write_bytes(b"")
+    s = LessonStore(path)
+    assert s.migrations() == ["001_initial"]
+    assert s.db.execute("PRAGMA application_id").fetchone()[0] == store_mod.APP_ID
+
+
+# ---------------------------------------------------------------- lessons and revisions
+
+def test_lesson_ids_are_sequential_and_assigned_by_the_store(path: Path) -> None:
+    s = LessonStore(path)
+    assert s.next_lesson_id() == "L1"
+    a = s.add_lesson(Lesson("ignored-id", "Spell the word letter by letter, then count.", SCOPE))
+    b = add(s, "Write the final answer on its own line as Answer: N.")
+    assert (a.id, b.id) == ("L1", "L2")
+    assert s.next_lesson_id() == "L3"
+    assert s.lesson("L1") == a
+    assert s.lesson("L2").text == "Write the final answer on its own line as Answer: N."
+    assert s.lesson("L99") is None
+    assert [x.id for x in s.lessons(SCOPE)] == ["L1", "L2"]
+    assert s.lessons("other") == []
+
+
+def test_commit_revision_heads_retires_and_restores(path: Path) -> None:
+    s = LessonStore(path)
+    l1, l2, l3 = (add(s, f"Lesson number {i} says do the thing carefully.") for i in (1, 2, 3))
+    other = add(s, "A lesson for another scope entirely here.", scope="game24")
+    r1 = s.commit_revision(SCOPE, [l1.id, l2.id], "first")
+    assert s.head(SCOPE) == r1 and r1.parent is None and r1.lesson_ids == ("L1", "L2")
+    assert s.lesson(l3.id).status == "retired"  # added but not in the head
+
+    r2 = s.commit_revision(SCOPE, [l2.id, l3.id], "second")
+    assert s.head(SCOPE) == r2 and r2.parent == r1.id and r2.id > r1.id
+    assert {x.id: x.status for x in s.lessons(SCOPE)} == {"L1": "retired", "L2": "active", "L3": "active"}
+    assert s.lesson(other.id).status == "active"  # other scopes are not touched
+    assert [x.id for x in s.revision_lessons(r2)] == ["L2", "L3"]
+
+    r3 = s.commit_revision(SCOPE, list(s.revision(r1.id).lesson_ids), "restore 1")
+    assert s.head(SCOPE) == r3 and r3.lesson_ids == r1.lesson_ids and r3.parent == r2.id
+    assert {x.id: x.status for x in s.lessons(SCOPE)} == {"L1": "active", "L2": "active", "L3": "retired"}
+    assert [r.id for r in s.revisions(SCOPE)] == [r1.id, r2.id, r3.id]
+    assert s.revision(r1.id) == r1  # revisions are immutable
+    assert s.scopes() == [SCOPE]
+
+
+def test_failed_transaction_leaves_nothing(path: Path) -> None:
+    s = LessonStore(path)
+    with pytest.raises(RuntimeError, match="boom"):
+        with s.transaction():
+            lesson = add(s, "Spell the word letter by letter, then count.")
+            s.commit_revision(SCOPE, [lesson.id], "accepted")
+            raise RuntimeError("boom")
+    assert s.lessons() == [] and s.revisions() == [] and s.head(SCOPE) is None
+    assert s.next_lesson_id() == "L1"
+    s.close()
+    s = LessonStore(path)
+    assert s.lessons() == [] and s.revisions() == [] and s.head(SCOPE) is None
+
+
+def test_commit_revision_is_atomic_with_its_gate_record(path: Path) -> None:
+    s = LessonStore(path)
+    l1, l2 = add(s, "First lesson says count each letter."), add(s, "Second lesson says answer briefly.")
+    r1 = s.commit_revision(SCOPE, [l1.id], "first")
+    with pytest.raises(KeyError):  # an incomplete gate record fails after the revision row was written
+        s.commit_revision(SCOPE, [l2.id], "second", gate={"scope": SCOPE})
+    assert s.head(SCOPE) == r1
+    assert [r.id for r in s.revisions()] == [r1.id]
+    assert s.lesson(l1.id).status == "active"
+    assert s.gates() == []
+
+
+def test_commit_revision_records_gate_and_run_progress(path: Path) -> None:
+    s = LessonStore(path)
+    run = s.start_run(SCOPE, {"budget": 10})
+    lesson = add(s, "Spell the word letter by letter, then count.")
+    gate = {"run_id": run, "scope": SCOPE, "current_revision": None, "proposed": [lesson.id], "n": 8,
+            "current_score": 0.25, "proposed_score": 0.5, "wins": 3, "losses": 1, "p_value": 0.3125,
+            "reason": "won"}
+    rev = s.commit_revision(SCOPE, [lesson.id], "accepted", gate=gate, run_progress=(run, 2, 48))
+    (g,) = s.gates(SCOPE)
+    assert g["revision_id"] == rev.id and g["decision"] == "accepted" and json.loads(g["proposed"]) == [lesson.id]
+    assert (s.run(run)["steps_done"], s.run(run)["rollouts_used"]) == (2, 48)
+
+
+# ---------------------------------------------------------------- cache and evidence
+
+def test_completion_cache_round_trip(path: Path) -> None:
+    s = LessonStore(path)
+    assert s.get_completion("k") is None
+    s.put_completion("k", Completion("Answer: 3", prompt_tokens=40, completion_tokens=5, latency_s=0.5))
+    assert s.get_completion("k") == Completion("Answer: 3", 40, 5, 0.5, cached=True)
+    s.put_completion("k", Completion("Answer: 4", 41, 6, 0.25))  # a second put replaces
+    s.close()
+    assert LessonStore(path).get_completion("k") == Completion("Answer: 4", 41, 6, 0.25, cached=True)
+
+
+def test_rollouts_round_trip(path: Path) -> None:
+    s = LessonStore(path)
+    rs = [rollout("r1"), rollout("r2", 0.0)]
+    s.add_rollouts(rs, run_id=None, scope=SCOPE)
+    s.close()
+    s = LessonStore(path)
+    assert [s.rollout("r1"), s.rollout("r2")] == rs
+    assert s.rollout("missing") is None
+
+
+def test_reflections_round_trip(path: Path) -> None:
+    s = LessonStore(path)
+    run = s.start_run(SCOPE, {})
+    edits = [{"op": "add", "text": "Spell the word letter by letter.", "id": ""}]
+    s.add_reflection("x1", run_id=run, scope=SCOPE, model="qwen-1.5b", rollout_ids=["r1", "r2"],
+                     prompt="PROMPT", raw='{"edits": []}', edits=edits, parse_error="")
+    s.add_reflection("x2", run_id=None, scope=SCOPE, model="qwen-1.5b", rollout_ids=[], prompt="P2",
+                     raw="Certainly!", edits=[], parse_error="no edits found")
+    r = s.reflection("x1")
+    assert (r["model"], r["prompt"], r["raw"], r["parse_error"]) == ("qwen-1.5b", "PROMPT", '{"edits": []}', "")
+    assert json.loads(r["rollout_ids"]) == ["r1", "r2"] and json.loads(r["edits"]) == edits
+    assert s.reflection("nope") is None
+    assert [x["id"] for x in s.reflections(run)] == ["x1"]
+    assert sorted(x["id"] for x in s.reflections()) == ["x1", "x2"]
