@@ -17,7 +17,6 @@ import platform
 import shlex
 import sys
 import time
-from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 

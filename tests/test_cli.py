@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from secondnature import cli
+from secondnature import cli, ui  # noqa: F401
 from secondnature.cli import main
 from secondnature.store import LessonStore
 from secondnature.types import Lesson
@@ -23,8 +23,8 @@ NEW = "Spell the word letter by letter, then count."
 def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path))
     # wide consoles so that messages are not wrapped mid-path; output still goes to the captured stdout/stderr
-    monkeypatch.setattr(cli, "out", Console(width=10_000))
-    monkeypatch.setattr(cli, "err", Console(stderr=True, width=10_000))
+    monkeypatch.setattr(ui, "out", Console(width=10_000))
+    monkeypatch.setattr(ui, "err", Console(stderr=True, width=10_000))
     path = tmp_path / "lessons.db"
     s = LessonStore(path)
     l1 = s.add_lesson(Lesson("", T1, SCOPE, evidence=("r1",)))
@@ -195,7 +195,7 @@ def test_restore_of_an_unknown_revision(store_path: str, capsys: pytest.CaptureF
 
 def test_foreign_sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path))
-    monkeypatch.setattr(cli, "err", Console(stderr=True, width=10_000))
+    monkeypatch.setattr(ui, "err", Console(stderr=True, width=10_000))
     path = tmp_path / "other.db"
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE foo (x)")

@@ -1,0 +1,183 @@
+"""`secondnature lessons ...` and `secondnature revisions ...`: read, edit, export and restore the store by hand.
+
+A hand edit is trusted (no gate) and, like every change, makes a new revision: nothing is lost.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from . import ui
+from .reflect import problem_with
+from .store import LessonStore, open_store
+from .types import Lesson
+from .ui import UsageError
+
+
+def _store(args: argparse.Namespace) -> LessonStore:
+    return open_store(args.store)
+
+
+def head_lessons(store: LessonStore, scope: str, revision: int | None = None) -> list[Lesson]:
+    rev = store.revision(revision) if revision is not None else store.head(scope)
+    if revision is not None and rev is None:
+        raise UsageError(f"no revision {revision}; see `secondnature revisions list`")
+    return store.revision_lessons(rev)
+
+
+def _scope_of(store: LessonStore, lesson_id: str) -> Lesson:
+    lesson = store.lesson(lesson_id)
+    if lesson is None:
+        raise UsageError(f"no lesson {lesson_id!r}; see `secondnature lessons list --all`")
+    return lesson
+
+
+def cmd_lessons(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.action == "list":
+        lessons = store.lessons(args.scope, None if args.all else "active")
+        if args.json:
+            print(json.dumps([asdict(x) for x in lessons], indent=1))
+        else:
+            ui.lesson_table(lessons, "lessons" + (f" of {args.scope}" if args.scope else ""))
+        return 0
+    if args.action == "show":
+        x = _scope_of(store, args.id)
+        refl = store.reflection(x.reflection_id) if x.reflection_id else None
+        evidence = [r for rid in x.evidence if (r := store.rollout(rid))]
+        if args.json:
+            print(json.dumps({**asdict(x), "rollouts": [{"id": r.id, "task_id": r.task_id, "score": r.score.value,
+                                                          "feedback": r.score.feedback, "completion": r.completion}
+                                                         for r in evidence], "reflection": refl}, indent=1))
+            return 0
+        ui.out.print(f"[bold]{x.id}[/] ({escape(x.scope)}, {x.status}, gain {x.gain:+.2f}, used {x.uses} times)\n"
+                  f"{escape(x.text)}")
+        if x.parent:
+            ui.out.print(f"edited from {x.parent}")
+        ui.out.print(f"\n[bold]evidence[/]: {len(evidence)} rollouts" + (f" from reflection {refl['id']}" if refl else ""))
+        for r in evidence:
+            ui.out.print(escape(f"- {r.task_id} score {r.score.value:g} ({r.score.feedback}): {r.completion[:160]!r}"))
+        return 0
+    if args.action == "edit":
+        x = _scope_of(store, args.id)
+        text = args.text if args.text is not None else _edit_in_editor(x.text)
+        text = " ".join(text.split())
+        if not text or text == x.text:
+            ui.out.print("unchanged")
+            return 0
+        why = problem_with(text)
+        if why and not args.force:
+            raise UsageError(f"that text does not look like a lesson ({why}); pass --force to keep it anyway")
+        return _replace(store, x, text)
+    if args.action == "rm":
+        x = _scope_of(store, args.id)
+        return _replace(store, x, None)
+    if args.action == "export":
+        scopes = [args.scope] if args.scope else store.scopes()
+        data = {"format": "secondnature-lessons/1", "scopes": {s: [asdict(x) for x in head_lessons(store, s)]
+                                                               for s in scopes}}
+        text = json.dumps(data, indent=1)
+        if args.file:
+            Path(args.file).write_text(text)
+            ui.out.print(f"exported {sum(len(v) for v in data['scopes'].values())} lessons to {args.file}")
+        else:
+            print(text)
+        return 0
+    if args.action == "import":
+        return _import(store, Path(args.file))
+    raise UsageError(f"unknown action {args.action}")
+
+
+def _edit_in_editor(text: str) -> str:
+    import subprocess
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise UsageError("no --text given and no $EDITOR set; pass --text 'new wording'")
+    with tempfile.NamedTemporaryFile("w+", suffix=".txt", delete=False) as f:
+        f.write(text + "\n")
+    subprocess.run([editor, f.name], check=True)
+    return Path(f.name).read_text()
+
+
+def _replace(store: LessonStore, x: Lesson, text: str | None) -> int:
+    """A hand edit or removal makes a new revision of the lesson's scope (people are trusted; no gate)."""
+    head = store.head(x.scope)
+    ids = list(head.lesson_ids) if head else []
+    if x.id not in ids:
+        raise UsageError(f"{x.id} is not in the current revision of {x.scope}; restore a revision that has it first")
+    with store.transaction():
+        ids.remove(x.id)
+        if text is not None:
+            new = store.add_lesson(Lesson("", text, x.scope, x.evidence, x.reflection_id, parent=x.id, gain=x.gain))
+            ids.append(new.id)
+        rev = store.commit_revision(x.scope, ids, f"{'edited' if text else 'removed'} {x.id} by hand")
+    ui.out.print(f"revision {rev.id} of {x.scope}: {'replaced' if text else 'removed'} {x.id}"
+              + (f" with {ids[-1]}" if text else ""))
+    return 0
+
+
+def _import(store: LessonStore, path: Path) -> int:
+    try:
+        data = json.loads(path.read_text())
+        scopes = data["scopes"]
+        assert isinstance(scopes, dict)
+    except (OSError, ValueError, KeyError, AssertionError, TypeError) as e:  # ValueError: bad JSON or not UTF-8
+        raise UsageError(f"{path} is not a lessons export ({type(e).__name__}: {e}); make one with "
+                         f"`secondnature lessons export FILE`") from e
+    with store.transaction():
+        for scope, items in scopes.items():
+            head = store.head(scope)
+            ids = list(head.lesson_ids) if head else []
+            have = {x.text for x in store.revision_lessons(head)}
+            for item in items:
+                if not isinstance(item, dict) or not str(item.get("text", "")).strip():
+                    raise UsageError(f"{path}: scope {scope}: every lesson needs a non-empty \"text\"")
+                if item["text"] in have:
+                    continue
+                new = store.add_lesson(Lesson("", item["text"], scope, tuple(item.get("evidence", ())),
+                                              gain=float(item.get("gain", 0.0))))
+                ids.append(new.id)
+            rev = store.commit_revision(scope, ids, f"imported from {path.name}")
+            ui.out.print(f"{scope}: revision {rev.id} with {len(ids)} lessons")
+    return 0
+
+
+def cmd_revisions(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.action == "list":
+        revs = store.revisions(args.scope)
+        if args.json:
+            print(json.dumps([asdict(r) for r in revs], indent=1))
+            return 0
+        t = Table(title="revisions")
+        for col in ("id", "scope", "parent", "lessons", "created", "note"):
+            t.add_column(col)
+        for r in revs:
+            t.add_row(str(r.id), r.scope, str(r.parent or "-"), " ".join(r.lesson_ids) or "-", r.created_at, escape(r.note))
+        ui.out.print(t)
+        return 0
+    if args.action == "diff":
+        a, b = store.revision(args.a), store.revision(args.b)
+        if a is None or b is None:
+            raise UsageError(f"no revision {args.a if a is None else args.b}; see `secondnature revisions list`")
+        la = [f"{x.id}. {x.text}" for x in store.revision_lessons(a)]
+        lb = [f"{x.id}. {x.text}" for x in store.revision_lessons(b)]
+        for line in difflib.unified_diff(la, lb, f"revision {a.id}", f"revision {b.id}", lineterm=""):
+            print(line)
+        return 0
+    if args.action == "restore":
+        old = store.revision(args.a)
+        if old is None:
+            raise UsageError(f"no revision {args.a}; see `secondnature revisions list`")
+        rev = store.commit_revision(old.scope, list(old.lesson_ids), f"restored revision {old.id}")
+        ui.out.print(f"revision {rev.id} of {old.scope} restores revision {old.id} ({len(old.lesson_ids)} lessons)")
+        return 0
+    raise UsageError(f"unknown action {args.action}")
