@@ -155,3 +155,25 @@ def test_lessons_never_exceed_token_budget(tmp_path):
     # the long lesson cannot fit in 20 tokens, so it can never be tested or accepted
     assert result.accepted == 0
     assert inject.lesson_tokens(store.revision_lessons(result.revision), lambda s: len(s.split())) <= 20
+
+
+def test_worked_example_from_the_policys_own_best_attempt(tmp_path):
+    """A correct attempt that shows its working, in a group with failures, is gated as an example lesson."""
+    worked = "Letters: b, a, n, a, n, a. The letter a is at positions 2, 4 and 6, so it appears three times. Answer: {g}"
+
+    calls = {"n": 0}
+
+    def policy(messages):
+        system, user = messages[0]["content"], messages[-1]["content"]
+        i = int(user.split("word number ")[1].rstrip("?"))
+        gold = i % 3 + 1
+        calls["n"] += 1
+        if "Worked example." in system:
+            return worked.format(g=gold)
+        return worked.format(g=gold) if calls["n"] % 2 else f"Answer: {gold + 1}"  # mixed groups, poor greedy
+
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy), ScriptedModel(lambda m: "no idea"), taskset(), store, config())
+    lessons = store.revision_lessons(result.revision)
+    assert len(lessons) == 1 and lessons[0].text.startswith("Worked example. Question:")
+    assert "positions 2, 4 and 6" in lessons[0].text and lessons[0].evidence

@@ -29,7 +29,8 @@ class LearnConfig:
     temperature: float = 0.8     # training samples; validation is greedy so pairs are exact
     max_tokens: int = 384
     proposals: int = 2           # reflector samples per step
-    max_candidates: int = 3      # candidate revisions gated per step
+    max_candidates: int = 3      # reflector-written candidate revisions gated per step
+    examples: bool = True        # also gate a worked example taken from the policy's own best attempt
     gate_alpha: float = 0.2
     reject_margin: int = 3
     lesson_tokens: int | None = 400
@@ -162,6 +163,11 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                     if lessons is not None and all(lessons != cand[1] for cand in candidates):
                         candidates.append((e, lessons, rid, evidence))
             candidates = candidates[:config.max_candidates]
+            example = reflect.worked_example(groups, tasks_by_id) if config.examples else ""
+            if example and not any(x.text.startswith(reflect.EXAMPLE_PREFIX) for x in current):
+                lessons = apply(current, Edit("add", example), new_id, scope)
+                if lessons is not None:
+                    candidates.append((Edit("add", example), lessons, "", evidence))
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds

@@ -156,13 +156,35 @@ def _edits_from_lines(raw: str) -> list[Edit]:
     return edits
 
 
+EXAMPLE_PREFIX = "Worked example."
+MAX_EXAMPLE_WORDS = 160
+
+
+def worked_example(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) -> str:
+    """A lesson made of the policy's own best work: a correct attempt that shows its working, from a group where
+    other attempts failed (SIMBA-style demonstrations). Small models often copy a method from an example that
+    they would not follow as a rule; the gate decides whether it helps. '' if no attempt qualifies."""
+    best = None
+    for g in groups:
+        for r in g:
+            words = len(r.completion.split())
+            if r.score.value >= 1.0 and 12 <= words <= MAX_EXAMPLE_WORDS - 30 and min(x.score.value for x in g) < 1:
+                if best is None or words > len(best.completion.split()):
+                    best = r
+    if best is None:
+        return ""
+    answer = " ".join(best.completion.split())
+    return f"{EXAMPLE_PREFIX} Question: {' '.join(tasks[best.task_id].prompt.split())} Good answer: {answer}"
+
+
 def problem_with(text: str) -> str:
     """Why a proposed lesson text is not a lesson ('' if it is one)."""
     words = text.split()
     if len(words) < 4:
         return "too short to be a lesson"
-    if len(words) > 80:
-        return f"too long ({len(words)} words; at most 80)"
+    limit = MAX_EXAMPLE_WORDS if text.startswith(EXAMPLE_PREFIX) else 80
+    if len(words) > limit:
+        return f"too long ({len(words)} words; at most {limit})"
     if FILLER.search(text):
         return "chat filler, not a lesson"
     if re.search(r"<(new|better|another new) lesson>", text):
