@@ -92,7 +92,9 @@ def main() -> int:
     ]
     out = HERE / "results" / f"{name}.json"
     out.write_text(json.dumps(records, indent=1))
-    log(f"wrote {out} (total {time.perf_counter() - t0:.0f}s)")
+    from secondnature.plots import learning_curve
+    png = learning_curve(result.history, HERE / "results" / f"{name}_curve.png", f"{taskset.name}: validation during learn")
+    log(f"wrote {out} and {png} (total {time.perf_counter() - t0:.0f}s)")
     return 0
 
 

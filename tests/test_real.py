@@ -34,9 +34,11 @@ def test_learn_records_everything_and_eval_uses_the_revision(tmp_path, capsys, p
     store_path = tmp_path / "s.db"
     rc = main(["--store", str(store_path), "learn", TASKSET, "--budget", "40", "--val-size", "6",
                "--tasks-per-step", "2", "--group-size", "3", "--reflector", "default", "--max-tokens", "200",
-               "--json"])
+               "--json", "--plot", str(tmp_path / "curve.png")])
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
+    assert result["plot"] == str(tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     store = LessonStore(store_path)
     n_rollouts = store.db.execute("SELECT COUNT(*) FROM rollouts").fetchone()[0]
     assert result["rollouts_used"] <= 40 and result["train_rollouts"] >= 6

@@ -60,8 +60,15 @@ def cmd_learn(args: argparse.Namespace) -> int:
                 bar.console.print(message)
         result = learn(policy, reflector, taskset, store, config, resume=args.resume, progress=progress)
     lessons = store.revision_lessons(result.revision)
+    plot = None
+    if args.plot is not None:
+        from .plots import learning_curve
+        slug = taskset.name.replace("/", "_").replace(":", "_")
+        target = args.plot or home() / "plots" / f"{slug}-run{result.run_id}.png"
+        plot = learning_curve(result.history, target, f"secondnature learn {taskset.name}")
     if args.json:
         print(json.dumps({**{k: v for k, v in asdict(result).items() if k != "revision"},
+                          "plot": str(plot) if plot else None,
                           "revision": result.revision.id if result.revision else None,
                           "lessons": [asdict(x) for x in lessons]}, indent=1))
         return 0
@@ -73,6 +80,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
               str(result.val_rollouts), str(result.reflections), str(result.accepted), str(result.rejected),
               f"{result.val_score:.1%}")
     ui.out.print(t)
+    if plot:
+        ui.out.print(f"learning curve: {plot}")
     return 0
 
 
@@ -173,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("taskset", help="letters[:tiers], game24, gsm8k, bbh/<task>, or a .jsonl file")
     p.add_argument("--budget", type=int, default=400, help="policy rollouts to spend (train + validation)")
     p.add_argument("--resume", action="store_true", help="continue the last run of this task set")
+    p.add_argument("--plot", nargs="?", const="", default=None, metavar="PNG",
+                   help="save the learning curve (default path under $SECONDNATURE_HOME/plots) and print its path")
     p.add_argument("--val-size", type=int, default=24)
     p.add_argument("--group-size", type=int, default=4)
     p.add_argument("--tasks-per-step", type=int, default=4)
