@@ -79,6 +79,12 @@ def test_sequential_gate_stops_once_the_margin_is_lost() -> None:
     assert "stopped after 3/20" in r.reason
 
 
+def test_sequential_gate_stops_an_edit_that_changes_nothing_at_half() -> None:
+    calls: list[int] = []
+    r = sequential_gate([0.0] * 24, lambda i: calls.append(i) or 0.0, alpha=0.2)
+    assert len(calls) == 12 and not r.accepted and "stopped after 12/24" in r.reason
+
+
 def test_sequential_gate_scores_everything_for_a_winner() -> None:
     current = [0.0] * 6
     calls: list[int] = []
@@ -106,7 +112,8 @@ def test_sequential_gate_never_accepts_when_stopped_early(pairs: list[tuple[floa
         seen = list(zip(current, proposed))[:len(calls)]
         wins, losses = sum(p > c for c, p in seen), sum(p < c for c, p in seen)
         remaining = len(current) - len(calls)
-        assert losses - wins >= margin or wins + remaining <= losses  # it had a reason to stop
+        futile = wins == 0 and len(calls) >= len(current) // 2
+        assert losses - wins >= margin or wins + remaining <= losses or futile  # it had a reason to stop
     else:
         assert r == decide(current, proposed)
 

@@ -3,8 +3,8 @@
 Rule (also in the README): the proposed revision is accepted only if it wins more paired items than
 it loses AND the one-sided sign test on the non-tied pairs gives p <= alpha (default 0.2). A pair is
 a win when the proposed revision's score on that task beats the current one's. Evaluation stops
-early once the proposal has lost `reject_margin` more items than it has won, or can no longer win:
-most bad lessons are cheap to reject.
+early once the proposal has lost `reject_margin` more items than it has won, can no longer win, or
+has not won a single item in the first half: most bad or inert lessons are cheap to reject.
 """
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def sequential_gate(current: Sequence[float], score_proposed: Callable[[int], fl
         wins = sum(p > c for p, c in zip(proposed, current))
         losses = sum(p < c for p, c in zip(proposed, current))
         remaining = n - i - 1
-        if losses - wins >= reject_margin or wins + remaining <= losses:
+        futile = wins == 0 and i + 1 >= n // 2  # half the items and not one win: the edit does not help here
+        if losses - wins >= reject_margin or wins + remaining <= losses or futile:
             if remaining:
                 return decide(current, proposed, alpha, planned=n, stopped_early=True)
     return decide(current, proposed, alpha)

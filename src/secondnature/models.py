@@ -6,6 +6,7 @@ user must fix (no key, unreachable endpoint, missing weights) raise ModelError, 
 """
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -32,6 +33,15 @@ class Model(Protocol):
 # ---------------------------------------------------------------- embedded llama.cpp
 
 _LOADED: dict[tuple[str, int], object] = {}  # one Llama per (file, n_ctx) per process
+
+
+@atexit.register
+def _close_models() -> None:
+    # Free native models while the interpreter is whole; left to __del__ at shutdown, llama-cpp-python
+    # prints a spurious "NoneType object is not callable" traceback.
+    for llm in _LOADED.values():
+        llm.close()
+    _LOADED.clear()
 
 
 class LlamaModel:

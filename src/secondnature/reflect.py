@@ -16,7 +16,7 @@ from typing import Sequence
 from .types import Edit, Lesson, Rollout, Task
 
 REFLECT_SYSTEM = ("You coach a small AI assistant. You read its attempts at tasks, with the correct answers, and "
-                  "write short, general lessons that will make its next attempts correct. You reply with JSON only.")
+                  "write short, general lessons that will make its next attempts correct.")
 
 REFLECT_PROMPT = """The assistant works under this instruction:
 <instruction>
@@ -30,14 +30,15 @@ Below are its attempts at {n_tasks} tasks, each scored by an automatic checker (
 
 {groups}
 
-Compare the correct attempts with the wrong ones. What did the correct ones do that the wrong ones did not? What \
+First, in two or three sentences, diagnose: what did the correct attempts do that the wrong ones did not, and what \
 mistake do the wrong ones share? Then write lessons that fix that mistake. A good lesson:
-- is a direct instruction to the assistant, a concrete method or check it can follow step by step ("Do X, then Y"),
+- is a direct instruction to the assistant: a concrete method for working out the answer step by step, or a check \
+to run before answering ("First do X, then Y, then answer"),
 - works for ANY task of this kind: never mention a task, an attempt, a specific word, number or answer from above,
 - is at most 40 words.
 Propose up to 3 edits, each a different idea.{ops}
 
-Reply with JSON only, in exactly this form:
+After the diagnosis, give the edits as JSON in exactly this form:
 {example}"""
 
 OPS_NOTE = " You may also rewrite a lesson that misleads (edit, by its id) or remove one that hurts (delete, by its id)."
@@ -82,7 +83,8 @@ def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
     parts = [f"### Task {i}\nQuestion: {task.prompt}\nCorrect answer: {task.answer}"]
     for label, r in zip("AB", picks):
         verdict = "correct" if r.score.value >= 1.0 else ("partly correct" if r.score.value > 0 else "wrong")
-        parts.append(f"Attempt {label} (score {r.score.value:g}, {verdict}; checker: {r.score.feedback}):\n"
+        length = r.completion_tokens or len(r.completion.split())
+        parts.append(f"Attempt {label} (score {r.score.value:g}, {verdict}, {length} tokens; checker: {r.score.feedback}):\n"
                      f"{_clip(r.completion)}")
     return "\n\n".join(parts)
 
