@@ -17,12 +17,15 @@ import platform
 import shlex
 import sys
 import time
+from collections import Counter
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 from secondnature.evaluate import evaluate, paired, split_tasks
 from secondnature.learn import LearnConfig, learn
 from secondnature.models import CachedModel, load_model
+from secondnature.rewards import extract_answer
 from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
 
@@ -77,16 +80,31 @@ def main() -> int:
                   seed=args.seed)
     diff, ci = paired(none, sn)
     log(f"secondnature: {sn.accuracy:.3f} {sn.ci95}; diff {diff:+.3f} {ci}")
+
+    def answers(r) -> dict:  # what the arm answered, to tell a learned skill from a shift towards one answer
+        return dict(Counter(str(extract_answer(c)) for c in r.completions).most_common(8))
+    log(f"answers: none {answers(none)}; secondnature {answers(sn)}")
+    # Reference without a model: always give the most common answer of the train split. A lesson set that only
+    # shifts the policy towards that answer shows up here as no better than this constant.
+    from secondnature.gate import wilson
+    majority = Counter(t.answer for t in split_tasks(taskset, "train")).most_common(1)[0][0]
+    const = [taskset.reward(t, f"Answer: {majority}").value for t in test]
+    const_diff, const_ci = paired(none, replace(none, scores=tuple(const)))
     records = [
+        {**common, "arm": "majority", "answer": majority, "n": len(const), "accuracy": sum(const) / len(const),
+         "ci95": list(wilson(sum(const), len(const))), "diff_vs_none": const_diff, "diff_ci95": list(const_ci),
+         "rollouts": 0, "lesson_tokens": 0, "wall_s": 0.0},
         {**common, "arm": "none", "n": none.n, "accuracy": none.accuracy, "ci95": list(none.ci95),
          "diff_vs_none": 0.0, "diff_ci95": [0.0, 0.0], "rollouts": 0, "lesson_tokens": 0,
-         "wall_s": round(none.wall_s, 1), "eval_completion_tokens": none.completion_tokens},
+         "wall_s": round(none.wall_s, 1), "eval_completion_tokens": none.completion_tokens,
+         "answers": answers(none)},
         {**common, "arm": "secondnature", "n": sn.n, "accuracy": sn.accuracy, "ci95": list(sn.ci95),
          "diff_vs_none": diff, "diff_ci95": list(ci), "rollouts": result.rollouts_used,
          "train_rollouts": result.train_rollouts, "val_rollouts": result.val_rollouts,
          "reflections": result.reflections, "accepted": result.accepted, "rejected": result.rejected,
          "lesson_tokens": sn.lesson_tokens, "wall_s": round(learn_s + sn.wall_s, 1), "learn_wall_s": round(learn_s, 1),
-         "eval_completion_tokens": sn.completion_tokens, "revision": result.revision.id if result.revision else None,
+         "eval_completion_tokens": sn.completion_tokens, "answers": answers(sn),
+         "revision": result.revision.id if result.revision else None,
          "lessons": [{"id": x.id, "text": x.text, "gain": x.gain} for x in lessons],
          "val_curve": list(result.history)},
     ]

@@ -24,6 +24,7 @@ class EvalResult:
     completion_tokens: int
     errors: int
     wall_s: float
+    completions: tuple[str, ...] = ()
 
 
 def split_tasks(taskset: TaskSet, name: str, seed: int = 0, limit: int | None = None) -> list[Task]:
@@ -50,7 +51,8 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
     acc = sum(scores) / n if n else 0.0
     return EvalResult(split_name, n, acc, gate.wilson(sum(scores), n), scores, tuple(r.task_id for r in rs),
                       tuple(x.id for x in kept), inject.lesson_tokens(kept, policy.count_tokens),
-                      sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs), time.perf_counter() - t0)
+                      sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs), time.perf_counter() - t0,
+                      tuple(r.completion for r in rs))
 
 
 def paired(base: EvalResult, other: EvalResult, seed: int = 0) -> tuple[float, tuple[float, float]]:

@@ -221,6 +221,7 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
     notes, good, seen = [], [], set()
     for e in edits:
         text = re.sub(r"\s+", " ", e.text).strip().strip('"')
+        text = re.sub(r"^(L\d+|\d+)[.:)]\s+", "", text)  # "L3. Do X" -> "Do X": the id is not part of the lesson
         if e.op not in ("add", "edit", "delete"):
             notes.append(f"unknown op {e.op!r}")
             continue
