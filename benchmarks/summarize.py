@@ -12,16 +12,17 @@ def pct(x: float) -> str:
 
 def main(paths: list[str]) -> None:
     files = [Path(p) for p in paths] or sorted((Path(__file__).parent / "results").glob("*.json"))
-    print("| task | n test | none | secondnature | paired diff (95% CI) | rollouts (train+val) | lesson tokens "
-          "| learn wall | lessons |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| task | n test | majority answer | none | secondnature | paired diff vs none (95% CI) | rollouts (train+val) "
+          "| lesson tokens | learn wall | lessons |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for f in files:
         records = {r["arm"]: r for r in json.loads(f.read_text())}
-        none, sn = records.get("none"), records.get("secondnature")
+        none, sn, maj = records.get("none"), records.get("secondnature"), records.get("majority")
         if not none or not sn:
             continue
         lo, hi = sn["diff_ci95"]
-        print(f"| {sn['task']} | {sn['n']} | {pct(none['accuracy'])}% [{pct(none['ci95'][0])}, {pct(none['ci95'][1])}] "
+        m = f"{pct(maj['accuracy'])}% ('{maj['answer']}')" if maj else "-"
+        print(f"| {sn['task']} | {sn['n']} | {m} | {pct(none['accuracy'])}% [{pct(none['ci95'][0])}, {pct(none['ci95'][1])}] "
               f"| {pct(sn['accuracy'])}% [{pct(sn['ci95'][0])}, {pct(sn['ci95'][1])}] "
               f"| {100 * sn['diff_vs_none']:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] "
               f"| {sn['rollouts']} ({sn['train_rollouts']}+{sn['val_rollouts']}) | {sn['lesson_tokens']} "
