@@ -22,7 +22,8 @@ def main(paths: list[str]) -> None:
             continue
         lo, hi = sn["diff_ci95"]
         m = f"{pct(maj['accuracy'])}% ('{maj['answer']}')" if maj else "-"
-        print(f"| {sn['task']} | {sn['n']} | {m} | {pct(none['accuracy'])}% [{pct(none['ci95'][0])}, {pct(none['ci95'][1])}] "
+        print(f"| {sn['task']} | {sn['n']} | {m} "
+              f"| {pct(none['accuracy'])}% [{pct(none['ci95'][0])}, {pct(none['ci95'][1])}] "
               f"| {pct(sn['accuracy'])}% [{pct(sn['ci95'][0])}, {pct(sn['ci95'][1])}] "
               f"| {100 * sn['diff_vs_none']:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] "
               f"| {sn['rollouts']} ({sn['train_rollouts']}+{sn['val_rollouts']}) | {sn['lesson_tokens']} "

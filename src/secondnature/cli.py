@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -141,11 +142,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ui.lesson_table(lessons, "lessons learned")
     after = _run_eval(policy, taskset, tasks, lessons, args, "after (with lessons)")
     diff, ci = paired(before, after)
+    # Honest reference: a constant answer needs no model. Lessons that only shift answers towards the
+    # most common one look like learning unless this is printed beside them.
+    majority = Counter(t.answer for t in split_tasks(taskset, "train")).most_common(1)[0][0]
+    const = sum(taskset.reward(t, f"Answer: {majority}").value for t in tasks) / len(tasks)
+    ui.out.print(f"reference without a model: always answering {majority!r} (the most common training answer) "
+                 f"scores {const:.1%} on the same items")
     ui.out.print(f"baseline {before.accuracy:.1%} -> after {after.accuracy:.1%} on {after.n} held-out test items; "
               f"paired difference {diff:+.1%}, 95% CI [{ci[0]:+.1%}, {ci[1]:+.1%}]; "
               f"{result.rollouts_used} learning rollouts, {after.lesson_tokens} lesson tokens")
     if args.json:
-        print(json.dumps({"before": before.accuracy, "after": after.accuracy, "diff": diff, "diff_ci95": list(ci),
+        print(json.dumps({"before": before.accuracy, "after": after.accuracy, "majority": const,
+                          "diff": diff, "diff_ci95": list(ci),
                           "n": after.n, "lessons": [x.text for x in lessons]}, indent=1))
     ui.out.print(f"inspect: secondnature --store {store.path} lessons list | lessons show ID | revisions list")
     return 0
@@ -206,9 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="baseline, a short learning run, the lessons, the score after")
-    p.add_argument("--budget", type=int, default=120)
-    p.add_argument("--test-items", type=int, default=40)
-    p.add_argument("--val-size", type=int, default=20)
+    p.add_argument("--budget", type=int, default=400)
+    p.add_argument("--test-items", type=int, default=60)
+    p.add_argument("--val-size", type=int, default=24)
     p.add_argument("--json", action="store_true")
     _model_args(p)
     p.set_defaults(func=cmd_demo)
