@@ -22,7 +22,7 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from secondnature.evaluate import evaluate, paired, split_tasks
+from secondnature.evaluate import evaluate, majority_reference, paired, split_tasks
 from secondnature.learn import LearnConfig, learn
 from secondnature.models import CachedModel, load_model
 from secondnature.rewards import extract_answer
@@ -84,12 +84,9 @@ def main() -> int:
     def answers(r) -> dict:  # what the arm answered, to tell a learned skill from a shift towards one answer
         return dict(Counter(str(extract_answer(c)) for c in r.completions).most_common(8))
     log(f"answers: none {answers(none)}; secondnature {answers(sn)}")
-    # Reference without a model: always give the most common answer of the train split. A lesson set that only
-    # shifts the policy towards that answer shows up here as no better than this constant.
     from secondnature.gate import wilson
-    majority = Counter(t.answer for t in split_tasks(taskset, "train")).most_common(1)[0][0]
-    const = [taskset.reward(t, f"Answer: {majority}").value for t in test]
-    const_diff, const_ci = paired(none, replace(none, scores=tuple(const)))
+    majority, const = majority_reference(taskset, test)
+    const_diff, const_ci = paired(none, replace(none, scores=const))
     records = [
         {**common, "arm": "majority", "answer": majority, "n": len(const), "accuracy": sum(const) / len(const),
          "ci95": list(wilson(sum(const), len(const))), "diff_vs_none": const_diff, "diff_ci95": list(const_ci),

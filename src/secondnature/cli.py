@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import sys
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from . import ui
 from .cli_lessons import cmd_gates, cmd_lessons, cmd_revisions, head_lessons
-from .evaluate import EvalResult, evaluate, paired, split_tasks
+from .evaluate import EvalResult, evaluate, majority_reference, paired, split_tasks
 from .learn import LearnConfig, learn
 from .models import ModelError, load_model
 from .store import StoreError, open_store
@@ -142,10 +141,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ui.lesson_table(lessons, "lessons learned")
     after = _run_eval(policy, taskset, tasks, lessons, args, "after (with lessons)")
     diff, ci = paired(before, after)
-    # Honest reference: a constant answer needs no model. Lessons that only shift answers towards the
-    # most common one look like learning unless this is printed beside them.
-    majority = Counter(t.answer for t in split_tasks(taskset, "train")).most_common(1)[0][0]
-    const = sum(taskset.reward(t, f"Answer: {majority}").value for t in tasks) / len(tasks)
+    majority, const_scores = majority_reference(taskset, tasks)
+    const = sum(const_scores) / len(const_scores)
     ui.out.print(f"reference without a model: always answering {majority!r} (the most common training answer) "
                  f"scores {const:.1%} on the same items")
     ui.out.print(f"baseline {before.accuracy:.1%} -> after {after.accuracy:.1%} on {after.n} held-out test items; "

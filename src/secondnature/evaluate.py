@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -53,6 +54,15 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
                       tuple(x.id for x in kept), inject.lesson_tokens(kept, policy.count_tokens),
                       sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs), time.perf_counter() - t0,
                       tuple(r.completion for r in rs))
+
+
+def majority_reference(taskset: TaskSet, tasks: Sequence[Task], seed: int = 0) -> tuple[str, tuple[float, ...]]:
+    """Scores of always giving the train split's most common answer: a reference that needs no model.
+
+    Lessons that only shift a policy towards the most common answer look like learning unless this
+    constant is reported beside them."""
+    answer = Counter(t.answer for t in split_tasks(taskset, "train", seed)).most_common(1)[0][0]
+    return answer, tuple(taskset.reward(t, f"Answer: {answer}").value for t in tasks)
 
 
 def paired(base: EvalResult, other: EvalResult, seed: int = 0) -> tuple[float, tuple[float, float]]:
