@@ -166,15 +166,12 @@ def worked_example(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) 
     """A lesson made of the policy's own best work: a correct attempt that shows its working, from a group where
     other attempts failed (SIMBA-style demonstrations). Small models often copy a method from an example that
     they would not follow as a rule; the gate decides whether it helps. '' if no attempt qualifies."""
-    best = None
-    for g in groups:
-        for r in g:
-            words = len(r.completion.split())
-            if r.score.value >= 1.0 and 12 <= words <= MAX_EXAMPLE_WORDS - 30 and min(x.score.value for x in g) < 1:
-                if best is None or words > len(best.completion.split()):
-                    best = r
-    if best is None:
+    shows_work = [(len(r.completion.split()), r) for g in groups if min(x.score.value for x in g) < 1
+                  for r in g if r.score.value >= 1.0]
+    shows_work = [(words, r) for words, r in shows_work if 12 <= words <= MAX_EXAMPLE_WORDS - 30]
+    if not shows_work:
         return ""
+    best = max(shows_work, key=lambda wr: wr[0])[1]  # the first of the longest, as before
     answer = " ".join(best.completion.split())
     return f"{EXAMPLE_PREFIX} Question: {' '.join(tasks[best.task_id].prompt.split())} Good answer: {answer}"
 
