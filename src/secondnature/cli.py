@@ -5,9 +5,10 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -27,6 +28,19 @@ def _progress(total: int, label: str) -> Progress:
     return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
                     console=ui.err, transient=False, disable=not ui.err.is_terminal and os.environ.get("CI") == "true")
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int, str], None]]:
+    """A bar over rollouts that also prints the loop's messages above it: the `progress` callback of learn/bench."""
+    with _progress(total, label) as bar:
+        job = bar.add_task("", total=total)
+
+        def progress(spent: int, message: str) -> None:
+            bar.update(job, advance=spent)
+            if message:
+                bar.console.print(message)
+        yield progress
 
 
 def _models(args: argparse.Namespace, reflector: bool = True):
@@ -51,13 +65,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     config = LearnConfig(budget=args.budget, seed=args.seed, lesson_tokens=args.lesson_tokens,
                          val_size=args.val_size, group_size=args.group_size, tasks_per_step=args.tasks_per_step,
                          max_tokens=args.max_tokens)
-    with _progress(args.budget, f"learn {taskset.name}") as bar:
-        job = bar.add_task("", total=args.budget)
-
-        def progress(spent: int, message: str) -> None:
-            bar.update(job, advance=spent)
-            if message:
-                bar.console.print(message)
+    with progress_bar(args.budget, f"learn {taskset.name}") as progress:
         result = learn(policy, reflector, taskset, store, config, resume=args.resume, progress=progress)
     lessons = store.revision_lessons(result.revision)
     plot = None
@@ -129,13 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ui.out.print(f"baseline: {before.accuracy:.1%} ({sum(before.scores):g}/{before.n}) on held-out test items")
     config = LearnConfig(budget=args.budget, seed=args.seed, val_size=args.val_size, tasks_per_step=4, group_size=4,
                          lesson_tokens=args.lesson_tokens, max_tokens=args.max_tokens, max_candidates=3)
-    with _progress(args.budget, "learning") as bar:
-        job = bar.add_task("", total=args.budget)
-
-        def progress(spent: int, message: str) -> None:
-            bar.update(job, advance=spent)
-            if message:
-                bar.console.print(message)
+    with progress_bar(args.budget, "learning") as progress:
         result = learn(policy, reflector, taskset, store, config, progress=progress)
     lessons = store.revision_lessons(result.revision)
     ui.lesson_table(lessons, "lessons learned")
@@ -154,6 +156,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           "n": after.n, "lessons": [x.text for x in lessons]}, indent=1))
     ui.out.print(f"inspect: secondnature --store {store.path} lessons list | lessons show ID | revisions list")
     return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .cli_bench import cmd_bench as run  # imported on use: gepa and matplotlib load only for a benchmark
+    return run(args)
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -217,6 +224,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _model_args(p)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="compare prompt-learning arms at one rollout budget (none, secondnature, gepa)")
+    p.add_argument("taskset", nargs="+", help="one or more task sets or .jsonl files")
+    p.add_argument("--arms", default="none,secondnature,gepa", help="comma-separated: none, secondnature, gepa")
+    p.add_argument("--budget", type=int, default=400, help="policy rollouts per arm and seed (train + validation)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per arm; intervals cover seed and item variance")
+    p.add_argument("--val-size", type=int, default=24)
+    p.add_argument("--test-limit", type=int, default=None, help="first N test items of each task set")
+    p.add_argument("--checker", default=None)
+    p.add_argument("--name", default=None, help="results name (default: from the task sets)")
+    p.add_argument("--out", default="bench", help="directory for <name>.json, <name>_curves.json/.png")
+    p.add_argument("--plot", action="store_true", help="print the learning-curve PNG's path")
+    p.add_argument("--json", action="store_true")
+    _model_args(p)
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("lessons", help="list, show, edit, rm, export, import lessons")
     p.add_argument("action", choices=["list", "show", "edit", "rm", "export", "import"])

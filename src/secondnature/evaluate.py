@@ -26,6 +26,7 @@ class EvalResult:
     errors: int
     wall_s: float
     completions: tuple[str, ...] = ()
+    prompt_tokens: int = 0  # the whole system prompt: instruction and lessons
 
 
 def split_tasks(taskset: TaskSet, name: str, seed: int = 0, limit: int | None = None) -> list[Task]:
@@ -41,10 +42,13 @@ def split_tasks(taskset: TaskSet, name: str, seed: int = 0, limit: int | None = 
 
 def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Sequence[Lesson], *,
              split_name: str = "test", lesson_tokens: int | None = 400, max_tokens: int = 384, seed: int = 0,
-             workers: int = 1, on_done: Callable | None = None) -> EvalResult:
-    """Greedy, one attempt per task, the same seed for every lesson set: results pair item by item."""
+             workers: int = 1, on_done: Callable | None = None, instruction: str | None = None) -> EvalResult:
+    """Greedy, one attempt per task, the same seed for every lesson set: results pair item by item.
+
+    `instruction` replaces the task set's own (a prompt optimised by another method is scored the same way)."""
     t0 = time.perf_counter()
-    system, kept = inject.system_prompt(taskset.instruction, lessons, lesson_tokens, policy.count_tokens)
+    base = taskset.instruction if instruction is None else instruction
+    system, kept = inject.system_prompt(base, lessons, lesson_tokens, policy.count_tokens)
     rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0, max_tokens=max_tokens,
                      seed=seed, purpose=split_name, workers=workers, on_done=on_done)
     scores = tuple(r.score.value for r in rs)
@@ -53,7 +57,7 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
     return EvalResult(split_name, n, acc, gate.wilson(sum(scores), n), scores, tuple(r.task_id for r in rs),
                       tuple(x.id for x in kept), inject.lesson_tokens(kept, policy.count_tokens),
                       sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs), time.perf_counter() - t0,
-                      tuple(r.completion for r in rs))
+                      tuple(r.completion for r in rs), policy.count_tokens(system))
 
 
 def majority_reference(taskset: TaskSet, tasks: Sequence[Task], seed: int = 0) -> tuple[str, tuple[float, ...]]:

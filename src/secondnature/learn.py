@@ -51,6 +51,7 @@ class LearnResult:
     rejected: int
     reflections: int
     val_score: float
+    reflector_tokens: int = 0  # prompt + completion tokens of every reflector call
     history: tuple[dict, ...] = field(default=())
 
 
@@ -75,6 +76,16 @@ def apply(current: list[Lesson], edit: Edit, new_id: str, scope: str) -> list[Le
     return rest + [Lesson(new_id, edit.text, scope, parent=edit.id)]
 
 
+def learn_split(taskset: TaskSet, config: LearnConfig) -> tuple[list[Task], list[Task]]:
+    """The shuffled training split and the fixed validation sample a run with this config uses."""
+    parts = split(taskset.tasks, config.split_seed)
+    train, val = list(parts["train"]), list(parts["val"])
+    if not train or not val:
+        raise ValueError(f"task set {taskset.name} is too small to split into train and val ({len(taskset.tasks)} tasks)")
+    random.Random(config.seed).shuffle(train)
+    return train, random.Random(config.seed + 1).sample(val, min(config.val_size, len(val)))
+
+
 def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore, config: LearnConfig = LearnConfig(),
           *, resume: bool = False, progress: Progress = _noop) -> LearnResult:
     scope = taskset.name
@@ -87,15 +98,10 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         progress(0, f"resuming run {run_id} at step {step}, {used} rollouts spent")
     else:
         run_id, step, used = store.start_run(scope, asdict(config)), 0, 0
-    parts = split(taskset.tasks, config.split_seed)
-    train, val = list(parts["train"]), list(parts["val"])
-    if not train or not val:
-        raise ValueError(f"task set {scope} is too small to split into train and val ({len(taskset.tasks)} tasks)")
-    random.Random(config.seed).shuffle(train)
-    val = random.Random(config.seed + 1).sample(val, min(config.val_size, len(val)))
+    train, val = learn_split(taskset, config)
     tasks_by_id = {t.id: t for t in taskset.tasks}
     count = policy.count_tokens
-    stats = {"train": 0, "val": 0, "accepted": 0, "rejected": 0, "reflections": 0}
+    stats = {"train": 0, "val": 0, "accepted": 0, "rejected": 0, "reflections": 0, "reflector_tokens": 0}
     history: list[dict] = []
 
     def evaluate(lessons: list[Lesson], tasks: list[Task], on_item=None) -> list[Rollout]:
@@ -151,6 +157,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             for i, c in enumerate(reflector.chat(msgs, n=config.proposals, temperature=0.7,
                                                  max_tokens=config.reflect_max_tokens, seed=seed)):
                 stats["reflections"] += 1
+                stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
                 rid = f"f{run_id}-{step}-{i}"
                 shown = [tasks_by_id[g[0].task_id] for g in groups]
                 edits, notes = (reflect.parse(c.text, known, shown) if not c.error
@@ -232,4 +239,4 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
     store.update_run(run_id, step, used, status="done")
     v = val_scores(current)
     return LearnResult(head, run_id, step, used, stats["train"], stats["val"], stats["accepted"], stats["rejected"],
-                       stats["reflections"], sum(v) / len(v), tuple(history))
+                       stats["reflections"], sum(v) / len(v), stats["reflector_tokens"], tuple(history))

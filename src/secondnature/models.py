@@ -159,6 +159,8 @@ class OpenAIModel:
 
 def cache_key(model_id: str, messages: list[dict], temperature: float, max_tokens: int, seed: int | None,
               sample: int) -> str:
+    if temperature == 0:
+        seed = 0  # greedy decoding ignores the seed: arms and seeds of a benchmark share their greedy calls
     blob = json.dumps([model_id, messages, round(temperature, 4), max_tokens, seed, sample], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -180,9 +182,21 @@ class CachedModel:
         self.inner, self.cache = inner, cache
         self.name = inner.name
         self.model_id = f"{inner.name}@{getattr(inner, 'digest', '')}"
+        # every completion handed out, cached or fresh; a cached one costs what it cost when it was made,
+        # so "model_s" (summed latency) measures an arm's compute even when a rerun replays it
+        self.usage = {"calls": 0, "cached": 0, "prompt_tokens": 0, "completion_tokens": 0, "model_s": 0.0}
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
+
+    def _tally(self, c: Completion) -> Completion:
+        u = self.usage
+        u["calls"] += 1
+        u["cached"] += c.cached
+        u["prompt_tokens"] += c.prompt_tokens
+        u["completion_tokens"] += c.completion_tokens
+        u["model_s"] += c.latency_s
+        return c
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
              max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
@@ -195,9 +209,9 @@ class CachedModel:
                 c = self.inner.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=s)[0]
                 if not c.error:
                     self.cache.put_completion(key, c)
-                out.append(c)
+                out.append(self._tally(c))
             else:
-                out.append(hit)
+                out.append(self._tally(hit))
         return out
 
 

@@ -1,0 +1,232 @@
+"""`secondnature bench`: prompt-learning methods side by side, in one process, at one rollout budget.
+
+Every arm trains on the same policy, reflector, splits, seeds and budget, then answers the same
+held-out test items greedily, so arms pair item by item. Arms:
+
+- none          the task set's instruction alone (trains nothing);
+- majority      always the train split's most common answer (no model: a floor that tells a learned
+                skill from a shift towards one answer);
+- secondnature  the lesson loop (`learn`), lessons injected under the lesson-token budget;
+- gepa          the `gepa` package evolving the system prompt (see gepa_arm.py).
+
+With several seeds, intervals come from a bootstrap that resamples seeds and test items together,
+so they cover seed-to-seed variance as well as item variance. Every model call goes through one
+completion cache, so a rerun, or a second benchmark that shares the `none` arm, makes no new calls.
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import gepa_arm
+from .evaluate import EvalResult, evaluate, majority_reference, split_tasks
+from .learn import LearnConfig, learn, learn_split
+from .models import CachedModel
+from .rewards import extract_answer
+from .store import LessonStore
+from .types import Lesson, TaskSet
+
+ARMS = ("none", "secondnature", "gepa")
+Progress = Callable[[int, str], None]  # (rollouts just spent, message)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    arms: tuple[str, ...] = ARMS
+    budget: int = 400             # policy rollouts per arm and seed, training and validation together
+    seeds: tuple[int, ...] = (0, 1, 2)
+    val_size: int = 24
+    test_limit: int | None = None
+    lesson_tokens: int | None = 400
+    max_tokens: int = 384
+    gepa_reflect_max_tokens: int = 800
+
+
+@dataclass(frozen=True)
+class ArmRun:
+    """One arm trained with one seed: the prompt it ends with, what it spent and its validation curve."""
+
+    arm: str
+    seed: int
+    instruction: str
+    lessons: tuple[Lesson, ...]
+    curve: tuple[dict, ...]       # {"rollouts": spent so far, "val": accuracy on the seed's val sample}
+    train_rollouts: int
+    val_rollouts: int
+    reflector_calls: int
+    reflector_tokens: int
+    wall_s: float
+    model_s: float                # summed model latency: the compute cost, the same on a cached rerun
+    test: EvalResult | None = None
+
+
+def _usage(*models: CachedModel) -> dict:
+    return {k: sum(m.usage[k] for m in models) for k in ("calls", "prompt_tokens", "completion_tokens", "model_s")}
+
+
+def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, taskset: TaskSet, config: BenchConfig,
+              workdir: Path, progress: Progress) -> ArmRun:
+    lc = LearnConfig(budget=config.budget, val_size=config.val_size, seed=seed, lesson_tokens=config.lesson_tokens,
+                     max_tokens=config.max_tokens)
+    train, val = learn_split(taskset, lc)
+    before_p, before_r, t0 = _usage(policy), _usage(reflector), time.perf_counter()
+    if arm == "none":
+        base = evaluate(policy, taskset, val, [], split_name="val", max_tokens=config.max_tokens)
+        curve = ({"rollouts": 0, "val": base.accuracy}, {"rollouts": config.budget, "val": base.accuracy})
+        run = ArmRun(arm, seed, taskset.instruction, (), curve, 0, 0, 0, 0, 0.0, 0.0)
+    elif arm == "secondnature":
+        db = workdir / f"{_slug(taskset.name)}-s{seed}.db"
+        for suffix in ("", "-wal", "-shm"):  # a fresh store per run: lessons learned before must not leak in
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        store = LessonStore(db)
+        try:
+            result = learn(policy, reflector, taskset, store, lc, progress=progress)
+            lessons = tuple(store.revision_lessons(result.revision))
+        finally:
+            store.close()
+        curve = tuple({"rollouts": h["rollouts"], "val": h["val"]} for h in result.history)
+        run = ArmRun(arm, seed, taskset.instruction, lessons, curve, result.train_rollouts, result.val_rollouts,
+                     result.reflections, 0, 0.0, 0.0)
+    elif arm == "gepa":
+        prompt, spend, _ = gepa_arm.optimize(policy, reflector, taskset, train, val, budget=config.budget, seed=seed,
+                                             max_tokens=config.max_tokens,
+                                             reflect_max_tokens=config.gepa_reflect_max_tokens,
+                                             on_rollout=lambda n: progress(n, ""))
+        run = ArmRun(arm, seed, prompt, (), tuple(spend.curve), spend.train, spend.val, spend.reflector_calls, 0,
+                     0.0, 0.0)
+    else:
+        raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    after_p, after_r = _usage(policy), _usage(reflector)
+    r_tokens = (after_r["prompt_tokens"] - before_r["prompt_tokens"]) + (after_r["completion_tokens"]
+                                                                        - before_r["completion_tokens"])
+    model_s = after_p["model_s"] - before_p["model_s"] + after_r["model_s"] - before_r["model_s"]
+    return replace(run, reflector_tokens=r_tokens if arm != "none" else 0, wall_s=time.perf_counter() - t0,
+                   model_s=model_s if arm != "none" else 0.0)
+
+
+def run_bench(policy: CachedModel, reflector: CachedModel, taskset: TaskSet, config: BenchConfig, workdir: Path,
+              progress: Progress = lambda n, m: None) -> list[ArmRun]:
+    """Train every arm with every seed, then score each on the test split (greedy, paired)."""
+    test = split_tasks(taskset, "test", limit=config.test_limit)
+    runs = []
+    for seed in config.seeds:
+        for arm in config.arms:
+            progress(0, f"{taskset.name} seed {seed}: training arm {arm}")
+            run = train_arm(arm, seed, policy, reflector, taskset, config, workdir, progress)
+            progress(0, f"{taskset.name} seed {seed}: testing arm {arm} on {len(test)} items")
+            result = evaluate(policy, taskset, test, list(run.lessons), lesson_tokens=config.lesson_tokens,
+                              max_tokens=config.max_tokens, instruction=run.instruction)
+            runs.append(replace(run, test=result))
+    return runs
+
+
+# ---------------------------------------------------------------- statistics over seeds and items
+
+def seed_item_bootstrap(values: Sequence[Sequence[float]], *, resamples: int = 2000,
+                        seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """Mean over (seed, item) with a 95% interval that resamples seeds and items together.
+
+    `values[s][i]` is seed s on test item i (every seed sees the same items). With one seed this is an
+    ordinary item bootstrap; with more, an unlucky seed widens the interval as it should."""
+    s_n, i_n = len(values), len(values[0]) if values else 0
+    if not s_n or not i_n:
+        return 0.0, (0.0, 0.0)
+    rng = random.Random(seed)
+    means = []
+    for _ in range(resamples):
+        seeds = [rng.randrange(s_n) for _ in range(s_n)]
+        items = [rng.randrange(i_n) for _ in range(i_n)]
+        means.append(sum(values[s][i] for s in seeds for i in items) / (s_n * i_n))
+    means.sort()
+    mean = sum(map(sum, values)) / (s_n * i_n)
+    return mean, (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
+
+
+def _slug(name: str) -> str:
+    return name.replace("/", "_").replace(":", "_").replace(",", "_")
+
+
+def _answers(completions: Sequence[str]) -> dict:
+    return dict(Counter(str(extract_answer(c)) for c in completions).most_common(6))
+
+
+def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: int | None = None) -> list[dict]:
+    """One record per arm (seeds pooled), plus the constant-answer reference; the format of the lesson loop's."""
+    by_arm: dict[str, list[ArmRun]] = {}
+    for r in runs:
+        by_arm.setdefault(r.arm, []).append(r)
+    seeds = sorted({r.seed for r in runs})
+    scores = {arm: [list(r.test.scores) for r in rs] for arm, rs in by_arm.items()}
+    test = split_tasks(taskset, "test", limit=test_limit)
+    answer, const = majority_reference(taskset, test)
+    scores_with_majority = {**scores, "majority": [list(const)] * len(seeds)}
+    out = []
+    for arm, rs in [("majority", []), *by_arm.items()]:
+        mine = scores_with_majority[arm]
+        acc, ci = seed_item_bootstrap(mine)
+        vs = {}
+        for other, theirs in scores_with_majority.items():
+            if other != arm:
+                d = [[b - a for a, b in zip(x, y)] for x, y in zip(theirs, mine)]
+                diff, dci = seed_item_bootstrap(d)
+                vs[other] = {"diff": diff, "ci95": list(dci)}
+        per_seed = [sum(s) / len(s) for s in mine]
+        rec = {**common, "task": taskset.name, "arm": arm, "seeds": seeds, "n": len(test), "accuracy": acc,
+               "ci95": list(ci), "accuracy_by_seed": per_seed,
+               "accuracy_sd": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
+               "diff_vs_none": vs.get("none", {"diff": 0.0})["diff"],
+               "diff_ci95": vs.get("none", {"ci95": [0.0, 0.0]})["ci95"], "diff_vs": vs}
+        if arm == "majority":
+            rec.update(answer=answer, rollouts=0, prompt_tokens=0, lesson_tokens=0, wall_s=0.0)
+        else:
+            def mean(f: Callable[[ArmRun], float], rs: list[ArmRun] = rs) -> float:  # over seeds
+                return sum(f(r) for r in rs) / len(rs)
+            rec.update(
+                rollouts=mean(lambda r: r.train_rollouts + r.val_rollouts), train_rollouts=mean(lambda r: r.train_rollouts),
+                val_rollouts=mean(lambda r: r.val_rollouts), reflector_calls=mean(lambda r: r.reflector_calls),
+                reflector_tokens=mean(lambda r: r.reflector_tokens), prompt_tokens=mean(lambda r: r.test.prompt_tokens),
+                lesson_tokens=mean(lambda r: r.test.lesson_tokens), wall_s=round(mean(lambda r: r.wall_s + r.test.wall_s), 1),
+                train_model_s=round(mean(lambda r: r.model_s), 1),
+                eval_completion_tokens=mean(lambda r: r.test.completion_tokens),
+                answers=_answers([c for r in rs for c in r.test.completions]),
+                prompts=[{"seed": r.seed, "system": r.instruction if not r.lessons else None,
+                          "lessons": [x.text for x in r.lessons]} for r in rs],
+                val_curves=[{"seed": r.seed, "points": list(r.curve)} for r in rs])
+        out.append(rec)
+    return out
+
+
+def plot_curves(by_task: dict[str, list[dict]], path: str | Path) -> Path:
+    """Validation accuracy against rollouts spent, one colour per arm, one thin line per seed, one panel per task."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(by_task), figsize=(5.2 * len(by_task), 4), squeeze=False)
+    colours = {"none": "tab:gray", "secondnature": "tab:blue", "gepa": "tab:orange"}
+    for ax, (task, recs) in zip(axes[0], by_task.items()):
+        for rec in recs:
+            for j, c in enumerate(rec.get("val_curves", [])):
+                xs = [p["rollouts"] for p in c["points"]]
+                ys = [p["val"] for p in c["points"]]
+                ax.step(xs, ys, where="post", color=colours.get(rec["arm"]), alpha=0.85, lw=1.6,
+                        marker="o" if rec["arm"] != "none" else None, ms=3,
+                        label=rec["arm"] if j == 0 else None)
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("policy rollouts spent (train + validation)")
+        ax.set_ylabel("validation accuracy (best prompt so far)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.suptitle("secondnature bench: learning curves (one line per seed)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

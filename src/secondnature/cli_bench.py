@@ -1,0 +1,94 @@
+"""`secondnature bench`: run the arms, write the records and the learning curves, print the table."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+from datetime import date
+from pathlib import Path
+
+from rich.table import Table
+
+from . import ui
+from .bench import ARMS, BenchConfig, _slug, plot_curves, records, run_bench
+from .cli import _models, progress_bar
+from .models import CachedModel
+from .store import LessonStore
+from .tasks import load_taskset
+from .ui import UsageError
+from .weights import home
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    arms = tuple(a.strip() for a in args.arms.split(",") if a.strip())
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown or not arms:
+        raise UsageError(f"unknown arm(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ARMS)}")
+    if "gepa" in arms:
+        try:
+            import gepa  # noqa: F401
+        except ImportError:
+            raise UsageError("the gepa arm needs the gepa package: pip install gepa==0.1.4") from None
+    if args.seeds < 1 or args.budget < 1:
+        raise UsageError("--seeds and --budget must be at least 1")
+    tasksets = [load_taskset(spec, args.checker) for spec in args.taskset]  # every file checked before any model call
+    config = BenchConfig(arms=arms, budget=args.budget, seeds=tuple(range(args.seed, args.seed + args.seeds)),
+                         val_size=args.val_size, test_limit=args.test_limit, lesson_tokens=args.lesson_tokens,
+                         max_tokens=args.max_tokens)
+    workdir = home() / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    cache = LessonStore(workdir / "cache.db")  # one completion cache for every benchmark on this machine
+    inner_policy, inner_reflector = _models(args)
+    policy = CachedModel(inner_policy, cache)
+    reflector = policy if inner_reflector is inner_policy else CachedModel(inner_reflector, cache)
+    name = args.name or "+".join(_slug(t.name) for t in tasksets)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    common = {"policy": policy.name, "reflector": reflector.name, "split": "test", "budget": args.budget,
+              "command": "secondnature " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+              "date": date.today().isoformat(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    training = sum(1 for a in arms if a != "none") * args.budget * len(config.seeds) * len(tasksets)
+    all_records: list[dict] = []
+    by_task: dict[str, list[dict]] = {}
+    with progress_bar(training, f"bench {name}") as progress:
+        for ts in tasksets:
+            runs = run_bench(policy, reflector, ts, config, workdir, progress)
+            recs = records(runs, ts, common, test_limit=args.test_limit)
+            by_task[ts.name] = recs
+            all_records += recs
+            (out / f"{name}.json").write_text(json.dumps(all_records, indent=1))  # written as each task set ends
+    curves = {task: {r["arm"]: r.get("val_curves", []) for r in recs if r["arm"] != "majority"}
+              for task, recs in by_task.items()}
+    (out / f"{name}_curves.json").write_text(json.dumps(curves, indent=1))
+    png = plot_curves(by_task, out / f"{name}_curves.png")
+    if args.json:
+        print(json.dumps({"records": all_records, "results": str(out / f"{name}.json"), "plot": str(png)}, indent=1))
+        return 0
+    for task, recs in by_task.items():
+        ui.out.print(_table(task, recs, len(config.seeds)))
+    ui.out.print(f"results: {out / f'{name}.json'}")
+    if args.plot:
+        ui.out.print(f"learning curves: {png}")
+    return 0
+
+
+def _table(task: str, recs: list[dict], seeds: int) -> Table:
+    t = Table(title=f"{task}: test accuracy, {recs[0]['n']} items, {seeds} seed(s), 95% intervals over seeds and items")
+    for col in ("arm", "accuracy", "vs none", "vs others", "rollouts (train+val)", "reflector calls / tokens",
+                "prompt tokens", "wall s"):
+        t.add_column(col, justify="right" if col != "arm" else "left")
+    for r in recs:
+        others = "; ".join(f"{k} {v['diff']:+.1%}" for k, v in r["diff_vs"].items() if k not in ("none", "majority"))
+        sd = f" ±{r['accuracy_sd']:.1%}" if seeds > 1 and r["arm"] != "majority" else ""
+        rollouts = (f"{r['rollouts']:.0f} ({r['train_rollouts']:.0f}+{r['val_rollouts']:.0f})"
+                    if "train_rollouts" in r else "-")
+        refl = f"{r['reflector_calls']:.0f} / {r['reflector_tokens']:.0f}" if "reflector_calls" in r else "-"
+        label = f"{r['arm']} ({r['answer']!r})" if r["arm"] == "majority" else r["arm"]
+        t.add_row(label, f"{r['accuracy']:.1%}{sd} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]",
+                  f"{r['diff_vs_none']:+.1%} [{r['diff_ci95'][0]:+.1%}, {r['diff_ci95'][1]:+.1%}]" if r["arm"] != "none" else "",
+                  others, rollouts, refl, f"{r['prompt_tokens']:.0f}", f"{r['wall_s']:.0f}")
+    return t

@@ -1,0 +1,125 @@
+"""The `gepa` arm of `bench`: the real `gepa` package (PyPI) optimising the system prompt through our Model clients.
+
+GEPA evolves one text component, the system prompt, seeded with the task set's instruction. The
+adapter runs the policy with `rollout.run` (greedy and cached, like every other arm), scores with the
+task set's own reward, and gives GEPA's reflection prompt the same facts our reflector sees: the
+question, the model's answer, the correct answer, the verdict and the checker's sentence.
+
+Budget: GEPA counts every policy rollout it asks for as a metric call (minibatch rollouts of the
+parent and of each proposal, and full validation passes of proposals that improve on their
+minibatch), so `max_metric_calls` is set to the rollout budget; GEPA may overshoot by one iteration,
+and the report shows the rollouts it really used, training and validation apart.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import rollout
+from .models import Model
+from .reflect import _clip
+from .types import Rollout, Task, TaskSet
+
+COMPONENT = "system_prompt"
+
+
+@dataclass
+class Spend:
+    """What an arm used, tallied as it goes (mutable on purpose: GEPA calls back into us)."""
+
+    train: int = 0
+    val: int = 0
+    reflector_calls: int = 0
+    reflector_prompt_tokens: int = 0
+    reflector_completion_tokens: int = 0
+    curve: list[dict] = field(default_factory=list)
+
+
+def feedback(task: Task, r: Rollout) -> str:
+    verdict = "correct" if r.score.value >= 1.0 else ("partly correct" if r.score.value > 0 else "wrong")
+    return f"Score {r.score.value:g} ({verdict}). Correct answer: {task.answer}. Checker: {r.score.feedback}"
+
+
+class RolloutAdapter:
+    """GEPA's adapter protocol over our rollouts. A class because GEPA calls its methods by name."""
+
+    propose_new_texts = None  # GEPA's own reflective proposer writes the new prompts
+
+    def __init__(self, policy: Model, taskset: TaskSet, val: Sequence[Task], spend: Spend, *, max_tokens: int,
+                 seed: int, on_rollout: Callable[[int], None]):
+        self.policy, self.taskset, self.spend = policy, taskset, spend
+        self.val_ids = {t.id for t in val}
+        self.max_tokens, self.seed, self.on_rollout = max_tokens, seed, on_rollout
+
+    def evaluate(self, batch: list[Task], candidate: dict[str, str], capture_traces: bool = False):
+        from gepa.core.adapter import EvaluationBatch
+        is_val = all(t.id in self.val_ids for t in batch)  # train and val are disjoint splits
+        rs = rollout.run(self.policy, batch, self.taskset.reward, candidate[COMPONENT], [], n=1, temperature=0.0,
+                         max_tokens=self.max_tokens, seed=self.seed, purpose="val" if is_val else "train",
+                         on_done=lambda r: self.on_rollout(1))
+        if is_val:
+            self.spend.val += len(rs)
+        else:
+            self.spend.train += len(rs)
+        traces = [{"task": t, "rollout": r} for t, r in zip(batch, rs)] if capture_traces else None
+        return EvaluationBatch(outputs=[r.completion for r in rs], scores=[r.score.value for r in rs],
+                               trajectories=traces)
+
+    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: Any,
+                                components_to_update: list[str]) -> dict[str, list[dict]]:
+        records = [{"Inputs": tr["task"].prompt, "Generated Outputs": _clip(tr["rollout"].completion),
+                    "Feedback": feedback(tr["task"], tr["rollout"])} for tr in eval_batch.trajectories or []]
+        return {c: records for c in components_to_update}
+
+
+def reflection_lm(reflector: Model, spend: Spend, *, max_tokens: int, seed: int) -> Callable[[Any], str]:
+    """GEPA's LanguageModel (prompt -> text) over our client; call i uses seed + i so reruns hit the cache."""
+    calls = [0]
+
+    def call(prompt: str | list[dict]) -> str:
+        msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=max_tokens, seed=seed * 1000 + calls[0])[0]
+        calls[0] += 1
+        spend.reflector_calls += 1
+        spend.reflector_prompt_tokens += c.prompt_tokens
+        spend.reflector_completion_tokens += c.completion_tokens
+        return c.text  # an empty or failed reply makes GEPA skip the proposal, as it would with any LM
+    return call
+
+
+def optimize(policy: Model, reflector: Model, taskset: TaskSet, train: Sequence[Task], val: Sequence[Task], *,
+             budget: int, seed: int, max_tokens: int = 384, reflect_max_tokens: int = 800,
+             on_rollout: Callable[[int], None] = lambda n: None) -> tuple[str, Spend, dict]:
+    """Run `gepa.optimize`; return the best system prompt on val, what it spent, and GEPA's own summary."""
+    try:
+        import gepa
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise RuntimeError("the gepa arm needs the gepa package: pip install gepa==0.1.4") from e
+    spend = Spend()
+    adapter = RolloutAdapter(policy, taskset, val, spend, max_tokens=max_tokens, seed=0, on_rollout=on_rollout)
+    t0 = time.perf_counter()
+    result = gepa.optimize(
+        seed_candidate={COMPONENT: taskset.instruction}, trainset=list(train), valset=list(val), adapter=adapter,
+        reflection_lm=reflection_lm(reflector, spend, max_tokens=reflect_max_tokens, seed=seed),
+        max_metric_calls=budget, seed=seed, cache_evaluation=True, logger=_Quiet(), raise_on_exception=False)
+    # best validation score so far against rollouts spent. GEPA records the metric calls made before each
+    # candidate was found; its validation pass comes after, so the point is placed once that pass is paid for.
+    points = sorted(zip(result.discovery_eval_counts, result.val_aggregate_scores))
+    best = -1.0
+    for calls, score in points:
+        if score > best:
+            best = score
+            spend.curve.append({"rollouts": min(calls + len(val), spend.train + spend.val), "val": score})
+    spend.curve.append({"rollouts": spend.train + spend.val, "val": best})
+    summary = {"candidates": result.num_candidates, "metric_calls": result.total_metric_calls,
+               "best_val": result.val_aggregate_scores[result.best_idx], "wall_s": time.perf_counter() - t0}
+    return result.best_candidate[COMPONENT], spend, summary
+
+
+class _Quiet:
+    """GEPA logs every iteration to stdout; the bench has its own progress bar."""
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
+        pass
