@@ -1,4 +1,8 @@
-"""Print the markdown table for BENCHMARKS.md from benchmarks/results/*.json (lesson-loop records)."""
+"""Print the markdown tables for BENCHMARKS.md from `secondnature bench` records (benchmarks/results/bench_*.json).
+
+    python benchmarks/summarize.py                      # every bench_*.json
+    python benchmarks/summarize.py benchmarks/results/bench_letters.json
+"""
 from __future__ import annotations
 
 import json
@@ -10,24 +14,30 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def ci(lo_hi: list[float], signed: bool = False) -> str:
+    f = (lambda v: f"{100 * v:+.1f}") if signed else pct
+    return f"[{f(lo_hi[0])}, {f(lo_hi[1])}]"
+
+
 def main(paths: list[str]) -> None:
-    files = [Path(p) for p in paths] or sorted((Path(__file__).parent / "results").glob("*.json"))
-    print("| task | n test | majority answer | none | secondnature | paired diff vs none (95% CI) | rollouts (train+val) "
-          "| lesson tokens | learn wall | lessons |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    files = [Path(p) for p in paths] or sorted((Path(__file__).parent / "results").glob("bench_*.json"))
+    print("| task | arm | accuracy (95% CI) | by seed | diff vs none (95% CI) | secondnature vs gepa | rollouts (train+val) "
+          "| reflector calls / tokens | prompt tokens | train model s | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for f in files:
-        records = {r["arm"]: r for r in json.loads(f.read_text())}
-        none, sn, maj = records.get("none"), records.get("secondnature"), records.get("majority")
-        if not none or not sn:
-            continue
-        lo, hi = sn["diff_ci95"]
-        m = f"{pct(maj['accuracy'])}% ('{maj['answer']}')" if maj else "-"
-        print(f"| {sn['task']} | {sn['n']} | {m} "
-              f"| {pct(none['accuracy'])}% [{pct(none['ci95'][0])}, {pct(none['ci95'][1])}] "
-              f"| {pct(sn['accuracy'])}% [{pct(sn['ci95'][0])}, {pct(sn['ci95'][1])}] "
-              f"| {100 * sn['diff_vs_none']:+.1f} pts [{100 * lo:+.1f}, {100 * hi:+.1f}] "
-              f"| {sn['rollouts']} ({sn['train_rollouts']}+{sn['val_rollouts']}) | {sn['lesson_tokens']} "
-              f"| {sn['learn_wall_s']:.0f} s | {len(sn['lessons'])} |")
+        for r in json.loads(f.read_text()):
+            if r["arm"] == "majority":
+                print(f"| {r['task']} | majority ('{r['answer']}') | {pct(r['accuracy'])}% | | "
+                      f"{100 * r['diff_vs_none']:+.1f} {ci(r['diff_ci95'], True)} | | 0 | - | 0 | 0 | 0 |")
+                continue
+            seeds = ", ".join(pct(a) for a in r["accuracy_by_seed"])
+            vs = r["diff_vs"].get("gepa") if r["arm"] == "secondnature" else None
+            vs_text = f"{100 * vs['diff']:+.1f} {ci(vs['ci95'], True)}" if vs else ""
+            diff = f"{100 * r['diff_vs_none']:+.1f} {ci(r['diff_ci95'], True)}" if r["arm"] != "none" else ""
+            print(f"| {r['task']} | {r['arm']} | {pct(r['accuracy'])}% {ci(r['ci95'])} | {seeds} | {diff} | {vs_text} "
+                  f"| {r['rollouts']:.0f} ({r['train_rollouts']:.0f}+{r['val_rollouts']:.0f}) "
+                  f"| {r['reflector_calls']:.0f} / {r['reflector_tokens']:.0f} | {r['prompt_tokens']:.0f} "
+                  f"| {r.get('train_model_s', 0):.0f} | {r['wall_s']:.0f} |")
 
 
 if __name__ == "__main__":
