@@ -96,7 +96,7 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
         prompt, spend, _ = gepa_arm.optimize(policy, reflector, taskset, train, val, budget=config.budget, seed=seed,
                                              max_tokens=config.max_tokens,
                                              reflect_max_tokens=config.gepa_reflect_max_tokens,
-                                             on_rollout=lambda n: progress(n, ""))
+                                             progress=progress)
         run = ArmRun(arm, seed, prompt, (), tuple(spend.curve), spend.train, spend.val, spend.reflector_calls, 0,
                      0.0, 0.0)
     else:

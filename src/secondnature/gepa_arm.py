@@ -48,19 +48,21 @@ class RolloutAdapter:
     propose_new_texts = None  # GEPA's own reflective proposer writes the new prompts
 
     def __init__(self, policy: Model, taskset: TaskSet, val: Sequence[Task], spend: Spend, *, max_tokens: int,
-                 seed: int, on_rollout: Callable[[int], None]):
+                 seed: int, progress: Callable[[int, str], None]):
         self.policy, self.taskset, self.spend = policy, taskset, spend
         self.val_ids = {t.id for t in val}
-        self.max_tokens, self.seed, self.on_rollout = max_tokens, seed, on_rollout
+        self.max_tokens, self.seed, self.progress = max_tokens, seed, progress
 
     def evaluate(self, batch: list[Task], candidate: dict[str, str], capture_traces: bool = False):
         from gepa.core.adapter import EvaluationBatch
         is_val = all(t.id in self.val_ids for t in batch)  # train and val are disjoint splits
         rs = rollout.run(self.policy, batch, self.taskset.reward, candidate[COMPONENT], [], n=1, temperature=0.0,
                          max_tokens=self.max_tokens, seed=self.seed, purpose="val" if is_val else "train",
-                         on_done=lambda r: self.on_rollout(1))
+                         on_done=lambda r: self.progress(1, ""))
         if is_val:
             self.spend.val += len(rs)
+            self.progress(0, f"  gepa: a candidate prompt ({len(candidate[COMPONENT])} chars) scored "
+                               f"{sum(r.score.value for r in rs):g}/{len(rs)} on validation")
         else:
             self.spend.train += len(rs)
         traces = [{"task": t, "rollout": r} for t, r in zip(batch, rs)] if capture_traces else None
@@ -91,14 +93,14 @@ def reflection_lm(reflector: Model, spend: Spend, *, max_tokens: int, seed: int)
 
 def optimize(policy: Model, reflector: Model, taskset: TaskSet, train: Sequence[Task], val: Sequence[Task], *,
              budget: int, seed: int, max_tokens: int = 384, reflect_max_tokens: int = 800,
-             on_rollout: Callable[[int], None] = lambda n: None) -> tuple[str, Spend, dict]:
+             progress: Callable[[int, str], None] = lambda n, m: None) -> tuple[str, Spend, dict]:
     """Run `gepa.optimize`; return the best system prompt on val, what it spent, and GEPA's own summary."""
     try:
         import gepa
     except ImportError as e:  # pragma: no cover - depends on the install
         raise RuntimeError("the gepa arm needs the gepa package: pip install gepa==0.1.4") from e
     spend = Spend()
-    adapter = RolloutAdapter(policy, taskset, val, spend, max_tokens=max_tokens, seed=0, on_rollout=on_rollout)
+    adapter = RolloutAdapter(policy, taskset, val, spend, max_tokens=max_tokens, seed=0, progress=progress)
     t0 = time.perf_counter()
     result = gepa.optimize(
         seed_candidate={COMPONENT: taskset.instruction}, trainset=list(train), valset=list(val), adapter=adapter,
