@@ -177,3 +177,29 @@ def test_worked_example_from_the_policys_own_best_attempt(tmp_path):
     lessons = store.revision_lessons(result.revision)
     assert len(lessons) == 1 and lessons[0].text.startswith("Worked example. Question:")
     assert "positions 2, 4 and 6" in lessons[0].text and lessons[0].evidence
+
+
+def demo_reflector(correct: bool):
+    """Proposes only a harmful rule; asked for a demonstration, solves the task (rightly or not) with the good method."""
+    def reply(messages: list[dict]) -> str:
+        text = messages[-1]["content"]
+        if "correct answer is:" in text:
+            gold = int(text.split("correct answer is: ")[1].split()[0])
+            return f"{GOOD}\nAnswer: {gold if correct else gold + 5}"
+        return json.dumps({"edits": [{"op": "add", "text": BAD}]})
+    return ScriptedModel(reply, "reflector")
+
+
+def test_reflector_demonstration_is_checked_then_gated(tmp_path):
+    store = LessonStore(tmp_path / "s.db")
+    policy = ScriptedModel(policy_fn, "policy")
+    result = learn(policy, demo_reflector(True), taskset(), store, config(examples=False))
+    lessons = store.revision_lessons(result.revision)
+    assert len(lessons) == 1 and lessons[0].text.startswith("Worked example. Question: ") and GOOD in lessons[0].text
+    assert lessons[0].reflection_id.endswith("-demo")
+
+    store2 = LessonStore(tmp_path / "s2.db")
+    result = learn(policy, demo_reflector(False), taskset(), store2, config(examples=False))
+    assert result.revision is None  # a demonstration with the wrong answer never reaches a gate
+    notes = [r["parse_error"] for r in store2.reflections() if r["id"].endswith("-demo")]
+    assert notes and all("checker rejects the demonstration" in n for n in notes)

@@ -6,6 +6,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from secondnature import reflect
 from secondnature.reflect import EXAMPLE_ADD, build_prompt, copied_item, order_groups, parse
 from secondnature.types import Edit, Lesson, Rollout, Score, Task
 
@@ -191,3 +192,14 @@ def test_build_prompt_without_lessons_offers_only_adds() -> None:
     example = json.loads(text[text.rindex('{"edits"'):])
     assert {e["op"] for e in example["edits"]} == {"add"}
     assert '"edit"' not in text and '"delete"' not in text
+
+
+def test_demo_lesson_is_checked_and_cleaned():
+    from secondnature.rewards import number
+    task = Task("t1", "How many apples are in a box of two apples?", "2")
+    lesson, why = reflect.demo_lesson("Sure! Here is the solution:\n1. apples: 2\nAnswer: 2", task, number)
+    assert not why and lesson == ("Worked example. Question: How many apples are in a box of two apples? "
+                                  "Good answer: 1. apples: 2 Answer: 2")
+    assert reflect.demo_lesson("```\napples: 3\nAnswer: 3\n```", task, number)[1].startswith("the checker rejects")
+    assert reflect.demo_lesson("", task, number) == ("", "empty demonstration")
+    assert "too long" in reflect.demo_lesson("word " * 200 + "Answer: 2", task, number)[1]

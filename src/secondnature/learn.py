@@ -31,6 +31,7 @@ class LearnConfig:
     proposals: int = 2           # reflector samples per step
     max_candidates: int = 3      # reflector-written candidate revisions gated per step
     examples: bool = True        # also gate a worked example taken from the policy's own best attempt
+    demos: bool = True           # and one written by the reflector for a failed task, checked by the reward
     gate_alpha: float = 0.2
     reject_margin: int = 3
     lesson_tokens: int | None = 400
@@ -125,6 +126,19 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             val_cache[key] = [r.score.value for r in rs]
         return val_cache[key]
 
+    def demo_candidate(task: Task, has_example: Lesson | None, rid: str, seed: int) -> Edit | None:
+        """The reflector's worked solution of a failed task, as an added example or replacing the current one."""
+        msgs = reflect.demo_prompt(taskset.instruction, task)
+        c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
+        stats["reflections"] += 1
+        stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
+        text, why = reflect.demo_lesson(c.text, task, taskset.reward) if not c.error else ("", c.error)
+        edit = None if not text else (Edit("edit", text, has_example.id) if has_example else Edit("add", text))
+        store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=[],
+                             prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],
+                             parse_error=why)
+        return edit
+
     base_val = val_scores(current)
     history.append({"step": step, "rollouts": used, "val": sum(base_val) / len(base_val), "lessons": len(current)})
     per_step = config.tasks_per_step * config.group_size
@@ -170,11 +184,19 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                     if lessons is not None and all(lessons != cand[1] for cand in candidates):
                         candidates.append((e, lessons, rid, evidence))
             candidates = candidates[:config.max_candidates]
+            has_example = next((x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)), None)
             example = reflect.worked_example(groups, tasks_by_id) if config.examples else ""
-            if example and not any(x.text.startswith(reflect.EXAMPLE_PREFIX) for x in current):
+            if example and not has_example:
                 lessons = apply(current, Edit("add", example), new_id, scope)
                 if lessons is not None:
                     candidates.append((Edit("add", example), lessons, "", evidence))
+            task = reflect.demo_task(groups, tasks_by_id) if config.demos else None
+            if task is not None:
+                demo = demo_candidate(task, has_example, f"f{run_id}-{step}-demo", seed)
+                if demo is not None:
+                    lessons = apply(current, demo, new_id, scope)
+                    if lessons is not None:
+                        candidates.append((demo, lessons, f"f{run_id}-{step}-demo", evidence))
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
-from .types import Edit, Lesson, Rollout, Task
+from .types import Edit, Lesson, Rollout, Score, Task
 
 REFLECT_SYSTEM = ("You coach a small AI assistant. You read its attempts at tasks, with the correct answers, and "
                   "write short, general lessons that will make its next attempts correct.")
@@ -174,6 +174,57 @@ def worked_example(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) 
     best = max(shows_work, key=lambda wr: wr[0])[1]  # the first of the longest, as before
     answer = " ".join(best.completion.split())
     return f"{EXAMPLE_PREFIX} Question: {' '.join(tasks[best.task_id].prompt.split())} Good answer: {answer}"
+
+
+DEMO_PROMPT = """A small AI assistant answers questions under this instruction:
+<instruction>
+{instruction}
+</instruction>
+
+It got this question wrong:
+<question>
+{question}
+</question>
+The correct answer is: {answer}
+
+Write the reply the assistant should have given. Show the working itself, do not describe it: write out, one by \
+one, every element the answer depends on with its value, then combine them, then end with the final answer line \
+the instruction asks for. Use a method that works for any question of this kind. At most {words} words. Reply with \
+that solution only, no preamble."""
+
+
+def demo_prompt(instruction: str, task: Task) -> list[dict]:
+    """Ask the reflector, who knows the answer, to write the solution the policy should have written.
+
+    A worked solution by a stronger model shows a small policy a method it can copy, where its own
+    correct attempts often show none; the reward checks the solution before it can become a candidate."""
+    user = DEMO_PROMPT.format(instruction=instruction, question=task.prompt.strip(), answer=task.answer,
+                              words=MAX_EXAMPLE_WORDS - 60)
+    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+
+
+def demo_task(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) -> Task | None:
+    """The task to demonstrate: the shortest question among those the policy got wrong at least once."""
+    failed = [tasks[g[0].task_id] for g in groups if min(r.score.value for r in g) < 1]
+    return min(failed, key=lambda t: len(t.prompt)) if failed else None
+
+
+def demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> tuple[str, str]:
+    """(lesson, '') for a demonstration the checker accepts, else ('', why not)."""
+    text = re.sub(r"^```\w*\s*|\s*```$", "", raw.strip()).strip()
+    first, _, rest = text.partition("\n")
+    if FILLER.search(first) and rest.strip():  # "Sure. Here are the steps:" is not part of the solution
+        text = rest.strip()
+    if not text:
+        return "", "empty demonstration"
+    body = " ".join(text.split())
+    lesson = f"{EXAMPLE_PREFIX} Question: {' '.join(task.prompt.split())} Good answer: {body}"
+    if len(lesson.split()) > MAX_EXAMPLE_WORDS:
+        return "", f"demonstration too long ({len(body.split())} words)"
+    score = reward(task, text)
+    if score.value < 1.0:
+        return "", f"the checker rejects the demonstration: {score.feedback}"
+    return lesson, ""
 
 
 def problem_with(text: str) -> str:
