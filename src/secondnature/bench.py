@@ -218,7 +218,7 @@ def plot_curves(by_task: dict[str, list[dict]], path: str | Path) -> Path:
                 ys = [p["val"] for p in c["points"]]
                 ax.step(xs, ys, where="post", color=colours.get(rec["arm"]), alpha=0.85, lw=1.6,
                         marker="o" if rec["arm"] != "none" else None, ms=3,
-                        label=rec["arm"] if j == 0 else None)
+                        label=f"{rec['arm']} (test {rec['accuracy']:.0%})" if j == 0 else None)
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("policy rollouts spent (train + validation)")
         ax.set_ylabel("validation accuracy (best prompt so far)")
