@@ -117,3 +117,17 @@ def test_cli_bench_rejects_unknown_arm(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(ui, "err", Console(stderr=True, width=10_000))
     code = cli.main(["bench", "letters", "--arms", "none,dspy"])
     assert code == 2 and "unknown arm(s) dspy" in capsys.readouterr().err
+
+
+def test_gepa_scores_every_new_candidate_on_the_whole_val_sample(tmp_path: Path) -> None:
+    """GEPA's evaluation cache is keyed by item id; train and val ids must not collide, or a candidate's
+    train scores would stand in for some of its val scores."""
+    from secondnature import gepa_arm
+    from secondnature.learn import LearnConfig, learn_split
+    policy, reflector, _ = models(tmp_path)
+    train, val = learn_split(taskset(), LearnConfig(val_size=10))
+    passes: list[int] = []
+    _, spend, summary = gepa_arm.optimize(policy, reflector, taskset(), train, val, budget=60, seed=0,
+                                          progress=lambda n, m: m and passes.append(int(m.split("/")[1].split()[0])))
+    assert passes and all(n == len(val) for n in passes)
+    assert spend.val == len(val) * len(passes) and summary["candidates"] >= 2

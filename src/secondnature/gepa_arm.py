@@ -76,6 +76,24 @@ class RolloutAdapter:
         return {c: records for c in components_to_update}
 
 
+class TaskLoader:
+    """GEPA's DataLoader keyed by task id. GEPA's default list loader numbers items 0..n-1 in train and in val
+    alike, and its evaluation cache is keyed by (candidate, item id), so with two lists a candidate's train
+    scores would be reused as its scores on the val items with the same numbers. Task ids are unique."""
+
+    def __init__(self, tasks: Sequence[Task]):
+        self.by_id = {t.id: t for t in tasks}
+
+    def all_ids(self) -> list[str]:
+        return list(self.by_id)
+
+    def fetch(self, ids: Sequence[str]) -> list[Task]:
+        return [self.by_id[i] for i in ids]
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+
 def reflection_lm(reflector: Model, spend: Spend, *, max_tokens: int, seed: int) -> Callable[[Any], str]:
     """GEPA's LanguageModel (prompt -> text) over our client; call i uses seed + i so reruns hit the cache."""
     calls = [0]
@@ -103,7 +121,8 @@ def optimize(policy: Model, reflector: Model, taskset: TaskSet, train: Sequence[
     adapter = RolloutAdapter(policy, taskset, val, spend, max_tokens=max_tokens, seed=0, progress=progress)
     t0 = time.perf_counter()
     result = gepa.optimize(
-        seed_candidate={COMPONENT: taskset.instruction}, trainset=list(train), valset=list(val), adapter=adapter,
+        seed_candidate={COMPONENT: taskset.instruction}, trainset=TaskLoader(train), valset=TaskLoader(val),
+        adapter=adapter,
         reflection_lm=reflection_lm(reflector, spend, max_tokens=reflect_max_tokens, seed=seed),
         max_metric_calls=budget, seed=seed, cache_evaluation=True, logger=_Quiet(), raise_on_exception=False)
     # best validation score so far against rollouts spent. GEPA records the metric calls made before each
