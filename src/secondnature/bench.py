@@ -196,7 +196,8 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
                 answers=_answers([c for r in rs for c in r.test.completions]),
                 prompts=[{"seed": r.seed, "system": r.instruction if not r.lessons else None,
                           "lessons": [x.text for x in r.lessons]} for r in rs],
-                val_curves=[{"seed": r.seed, "points": list(r.curve)} for r in rs])
+                val_curves=[{"seed": r.seed, "points": list(r.curve)} for r in rs],
+                test_scores=[list(r.test.scores) for r in rs])  # per seed, in test order: for paired re-analysis
         out.append(rec)
     return out
 
