@@ -144,7 +144,7 @@ def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
 
 def test_bench_runs_the_real_gepa_arm(tmp_path, capsys, policy_path):
     """All three arms on the embedded model at a tiny budget; the gepa package runs through our adapter."""
-    rc = main(["bench", TASKSET, "--budget", "16", "--seeds", "1", "--val-size", "4", "--test-limit", "4",
+    rc = main(["bench", TASKSET, "--budget", "24", "--seeds", "1", "--val-size", "4", "--test-limit", "4",
                "--reflector", "default", "--max-tokens", "120", "--out", str(tmp_path), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -152,7 +152,8 @@ def test_bench_runs_the_real_gepa_arm(tmp_path, capsys, policy_path):
     assert set(recs) == {"majority", "none", "secondnature", "gepa"}
     for arm in ("secondnature", "gepa"):
         r = recs[arm]
-        assert 0 < r["rollouts"] <= 16 + 4 and r["val_rollouts"] >= 4 and r["prompt_tokens"] > 0
+        assert 0 < r["rollouts"] <= 24 + 6 and r["val_rollouts"] >= 4 and r["train_rollouts"] > 0
+        assert r["prompt_tokens"] > 0
         assert r["n"] == 4 and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
     assert recs["gepa"]["reflector_calls"] >= 1, "GEPA asked the reflector for at least one new prompt"
     assert (tmp_path / f"{out['results'].split('/')[-1]}").exists()
