@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -157,4 +158,4 @@ def test_bench_runs_the_real_gepa_arm(tmp_path, capsys, policy_path):
         assert r["n"] == 4 and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
     assert recs["gepa"]["reflector_calls"] >= 1, "GEPA asked the reflector for at least one new prompt"
     assert (tmp_path / f"{out['results'].split('/')[-1]}").exists()
-    assert open(out["plot"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(out["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
