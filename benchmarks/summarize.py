@@ -20,7 +20,8 @@ def ci(lo_hi: list[float], signed: bool = False) -> str:
 
 
 def main(paths: list[str]) -> None:
-    files = [Path(p) for p in paths] or sorted((Path(__file__).parent / "results").glob("bench_*.json"))
+    files = [Path(p) for p in paths] or sorted(p for p in (Path(__file__).parent / "results").glob("bench_*.json")
+                                       if not p.stem.endswith("_curves"))
     print("| task | arm | accuracy (95% CI) | by seed | diff vs none (95% CI) | secondnature vs gepa | rollouts (train+val) "
           "| reflector calls / tokens | prompt tokens | train model s | wall s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
