@@ -151,9 +151,12 @@ def test_bench_runs_the_real_gepa_arm(tmp_path, capsys, policy_path):
     out = json.loads(capsys.readouterr().out)
     recs = {r["arm"]: r for r in out["records"]}
     assert set(recs) == {"majority", "none", "secondnature", "gepa"}
+    # the loop never exceeds its budget; GEPA checks it before each iteration, so it may overshoot by one
+    # iteration's spend: two 3-item minibatches and one validation pass
+    assert 0 < recs["secondnature"]["rollouts"] <= 24 and 0 < recs["gepa"]["rollouts"] <= 24 + 2 * 3 + 4
     for arm in ("secondnature", "gepa"):
         r = recs[arm]
-        assert 0 < r["rollouts"] <= 24 + 6 and r["val_rollouts"] >= 4 and r["train_rollouts"] > 0
+        assert r["val_rollouts"] >= 4 and r["train_rollouts"] > 0
         assert r["prompt_tokens"] > 0
         assert r["n"] == 4 and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
     assert recs["gepa"]["reflector_calls"] >= 1, "GEPA asked the reflector for at least one new prompt"
