@@ -65,8 +65,9 @@ class ArmRun:
     test: EvalResult | None = None
 
 
-def _usage(*models: CachedModel) -> dict:
-    return {k: sum(m.usage[k] for m in models) for k in ("calls", "prompt_tokens", "completion_tokens", "model_s")}
+def _model_s(*models: CachedModel) -> float:
+    # the policy may also be the reflector: count each model object once
+    return sum(m.model_s for m in {id(m): m for m in models}.values())
 
 
 def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, taskset: TaskSet, config: BenchConfig,
@@ -74,7 +75,7 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
     lc = LearnConfig(budget=config.budget, val_size=config.val_size, seed=seed, lesson_tokens=config.lesson_tokens,
                      max_tokens=config.max_tokens)
     train, val = learn_split(taskset, lc)
-    before_p, before_r, t0 = _usage(policy), _usage(reflector), time.perf_counter()
+    before, t0 = _model_s(policy, reflector), time.perf_counter()
     if arm == "none":
         base = evaluate(policy, taskset, val, [], split_name="val", max_tokens=config.max_tokens)
         curve = ({"rollouts": 0, "val": base.accuracy}, {"rollouts": config.budget, "val": base.accuracy})
@@ -91,22 +92,18 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
             store.close()
         curve = tuple({"rollouts": h["rollouts"], "val": h["val"]} for h in result.history)
         run = ArmRun(arm, seed, taskset.instruction, lessons, curve, result.train_rollouts, result.val_rollouts,
-                     result.reflections, 0, 0.0, 0.0)
+                     result.reflections, result.reflector_tokens, 0.0, 0.0)
     elif arm == "gepa":
         prompt, spend, _ = gepa_arm.optimize(policy, reflector, taskset, train, val, budget=config.budget, seed=seed,
                                              max_tokens=config.max_tokens,
                                              reflect_max_tokens=config.gepa_reflect_max_tokens,
                                              progress=progress)
-        run = ArmRun(arm, seed, prompt, (), tuple(spend.curve), spend.train, spend.val, spend.reflector_calls, 0,
-                     0.0, 0.0)
+        run = ArmRun(arm, seed, prompt, (), tuple(spend.curve), spend.train, spend.val, spend.reflector_calls,
+                     spend.reflector_prompt_tokens + spend.reflector_completion_tokens, 0.0, 0.0)
     else:
         raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
-    after_p, after_r = _usage(policy), _usage(reflector)
-    r_tokens = (after_r["prompt_tokens"] - before_r["prompt_tokens"]) + (after_r["completion_tokens"]
-                                                                        - before_r["completion_tokens"])
-    model_s = after_p["model_s"] - before_p["model_s"] + after_r["model_s"] - before_r["model_s"]
-    return replace(run, reflector_tokens=r_tokens if arm != "none" else 0, wall_s=time.perf_counter() - t0,
-                   model_s=model_s if arm != "none" else 0.0)
+    model_s = _model_s(policy, reflector) - before if arm != "none" else 0.0  # none's val pass is only for its curve
+    return replace(run, wall_s=time.perf_counter() - t0, model_s=model_s)
 
 
 def run_bench(policy: CachedModel, reflector: CachedModel, taskset: TaskSet, config: BenchConfig, workdir: Path,

@@ -192,11 +192,12 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                     candidates.append((Edit("add", example), lessons, "", evidence))
             task = reflect.demo_task(groups, tasks_by_id) if config.demos else None
             if task is not None:
-                demo = demo_candidate(task, has_example, f"f{run_id}-{step}-demo", seed)
+                rid = f"f{run_id}-{step}-demo"
+                demo = demo_candidate(task, has_example, rid, seed)
                 if demo is not None:
                     lessons = apply(current, demo, new_id, scope)
                     if lessons is not None:
-                        candidates.append((demo, lessons, f"f{run_id}-{step}-demo", evidence))
+                        candidates.append((demo, lessons, rid, evidence))
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds
