@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secondnature.gate import decide, paired_bootstrap, sequential_gate, sign_test_p, wilson
+from secondnature.gate import (decide, paired_bootstrap, screen_order, screenable, sequential_gate, sign_test_p,
+                              wilson)
 
 scores = st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=1, max_size=30)
 
@@ -85,6 +86,27 @@ def test_sequential_gate_stops_an_edit_that_changes_nothing_at_half() -> None:
     assert len(calls) == 12 and not r.accepted and "stopped after 12/24" in r.reason
 
 
+def test_screening_stops_a_proposal_that_wins_none_of_the_failed_items() -> None:
+    base = [1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0] * 2 + [1.0] * 4
+    order = screen_order(base)
+    ordered = [base[i] for i in order]
+    assert ordered[:12] == [0.0] * 12 and order[:3] == [1, 3, 4]  # failed items first, stably
+    k = screenable(ordered, 6)
+    calls: list[int] = []
+    r = sequential_gate(ordered, lambda i: calls.append(i) or ordered[i], screen=k)
+    assert (k, len(calls)) == (6, 6) and not r.accepted and "stopped after 6/24" in r.reason
+    # one win among the screened items: the gate goes on to every item and decides as without screening
+    proposed = [1.0] + ordered[1:]
+    r = sequential_gate(ordered, lambda i: proposed[i], screen=k)
+    assert r.n == 24 and r == decide(ordered, proposed)
+
+
+def test_screenable_counts_only_items_that_can_be_beaten() -> None:
+    assert screenable([1.0, 1.0, 0.5, 0.0], 6) == 2
+    assert screenable([1.0] * 5, 6) == 0
+    assert screenable([0.0] * 30, 6) == 6
+
+
 def test_sequential_gate_scores_everything_for_a_winner() -> None:
     current = [0.0] * 6
     calls: list[int] = []
@@ -95,16 +117,19 @@ def test_sequential_gate_scores_everything_for_a_winner() -> None:
 
 @settings(max_examples=300)
 @given(pairs=st.lists(st.tuples(st.sampled_from([0.0, 1.0]), st.sampled_from([0.0, 1.0])), min_size=1, max_size=25),
-       margin=st.integers(1, 5))
-def test_sequential_gate_never_accepts_when_stopped_early(pairs: list[tuple[float, float]], margin: int) -> None:
+       margin=st.integers(1, 5), screen=st.integers(0, 6))
+def test_sequential_gate_never_accepts_when_stopped_early(pairs: list[tuple[float, float]], margin: int,
+                                                          screen: int) -> None:
+    pairs = sorted(pairs, key=lambda cp: cp[0])  # as screen_order puts them
     current, proposed = [c for c, _ in pairs], [p for _, p in pairs]
+    screen = screenable(current, screen)
     calls: list[int] = []
 
     def score(i: int) -> float:
         calls.append(i)
         return proposed[i]
 
-    r = sequential_gate(current, score, reject_margin=margin)
+    r = sequential_gate(current, score, reject_margin=margin, screen=screen)
     assert calls == list(range(len(calls)))  # in order, each item once
     assert r.n == len(calls)
     if len(calls) < len(current):
@@ -112,7 +137,7 @@ def test_sequential_gate_never_accepts_when_stopped_early(pairs: list[tuple[floa
         seen = list(zip(current, proposed))[:len(calls)]
         wins, losses = sum(p > c for c, p in seen), sum(p < c for c, p in seen)
         remaining = len(current) - len(calls)
-        futile = wins == 0 and len(calls) >= len(current) // 2
+        futile = wins == 0 and (len(calls) >= len(current) // 2 or len(calls) == screen)
         assert losses - wins >= margin or wins + remaining <= losses or futile  # it had a reason to stop
     else:
         assert r == decide(current, proposed)

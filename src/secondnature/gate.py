@@ -5,6 +5,11 @@ it loses AND the one-sided sign test on the non-tied pairs gives p <= alpha (def
 a win when the proposed revision's score on that task beats the current one's. Evaluation stops
 early once the proposal has lost `reject_margin` more items than it has won, can no longer win, or
 has not won a single item in the first half: most bad or inert lessons are cheap to reject.
+
+Screening: the caller may order the items so that those the current revision fails come first
+(`screen_order`) and pass `screen=k`. A proposal can only win where the current revision falls
+short, so one that wins none of the first k such items is stopped there, after k rollouts instead
+of half the sample. Every accepted proposal is still scored on every item.
 """
 from __future__ import annotations
 
@@ -55,9 +60,22 @@ def decide(current: Sequence[float], proposed: Sequence[float], alpha: float = 0
     return GateResult(n, cs, ps, wins, losses, p, accepted, reason)
 
 
+def screen_order(current: Sequence[float]) -> list[int]:
+    """Item indices with those the current revision scores lowest first (stable, so the order is reproducible)."""
+    return sorted(range(len(current)), key=lambda i: current[i])
+
+
+def screenable(current: Sequence[float], screen: int) -> int:
+    """How many leading items of `screen_order` can screen: those where the current revision's reward is below 1."""
+    return min(screen, sum(c < 1.0 for c in current))
+
+
 def sequential_gate(current: Sequence[float], score_proposed: Callable[[int], float], alpha: float = 0.2,
-                    reject_margin: int = 3) -> GateResult:
-    """Score the proposal item by item (`score_proposed(i)`), stopping early when it cannot pass."""
+                    reject_margin: int = 3, screen: int = 0) -> GateResult:
+    """Score the proposal item by item (`score_proposed(i)`), stopping early when it cannot pass.
+
+    With `screen=k`, the first k items must be ones the current revision fails (see `screen_order`),
+    and a proposal that wins none of them is stopped after them."""
     proposed: list[float] = []
     n = len(current)
     for i in range(n):
@@ -65,7 +83,8 @@ def sequential_gate(current: Sequence[float], score_proposed: Callable[[int], fl
         wins = sum(p > c for p, c in zip(proposed, current))
         losses = sum(p < c for p, c in zip(proposed, current))
         remaining = n - i - 1
-        futile = wins == 0 and i + 1 >= n // 2  # half the items and not one win: the edit does not help here
+        # not one win in half the items, or in the screening items: the edit does not help here
+        futile = wins == 0 and (i + 1 >= n // 2 or (screen and i + 1 == screen))
         if losses - wins >= reject_margin or wins + remaining <= losses or futile:
             if remaining:
                 return decide(current, proposed, alpha, planned=n, stopped_early=True)

@@ -34,6 +34,7 @@ class LearnConfig:
     demos: bool = True           # and one written by the reflector for a failed task, checked by the reward
     gate_alpha: float = 0.2
     reject_margin: int = 3
+    screen: int = 6              # val items the current revision fails, scored first: no win there, no full gate
     lesson_tokens: int | None = 400
     reflect_max_tokens: int = 400
     seed: int = 0
@@ -201,7 +202,10 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds
-        base = val_scores(current)
+        base_val = val_scores(current)
+        order = gate.screen_order(base_val)  # items the current revision fails first, for the screen
+        base = [base_val[i] for i in order]
+        screen = gate.screenable(base, config.screen)
         best: tuple | None = None  # (result, lessons, reflection id, evidence, edit, gate record, val scores)
         for e, lessons, rid, evidence in candidates:
             if inject.select(lessons, config.lesson_tokens, count) == inject.select(current, config.lesson_tokens, count):
@@ -213,7 +217,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
 
             def score_item(i: int) -> float:
                 nonlocal used
-                r = rollout.run(policy, [val[i]], taskset.reward, system, kept, n=1, temperature=0.0,
+                r = rollout.run(policy, [val[order[i]]], taskset.reward, system, kept, n=1, temperature=0.0,
                                 max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
                 store.add_rollouts([r], run_id=run_id, scope=scope)
                 used += 1
@@ -222,7 +226,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                 scores.append(r.score.value)
                 return r.score.value
 
-            result = gate.sequential_gate(base, score_item, config.gate_alpha, config.reject_margin)
+            result = gate.sequential_gate(base, score_item, config.gate_alpha, config.reject_margin, screen)
             record = {"run_id": run_id, "scope": scope, "current_revision": head.id if head else None,
                       "proposed": [{"op": e.op, "id": e.id, "text": e.text}], "reflection_id": rid, "n": result.n,
                       "current_score": result.current_score, "proposed_score": result.proposed_score,
@@ -252,7 +256,10 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                                              gate={**record, "reason": result.reason},
                                              run_progress=(run_id, step, used))
             current = final
-            val_cache[tuple(x.text for x in current)] = scores
+            by_item = [0.0] * len(val)
+            for j, i in enumerate(order):
+                by_item[i] = scores[j]
+            val_cache[tuple(x.text for x in current)] = by_item
             stats["accepted"] += 1
             progress(0, f"accepted revision {head.id}: val {result.current_score:.2f} -> {result.proposed_score:.2f}")
         else:
