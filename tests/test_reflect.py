@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from secondnature import reflect
-from secondnature.reflect import EXAMPLE_ADD, build_prompt, copied_item, order_groups, parse
+from secondnature.reflect import EXAMPLE_ADD, EXAMPLE_PREFIX, build_prompt, copied_item, order_groups, parse
 from secondnature.types import Edit, Lesson, Rollout, Score, Task
 
 GOOD = "Spell the word letter by letter, then count the matching letters."
@@ -120,6 +120,23 @@ def test_copied_item_rejects_a_quoted_word_from_a_shown_task() -> None:
     edits, notes = parse(json.dumps([lesson, GOOD]), set(), shown)
     assert edits == adds(GOOD) and "strawberry" in notes[0]
     assert parse(json.dumps([lesson]), set())[0] == adds(lesson)  # nothing shown: nothing to copy
+
+
+def test_copied_item_rejects_a_copied_sentence_and_a_distinctive_answer() -> None:
+    date = Task("d1", "Jane quited her job on Mar 20, 2020. 176 days have passed since then. What is the date today?",
+                "09/12/2020")
+    copied = "Remember: Jane quited her job on Mar 20, 2020. 176 days have passed, so add the days."
+    assert copied_item(copied, [date]) == "jane quited her job on mar 20 2020"
+    assert copied_item("When the answer is 09/12/2020, check the month lengths first.", [date]) == "09/12/2020"
+    generic = "Add the days month by month, using each month's length, before choosing an option."
+    assert copied_item(generic, [date]) == ""
+    # short answers and option letters are too common to count as copies
+    assert copied_item("Answer with 3 only after counting each letter in turn.", [Task("t", "Count r", "3")]) == ""
+    assert copied_item("Pick the option such as (B) that matches your result.", [Task("t", "x", "(B)")]) == ""
+    sort = Task("w", "Sort these words: pear apple", "apple pear")
+    assert copied_item("List the words as apple pear, in order.", [sort]) == "apple pear"
+    example = f"{EXAMPLE_PREFIX} {copied}"
+    assert copied_item(example, [date]) == ""  # a worked example is a labelled copy, gated like any lesson
 
 
 json_values = st.recursive(

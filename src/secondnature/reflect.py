@@ -244,13 +244,40 @@ def problem_with(text: str) -> str:
     return ""
 
 
+COPY_NGRAM = 8  # words in a row shared with a task prompt: a copied sentence, not advice
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _distinctive(answer: str) -> bool:
+    """An answer specific enough that a lesson naming it names the item: a date, a long number, a phrase."""
+    a = answer.strip()
+    return (len(a) >= 4 and any(ch.isdigit() for ch in a)) or len(a.split()) >= 2
+
+
 def copied_item(text: str, tasks: Sequence[Task]) -> str:
-    """A quoted word or phrase of 4+ characters that comes from a task shown ('' if none): a lesson that names
-    a training item's specifics teaches that item, not the skill (overfitting)."""
+    """What a proposed lesson copies from a task shown ('' if nothing): a quoted word or phrase of 4+
+    characters from its prompt, a run of COPY_NGRAM words of its prompt, or its answer when that answer
+    is distinctive. A lesson that names a training item's specifics teaches that item, not the skill
+    (overfitting). Worked examples are exempt: they are a labelled copy by design, one at most, and gated."""
+    if text.startswith(EXAMPLE_PREFIX):
+        return ""
     for q in re.findall(r"['\"‘“]([^'\"’”]{4,})['\"’”]", text):
         for t in tasks:
             if q.lower() in t.prompt.lower():
                 return q
+    words = _words(text)
+    grams = {tuple(words[i:i + COPY_NGRAM]) for i in range(len(words) - COPY_NGRAM + 1)}
+    low = " ".join(words)
+    for t in tasks:
+        tw = _words(t.prompt)
+        for i in range(len(tw) - COPY_NGRAM + 1):
+            if tuple(tw[i:i + COPY_NGRAM]) in grams:
+                return " ".join(tw[i:i + COPY_NGRAM])
+        if _distinctive(t.answer) and (aw := " ".join(_words(t.answer))) and re.search(rf"\b{re.escape(aw)}\b", low):
+            return t.answer.strip()
     return ""
 
 
