@@ -1,10 +1,12 @@
 """Compose the policy's system prompt from kept lessons, under a token budget. Pure.
 
 Lessons are rendered in a stable order (by id) so that a provider's prefix cache keeps hitting
-from one call to the next; when the budget is short, the lowest-credit lessons are dropped first.
+from one call to the next; when the budget is short, the lessons with the least measured gain per
+token are dropped first. Lessons retrieved for one query go after that stable block.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Callable, Sequence
 
 from .types import Lesson
@@ -23,21 +25,34 @@ def render(instruction: str, lessons: Sequence[Lesson]) -> str:
     return f"{instruction}\n\n{LESSONS_HEADER}\n{items}"
 
 
-def select(lessons: Sequence[Lesson], budget_tokens: int | None, count_tokens: Callable[[str], int]) -> list[Lesson]:
-    """Keep the highest-credit lessons whose rendered list fits in `budget_tokens`; return them by id.
+@lru_cache(maxsize=1 << 16)
+def _tokens(count_tokens: Callable[[str], int], text: str) -> int:
+    """Memoised: selecting from a large store tokenizes each lesson line once, not on every query."""
+    return count_tokens(text)
 
-    Credit is the gain measured when the lesson passed its gate, then how often it was used; newer
-    lessons break ties (they were gated against the older ones). None means no budget.
-    """
+
+def select(lessons: Sequence[Lesson], budget_tokens: int | None, count_tokens: Callable[[str], int],
+           reserved: int = 0) -> list[Lesson]:
+    """Keep the lessons with the most gain per token whose rendered list fits in `budget_tokens`; return them by id.
+
+    Gain is what the lesson won when it passed its gate; then how often it was used; newer lessons break
+    ties (they were gated against the older ones). `reserved` tokens are already taken (a block rendered
+    before these). None means no budget."""
     ordered = sorted(lessons, key=lesson_order)
     if budget_tokens is None:
         return ordered
-    by_credit = sorted(ordered, key=lambda x: (-x.gain, -x.uses, -lesson_order(x)))
+    room = budget_tokens - reserved - (0 if reserved else _tokens(count_tokens, LESSONS_HEADER))
+    cost = {x.id: _tokens(count_tokens, f"10. {x.text}\n") for x in ordered}
+    by_value = sorted(ordered, key=lambda x: (-x.gain / max(1, cost[x.id]), -x.uses, -lesson_order(x)))
     kept: list[Lesson] = []
-    for lesson in by_credit:
-        trial = sorted(kept + [lesson], key=lesson_order)
-        if lesson_tokens(trial, count_tokens) <= budget_tokens:
-            kept = trial
+    for lesson in by_value:
+        if cost[lesson.id] <= room:
+            kept.append(lesson)
+            room -= cost[lesson.id]
+    kept.sort(key=lesson_order)
+    # line costs are estimates (numbering, merges at line breaks): drop the least valuable until the real count fits
+    while kept and lesson_tokens(kept, count_tokens) + reserved > budget_tokens:
+        kept.remove(min(kept, key=lambda x: (x.gain / max(1, cost[x.id]), x.uses, lesson_order(x))))
     return kept
 
 

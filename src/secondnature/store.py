@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -49,7 +50,20 @@ MIGRATIONS: list[tuple[str, str]] = [
     CREATE TABLE completions (key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER,
         completion_tokens INTEGER, latency_s REAL, created_at TEXT NOT NULL);
     """),
+    # full-text indexes for retrieval: lesson text and tags, and the prompts of the tasks each scope learned on
+    ("002_retrieval", """
+    ALTER TABLE lessons ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    CREATE VIRTUAL TABLE lesson_index USING fts5(id UNINDEXED, scope UNINDEXED, text, tags);
+    INSERT INTO lesson_index SELECT id, scope, text, '' FROM lessons;
+    CREATE VIRTUAL TABLE prompt_index USING fts5(scope UNINDEXED, task_id UNINDEXED, prompt);
+    """),
 ]
+
+
+def fts_query(text: str, limit: int = 64) -> str:
+    """An FTS5 MATCH expression that ORs the words of `text` (quoted, so no word is read as syntax)."""
+    words = list(dict.fromkeys(re.findall(r"\w+", text.lower())))[:limit]
+    return " OR ".join(f'"{w}"' for w in words)
 
 
 class StoreError(RuntimeError):
@@ -176,9 +190,13 @@ class LessonStore:
         with self.transaction() as db:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM lessons").fetchone()[0]
             lesson = Lesson(**{**asdict(lesson), "id": f"L{seq}"})
-            db.execute("INSERT INTO lessons VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO lessons (id, seq, text, scope, evidence, reflection_id, parent, uses, gain, status, "
+                       "created_at, tags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                        (lesson.id, seq, lesson.text, lesson.scope, json.dumps(list(lesson.evidence)),
-                        lesson.reflection_id, lesson.parent, lesson.uses, lesson.gain, lesson.status, now()))
+                        lesson.reflection_id, lesson.parent, lesson.uses, lesson.gain, lesson.status, now(),
+                        json.dumps(list(lesson.tags))))
+            db.execute("INSERT INTO lesson_index VALUES (?,?,?,?)",
+                       (lesson.id, lesson.scope, lesson.text, " ".join(lesson.tags)))
         return lesson
 
     def lesson(self, lesson_id: str) -> Lesson | None:
@@ -242,6 +260,41 @@ class LessonStore:
             return []
         return [lesson for lid in rev.lesson_ids if (lesson := self.lesson(lid)) is not None]
 
+    def live_lessons(self) -> list[Lesson]:
+        """Every lesson in the head revision of some scope: what a query may be given."""
+        heads = self.db.execute("SELECT lesson_ids FROM revisions r WHERE id = "
+                                "(SELECT MAX(id) FROM revisions WHERE scope = r.scope)").fetchall()
+        ids = [lid for (ids,) in heads for lid in json.loads(ids)]
+        rows = []
+        for i in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
+            chunk = ids[i:i + 500]
+            rows += self.db.execute(f"SELECT * FROM lessons WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return sorted((_lesson(r) for r in rows), key=lambda x: x.scope)
+
+    # ------------------------------------------------------------ retrieval indexes
+    def index_prompts(self, scope: str, tasks: list[tuple[str, str]]) -> None:
+        """Remember the (task id, prompt) pairs a scope learned on, once each: queries are routed by them."""
+        with self.transaction() as db:
+            have = {r[0] for r in db.execute("SELECT task_id FROM prompt_index WHERE scope=?", (scope,))}
+            db.executemany("INSERT INTO prompt_index VALUES (?,?,?)",
+                           [(scope, tid, prompt) for tid, prompt in tasks if tid not in have])
+
+    def match_prompts(self, query: str, k: int = 10) -> list[tuple[str, str, float]]:
+        """(scope, prompt, bm25 rank; lower is better) of the indexed prompts nearest to `query`."""
+        q = fts_query(query)
+        if not q:
+            return []
+        return [(r[0], r[1], r[2]) for r in self.db.execute(
+            "SELECT scope, prompt, rank FROM prompt_index WHERE prompt_index MATCH ? ORDER BY rank LIMIT ?", (q, k))]
+
+    def match_lessons(self, query: str, k: int = 10) -> list[tuple[str, float]]:
+        """(lesson id, bm25 rank; lower is better) of the lessons whose text or tags are nearest to `query`."""
+        q = fts_query(query)
+        if not q:
+            return []
+        return [(r[0], r[1]) for r in self.db.execute(
+            "SELECT id, rank FROM lesson_index WHERE lesson_index MATCH ? ORDER BY rank LIMIT ?", (q, k))]
+
     # ------------------------------------------------------------ gates and runs
     def add_gate(self, g: dict) -> None:
         self.db.execute(
@@ -280,7 +333,7 @@ class LessonStore:
 
 def _lesson(r: sqlite3.Row) -> Lesson:
     return Lesson(r["id"], r["text"], r["scope"], tuple(json.loads(r["evidence"])), r["reflection_id"] or "",
-                  r["parent"] or "", r["uses"], r["gain"], r["status"])
+                  r["parent"] or "", r["uses"], r["gain"], r["status"], tuple(json.loads(r["tags"])))
 
 
 def _revision(r: sqlite3.Row) -> Revision:

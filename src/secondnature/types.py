@@ -81,6 +81,7 @@ class Lesson:
     uses: int = 0
     gain: float = 0.0
     status: str = "active"
+    tags: tuple[str, ...] = ()   # words that say what the lesson is about, beside its scope (for retrieval)
 
 
 @dataclass(frozen=True)
