@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -13,7 +14,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import ui
+from . import retrieve, ui
 from .cli_lessons import cmd_gates, cmd_lessons, cmd_revisions, head_lessons
 from .evaluate import EvalResult, evaluate, majority_reference, paired, split_tasks
 from .learn import LearnConfig, learn
@@ -93,28 +94,49 @@ def cmd_learn(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_eval(policy, taskset, tasks, lessons, args, label: str) -> EvalResult:
+def _run_eval(policy, taskset, tasks, lessons, args, label: str, route=None) -> EvalResult:
     with _progress(len(tasks), label) as bar:
         job = bar.add_task("", total=len(tasks))
         return evaluate(policy, taskset, tasks, lessons, split_name=args.split, lesson_tokens=args.lesson_tokens,
-                        max_tokens=args.max_tokens, seed=args.seed, on_done=lambda r: bar.update(job, advance=1))
+                        max_tokens=args.max_tokens, seed=args.seed, on_done=lambda r: bar.update(job, advance=1),
+                        route=route)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     taskset = load_taskset(args.taskset, args.checker)
     store = open_store(args.store)
-    lessons = [] if args.no_lessons else head_lessons(store, taskset.name, args.revision)
+    if args.no_lessons:
+        lessons = []
+    elif args.all_lessons:
+        lessons = store.live_lessons()
+    else:
+        lessons = head_lessons(store, taskset.name, args.revision) if not args.retrieve else []
     tasks = split_tasks(taskset, args.split, limit=args.limit)
     policy, _ = _models(args, reflector=False)
-    r = _run_eval(policy, taskset, tasks, lessons, args, f"eval {taskset.name}/{args.split}")
+    routed: Counter[str] = Counter()
+    route = None
+    if args.retrieve:  # each task gets the lessons of the scope it resembles, whatever task set it came from
+        live = store.live_lessons()
+
+        def route(task):
+            got = retrieve.lessons_for(store, task.prompt, args.lesson_tokens, policy.count_tokens, live=live,
+                                       extra=args.extra)
+            routed[got.scope or "(none)"] += 1
+            return got.lessons
+    r = _run_eval(policy, taskset, tasks, lessons, args, f"eval {taskset.name}/{args.split}", route)
     record = {"task": taskset.name, "split": r.split, "n": r.n, "accuracy": r.accuracy, "ci95": list(r.ci95),
               "lessons": list(r.lesson_ids), "lesson_tokens": r.lesson_tokens, "errors": r.errors,
               "policy": policy.name, "wall_s": round(r.wall_s, 1)}
+    if args.retrieve:
+        record["routed"] = dict(routed)
     if args.json:
         print(json.dumps(record, indent=1))
     else:
+        per = " per task on average" if args.retrieve else ""
         ui.out.print(f"{taskset.name} {r.split}: {r.accuracy:.1%} ({sum(r.scores):g}/{r.n}), 95% CI {_fmt_ci(r.ci95)}, "
-                  f"{len(r.lesson_ids)} lessons ({r.lesson_tokens} tokens), {r.wall_s:.0f}s")
+                     f"{len(r.lesson_ids)} lessons ({r.lesson_tokens} tokens{per}), {r.wall_s:.0f}s")
+        if args.retrieve:
+            ui.out.print("routed to: " + ", ".join(f"{k} {v}" for k, v in routed.most_common()))
     return 0
 
 
@@ -211,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--revision", type=int, default=None)
     g.add_argument("--no-lessons", action="store_true")
+    g.add_argument("--retrieve", action="store_true",
+                   help="route each task to the scope it resembles in the whole store and inject that scope's lessons")
+    g.add_argument("--all-lessons", action="store_true", help="inject every live lesson of every scope")
+    p.add_argument("--extra", type=int, default=0,
+                   help="with --retrieve: up to N relevant lessons of other scopes after the routed scope's")
     p.add_argument("--limit", type=int, default=None, help="first N tasks of the split")
     p.add_argument("--checker", default=None)
     p.add_argument("--json", action="store_true")

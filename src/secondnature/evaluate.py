@@ -42,22 +42,44 @@ def split_tasks(taskset: TaskSet, name: str, seed: int = 0, limit: int | None = 
 
 def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Sequence[Lesson], *,
              split_name: str = "test", lesson_tokens: int | None = 400, max_tokens: int = 384, seed: int = 0,
-             workers: int = 1, on_done: Callable | None = None, instruction: str | None = None) -> EvalResult:
+             workers: int = 1, on_done: Callable | None = None, instruction: str | None = None,
+             route: Callable[[Task], Sequence[Lesson]] | None = None) -> EvalResult:
     """Greedy, one attempt per task, the same seed for every lesson set: results pair item by item.
 
-    `instruction` replaces the task set's own (a prompt optimised by another method is scored the same way)."""
+    `instruction` replaces the task set's own (a prompt optimised by another method is scored the same way).
+    `route` gives each task its own lessons (retrieval; already within the budget) instead of `lessons`;
+    token counts are then means per task."""
     t0 = time.perf_counter()
     base = taskset.instruction if instruction is None else instruction
-    system, kept = inject.system_prompt(base, lessons, lesson_tokens, policy.count_tokens)
-    rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0, max_tokens=max_tokens,
-                     seed=seed, purpose=split_name, workers=workers, on_done=on_done)
+    count = policy.count_tokens
+    if route is None:
+        system, kept = inject.system_prompt(base, lessons, lesson_tokens, count)
+        rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0, max_tokens=max_tokens,
+                         seed=seed, purpose=split_name, workers=workers, on_done=on_done)
+        ids, ltok, ptok = tuple(x.id for x in kept), inject.lesson_tokens(kept, count), count(system)
+    else:
+        groups: dict[tuple[Lesson, ...], list[int]] = {}
+        for i, t in enumerate(tasks):
+            groups.setdefault(tuple(route(t)), []).append(i)
+        by_index, used = {}, set()
+        ltok = ptok = 0
+        for group, idx in groups.items():
+            system = inject.render(base, group)  # the router already applied the budget and the order
+            out = rollout.run(policy, [tasks[i] for i in idx], taskset.reward, system, group, n=1, temperature=0.0,
+                              max_tokens=max_tokens, seed=seed, purpose=split_name, workers=workers, on_done=on_done)
+            by_index.update(zip(idx, out))
+            used.update(x.id for x in group)
+            ltok += inject.lesson_tokens(group, count) * len(idx)
+            ptok += count(system) * len(idx)
+        rs = [by_index[i] for i in range(len(tasks))]
+        ids = tuple(sorted(used, key=lambda x: inject.lesson_order(Lesson(x, "", ""))))
+        ltok, ptok = round(ltok / max(1, len(tasks))), round(ptok / max(1, len(tasks)))
     scores = tuple(r.score.value for r in rs)
     n = len(scores)
     acc = sum(scores) / n if n else 0.0
-    return EvalResult(split_name, n, acc, gate.wilson(sum(scores), n), scores, tuple(r.task_id for r in rs),
-                      tuple(x.id for x in kept), inject.lesson_tokens(kept, policy.count_tokens),
-                      sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs), time.perf_counter() - t0,
-                      tuple(r.completion for r in rs), policy.count_tokens(system))
+    return EvalResult(split_name, n, acc, gate.wilson(sum(scores), n), scores, tuple(r.task_id for r in rs), ids,
+                      ltok, sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs),
+                      time.perf_counter() - t0, tuple(r.completion for r in rs), ptok)
 
 
 def majority_reference(taskset: TaskSet, tasks: Sequence[Task], seed: int = 0) -> tuple[str, tuple[float, ...]]:

@@ -10,6 +10,7 @@ model call is cached, so a killed run resumes where it stopped without losing an
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
@@ -78,6 +79,11 @@ def apply(current: list[Lesson], edit: Edit, new_id: str, scope: str) -> list[Le
     return rest + [Lesson(new_id, edit.text, scope, parent=edit.id)]
 
 
+def scope_tags(scope: str) -> tuple[str, ...]:
+    """Words of a task set's name ("bbh/object_counting" -> bbh, object, counting): a lesson's default tags."""
+    return tuple(dict.fromkeys(w for w in re.split(r"[^a-z0-9]+", scope.lower()) if w))
+
+
 def learn_split(taskset: TaskSet, config: LearnConfig) -> tuple[list[Task], list[Task]]:
     """The shuffled training split and the fixed validation sample a run with this config uses."""
     parts = split(taskset.tasks, config.split_seed)
@@ -101,6 +107,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
     else:
         run_id, step, used = store.start_run(scope, asdict(config)), 0, 0
     train, val = learn_split(taskset, config)
+    store.index_prompts(scope, [(t.id, t.prompt) for t in train])  # so queries like these are routed here
+    tags = scope_tags(scope)
     tasks_by_id = {t.id: t for t in taskset.tasks}
     count = policy.count_tokens
     stats = {"train": 0, "val": 0, "accepted": 0, "rejected": 0, "reflections": 0, "reflector_tokens": 0}
@@ -249,7 +257,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                 final: list[Lesson] = []
                 for x in lessons:
                     if x.id not in {c.id for c in current}:
-                        x = store.add_lesson(replace(x, evidence=tuple(evidence), reflection_id=rid,
+                        x = store.add_lesson(replace(x, evidence=tuple(evidence), reflection_id=rid, tags=tags,
                                                      gain=result.proposed_score - result.current_score))
                     final.append(x)
                 head = store.commit_revision(scope, [x.id for x in final], f"{e.op}: {result.reason}",

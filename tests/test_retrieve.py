@@ -1,0 +1,127 @@
+"""Retrieval: queries are routed to the scope they resemble, get its lessons in a stable order within the
+budget, and lessons of one task set do not reach another unless asked for."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from secondnature import retrieve
+from secondnature.inject import lesson_tokens
+from secondnature.learn import scope_tags
+from secondnature.store import LessonStore
+from secondnature.types import Lesson
+
+
+def words(s: str) -> int:
+    return len(s.split())
+
+
+COUNTING = [f"How many times does the letter {c} appear in the word {w}?" for c, w in
+            [("r", "strawberry"), ("e", "cheese"), ("s", "mississippi"), ("p", "pepper"), ("o", "balloon")]]
+DATES = [f"Today is {d}. What is the date one week from today in MM/DD/YYYY?" for d in
+         ["Sep 9, 1909", "Apr 10, 1985", "Jan 2, 1958", "the last day of 1899", "Christmas Eve of 1937"]]
+MATH = "Henry made two stops during his 60-mile bike trip. How many miles did he travel between his stops?"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LessonStore:
+    s = LessonStore(tmp_path / "s.db")
+    for scope, prompts, texts in [
+        ("letters", COUNTING, ["Spell the word one letter at a time and count each match of the letter.",
+                               "Answer with a single number after counting."]),
+        ("bbh/date_understanding", DATES, ["Add days month by month using each month's length.",
+                                            "Write the final date in MM/DD/YYYY before choosing an option."]),
+    ]:
+        s.index_prompts(scope, [(f"{scope}-{i}", p) for i, p in enumerate(prompts)])
+        ids = [s.add_lesson(Lesson("", t, scope, gain=0.1 * (i + 1), tags=scope_tags(scope))).id
+               for i, t in enumerate(texts)]
+        s.commit_revision(scope, ids, "test")
+    return s
+
+
+def test_queries_are_routed_to_the_scope_they_resemble(store: LessonStore) -> None:
+    assert retrieve.route(store, "How many times does the letter a appear in the word banana?") == "letters"
+    assert retrieve.route(store, "Today is Mar 3, 2001. What is the date one week from today in MM/DD/YYYY?") \
+        == "bbh/date_understanding"
+    assert retrieve.route(store, MATH) is None  # shares "how many" with letters, not enough to be one of them
+    assert retrieve.route(store, "") is None
+
+
+def test_a_routed_query_gets_its_scope_lessons_by_id_and_nothing_else(store: LessonStore) -> None:
+    got = retrieve.lessons_for(store, "How many times does the letter a appear in the word banana?", None, words)
+    assert got.scope == "letters" and got.retrieved == ()
+    assert [x.id for x in got.stable] == ["L1", "L2"]
+    prompt = retrieve.system_prompt("Answer.", got)
+    assert prompt.index("Spell the word") < prompt.index("single number")
+
+
+def test_the_budget_keeps_the_most_gain_per_token(store: LessonStore) -> None:
+    query = "How many times does the letter a appear in the word banana?"
+    short = store.lesson("L2")
+    budget = lesson_tokens([short], words)
+    got = retrieve.lessons_for(store, query, budget, words)
+    assert got.stable == (short,)  # L2: more gain, fewer tokens
+
+
+def test_an_unrouted_query_gets_only_lessons_that_share_content_words(store: LessonStore) -> None:
+    got = retrieve.lessons_for(store, "Count each letter of the word rhythm: how many are there?", None, words,
+                               scope="nowhere")
+    assert got.stable == () and got.scope is None
+    assert [x.id for x in got.retrieved] == ["L1"]  # shares "count", "letter", "word": the spelling lesson
+    assert retrieve.lessons_for(store, MATH, None, words).lessons == ()  # nothing relevant: nothing injected
+
+
+def test_extra_lessons_of_other_scopes_go_after_the_stable_block(store: LessonStore) -> None:
+    query = "Today is the 5th letter day. How many days until the date in MM/DD/YYYY? Count each letter."
+    got = retrieve.lessons_for(store, query, None, words, scope="bbh/date_understanding", extra=1)
+    assert [x.scope for x in got.stable] == ["bbh/date_understanding"] * 2
+    assert [x.scope for x in got.retrieved] == ["letters"]
+    assert retrieve.lessons_for(store, query, None, words, scope="bbh/date_understanding").retrieved == ()
+
+
+def test_lessons_of_an_older_store_are_indexed_on_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    LessonStore(path).close()
+    db = sqlite3.connect(path)  # make it look like a store from before the retrieval migration
+    db.executescript("DROP TABLE lesson_index; DROP TABLE prompt_index; ALTER TABLE lessons DROP COLUMN tags;"
+                     "DELETE FROM migrations WHERE name='002_retrieval';")
+    db.execute("INSERT INTO lessons VALUES ('L1', 1, 'Spell the word letter by letter.', 'letters', '[]', '', '', "
+               "0, 0.0, 'active', '2026-01-01')")
+    db.commit()
+    db.close()
+    s = LessonStore(path)
+    assert s.lesson("L1").tags == ()
+    assert [lid for lid, _ in s.match_lessons("spell each letter")] == ["L1"]
+
+
+def test_cli_eval_routes_each_task_and_all_lessons_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from rich.console import Console
+    from test_learn import BAD, GOOD, policy_fn, taskset
+
+    from secondnature import cli, ui
+    from secondnature.models import ScriptedModel
+    from secondnature.tasks import split
+
+    monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(ui, "out", Console(width=10_000))
+    path = tmp_path / "toy.jsonl"
+    path.write_text("".join(json.dumps({"id": t.id, "prompt": t.prompt, "answer": t.answer}) + "\n"
+                            for t in taskset().tasks))
+    s = LessonStore(tmp_path / "s.db")
+    s.index_prompts("toy", [(t.id, t.prompt) for t in split(taskset().tasks, 0)["train"]])
+    s.commit_revision("toy", [s.add_lesson(Lesson("", GOOD, "toy")).id], "learned")
+    s.index_prompts("dates", [(f"d{i}", p) for i, p in enumerate(DATES)])
+    s.commit_revision("dates", [s.add_lesson(Lesson("", BAD, "dates")).id], "learned")
+    s.close()
+    monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: ScriptedModel(policy_fn, "p"))
+    base = ["--store", str(tmp_path / "s.db"), "eval", str(path), "--checker", "number", "--policy", "p", "--json"]
+    assert cli.main([*base, "--retrieve"]) == 0
+    routed = json.loads(capsys.readouterr().out)
+    assert routed["accuracy"] == 1.0 and routed["routed"] == {"toy": routed["n"]} and routed["lessons"] == ["L1"]
+    assert cli.main([*base, "--all-lessons"]) == 0
+    everything = json.loads(capsys.readouterr().out)
+    assert everything["accuracy"] == 0.0 and everything["lessons"] == ["L1", "L2"]  # the other task's lesson hurts
