@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 from . import inject
@@ -65,6 +66,14 @@ def relevant(store: LessonStore, query: str, candidates: dict[str, Lesson], k: i
     return found
 
 
+@lru_cache(maxsize=4096)
+def stable_block(store: LessonStore, revision_id: int, budget_tokens: int | None,
+                 count_tokens: Callable[[str], int]) -> tuple[Lesson, ...]:
+    """A revision's lessons that fit the budget, by id. A revision never changes (a new head is a new id), so
+    this is computed once per revision and budget: every later query of that scope costs one lookup."""
+    return tuple(inject.select(store.revision_lessons(store.revision(revision_id)), budget_tokens, count_tokens))
+
+
 def lessons_for(store: LessonStore, query: str, budget_tokens: int | None, count_tokens: Callable[[str], int], *,
                 scope: str | None = None, live: Sequence[Lesson] | None = None, k: int = 5,
                 extra: int = 0) -> Injected:
@@ -75,8 +84,9 @@ def lessons_for(store: LessonStore, query: str, budget_tokens: int | None, count
     are what leaks between task sets). A query routed nowhere gets up to `k` relevant lessons of any
     scope. `live` is `store.live_lessons()`, passed in when many queries share it."""
     scope = scope or route(store, query)
-    own = store.revision_lessons(store.head(scope)) if scope else []
-    stable = inject.select(own, budget_tokens, count_tokens)
+    head = store.head(scope) if scope else None
+    stable = list(stable_block(store, head.id, budget_tokens, count_tokens)) if head else []
+    own = bool(head and head.lesson_ids)
     want = extra if own else k
     if not want:
         return Injected(scope, tuple(stable), ())

@@ -258,18 +258,21 @@ class LessonStore:
     def revision_lessons(self, rev: Revision | None) -> list[Lesson]:
         if rev is None:
             return []
-        return [lesson for lid in rev.lesson_ids if (lesson := self.lesson(lid)) is not None]
+        found = {x.id: x for x in self._lessons_by_id(list(rev.lesson_ids))}
+        return [found[lid] for lid in rev.lesson_ids if lid in found]
+
+    def _lessons_by_id(self, ids: list[str]) -> list[Lesson]:
+        rows = []
+        for i in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
+            chunk = ids[i:i + 500]
+            rows += self.db.execute(f"SELECT * FROM lessons WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return [_lesson(r) for r in rows]
 
     def live_lessons(self) -> list[Lesson]:
         """Every lesson in the head revision of some scope: what a query may be given."""
         heads = self.db.execute("SELECT lesson_ids FROM revisions r WHERE id = "
                                 "(SELECT MAX(id) FROM revisions WHERE scope = r.scope)").fetchall()
-        ids = [lid for (ids,) in heads for lid in json.loads(ids)]
-        rows = []
-        for i in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
-            chunk = ids[i:i + 500]
-            rows += self.db.execute(f"SELECT * FROM lessons WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        return sorted((_lesson(r) for r in rows), key=lambda x: x.scope)
+        return sorted(self._lessons_by_id([lid for (ids,) in heads for lid in json.loads(ids)]), key=lambda x: x.scope)
 
     # ------------------------------------------------------------ retrieval indexes
     def index_prompts(self, scope: str, tasks: list[tuple[str, str]]) -> None:
