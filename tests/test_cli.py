@@ -30,6 +30,7 @@ def store_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     l1 = s.add_lesson(Lesson("", T1, SCOPE, evidence=("r1",)))
     l2 = s.add_lesson(Lesson("", T2, SCOPE))
     s.commit_revision(SCOPE, [l1.id, l2.id], "initial")
+    s.index_prompts(SCOPE, [("t1", "How many r in strawberry?")])
     s.close()
     return str(path)
 
@@ -109,6 +110,14 @@ def test_lessons_rm(store_path: str, capsys: pytest.CaptureFixture) -> None:
     assert s.lesson("L2").status == "retired"
     code, _, err = run(capsys, "--store", store_path, "lessons", "rm", "L2")  # no longer in the head
     assert code == 2 and "restore" in err
+    code, out, _ = run(capsys, "--store", store_path, "lessons", "list", "--all")
+    assert "retired: removed by hand" in out
+    code, out, _ = run(capsys, "--store", store_path, "lessons", "restore", "L2")
+    assert code == 0 and "restored L2" in out and "removed by hand" in out
+    s = reopen(store_path)
+    assert s.head(SCOPE).lesson_ids == ("L1", "L2") and s.lesson("L2").status == "active" and not s.lesson("L2").note
+    code, _, err = run(capsys, "--store", store_path, "lessons", "restore", "L2")
+    assert code == 2 and "already" in err
 
 
 def test_export_then_import_into_a_fresh_store(store_path: str, tmp_path: Path,
@@ -122,6 +131,7 @@ def test_export_then_import_into_a_fresh_store(store_path: str, tmp_path: Path,
     assert code == 0
     s = reopen(fresh)
     assert [x.text for x in s.revision_lessons(s.head(SCOPE))] == [T1, T2]
+    assert s.prompts(SCOPE) == [("t1", "How many r in strawberry?")]  # routing comes along with the lessons
     code, _, _ = run(capsys, "--store", fresh, "lessons", "import", str(file))  # importing again adds nothing
     assert code == 0 and [x.text for x in s.revision_lessons(s.head(SCOPE))] == [T1, T2]
 

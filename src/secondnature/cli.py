@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import retrieve, ui
+from . import inject, retrieve, ui
 from .cli_lessons import cmd_gates, cmd_lessons, cmd_revisions, head_lessons
 from .evaluate import EvalResult, evaluate, majority_reference, paired, split_tasks
 from .learn import LearnConfig, learn
@@ -100,6 +100,33 @@ def _run_eval(policy, taskset, tasks, lessons, args, label: str, route=None) -> 
         return evaluate(policy, taskset, tasks, lessons, split_name=args.split, lesson_tokens=args.lesson_tokens,
                         max_tokens=args.max_tokens, seed=args.seed, on_done=lambda r: bar.update(job, advance=1),
                         route=route)
+
+
+def cmd_curate(args: argparse.Namespace) -> int:
+    from .curate import CurateConfig, curate
+    taskset = load_taskset(args.taskset, args.checker)
+    store = open_store(args.store)
+    policy, reflector = _models(args)
+    config = CurateConfig(budget=args.budget, val_size=args.val_size, seed=args.seed, max_tokens=args.max_tokens,
+                          lesson_tokens=args.lesson_tokens)
+    try:
+        with progress_bar(args.budget, f"curate {taskset.name}") as progress:
+            r = curate(policy, reflector, taskset, store, config, progress=progress)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    count = policy.count_tokens
+    if args.json:
+        print(json.dumps({"scope": r.scope, "before": [x.id for x in r.before], "after": [x.id for x in r.after],
+                          "lesson_tokens_before": inject.lesson_tokens(r.before, count),
+                          "lesson_tokens_after": inject.lesson_tokens(r.after, count),
+                          "loo": {k: {"effect": v[0], "wins": v[1], "losses": v[2]} for k, v in r.loo.items()},
+                          "steps": list(r.steps), "rollouts": r.rollouts, "reflections": r.reflections}, indent=1))
+        return 0
+    ui.lesson_table(store.revision_lessons(store.head(taskset.name)), f"lessons of {taskset.name} after curation")
+    ui.out.print(f"{len(r.before)} lessons ({inject.lesson_tokens(r.before, count)} tokens) -> {len(r.after)} "
+                 f"({inject.lesson_tokens(r.after, count)} tokens); {sum(st['accepted'] for st in r.steps)} of "
+                 f"{len(r.steps)} proposals accepted; {r.rollouts} rollouts, {r.reflections} reflector calls")
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -194,6 +221,14 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 
+def _token_budget(value: str) -> int | None:
+    if value.lower() in ("none", "unbounded"):
+        return None
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of tokens (or 'none')")
+    return int(value)
+
+
 def _model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
     p.add_argument("--policy", default="default",
                    help="GGUF path or packaged name (default: the 0.5B model); with --base-url, a model name")
@@ -202,7 +237,8 @@ def _model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
                        help="GGUF path or packaged name (default: the 1.5B model); with --base-url, a model name")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint; key from OPENAI_API_KEY")
     p.add_argument("--max-tokens", type=int, default=384, help="completion tokens per rollout")
-    p.add_argument("--lesson-tokens", type=int, default=400, help="token budget for injected lessons")
+    p.add_argument("--lesson-tokens", type=_token_budget, default=400,
+                   help="token budget for injected lessons, counted with the policy's tokenizer ('none': no cap)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -244,6 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p, reflector=False)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("curate", help="measure each lesson (leave-one-out) and shrink the revision where it costs "
+                                      "nothing: retire, dedupe, merge, compress, each gated")
+    p.add_argument("taskset")
+    p.add_argument("--budget", type=int, default=300, help="policy rollouts for curation's evaluations")
+    p.add_argument("--val-size", type=int, default=24)
+    p.add_argument("--checker", default=None)
+    p.add_argument("--json", action="store_true")
+    _model_args(p)
+    p.set_defaults(func=cmd_curate)
+
     p = sub.add_parser("demo", help="baseline, a short learning run, the lessons, the score after")
     p.add_argument("--budget", type=int, default=400)
     p.add_argument("--test-items", type=int, default=60)
@@ -267,9 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("lessons", help="list, show, edit, rm, export, import lessons")
-    p.add_argument("action", choices=["list", "show", "edit", "rm", "export", "import"])
-    p.add_argument("id", nargs="?", help="lesson id (show, edit, rm) or file (export, import)")
+    p = sub.add_parser("lessons", help="list, show, edit, rm, restore, export, import lessons")
+    p.add_argument("action", choices=["list", "show", "edit", "rm", "restore", "export", "import"])
+    p.add_argument("id", nargs="?", help="lesson id (show, edit, rm, restore) or file (export, import)")
     p.add_argument("--scope", default=None)
     p.add_argument("--all", action="store_true", help="include retired lessons")
     p.add_argument("--text", default=None, help="new text for edit (else $EDITOR opens)")
@@ -298,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "action", None) in ("show", "edit", "rm") and not args.id:
+    lessons_cmd = args.func is cmd_lessons
+    if lessons_cmd and args.action in ("show", "edit", "rm", "restore") and not args.id:
         ui.err.print(f"error: `lessons {args.action}` needs a lesson id, e.g. L3")
         return 2
     if getattr(args, "action", None) in ("export", "import"):
@@ -309,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "action", None) == "diff" and (args.a is None or args.b is None):
         ui.err.print("error: `revisions diff A B` needs two revision ids")
         return 2
-    if getattr(args, "action", None) == "restore" and args.a is None:
+    if not lessons_cmd and getattr(args, "action", None) == "restore" and args.a is None:
         ui.err.print("error: `revisions restore N` needs a revision id")
         return 2
     try:

@@ -80,10 +80,21 @@ def cmd_lessons(args: argparse.Namespace) -> int:
     if args.action == "rm":
         x = _scope_of(store, args.id)
         return _replace(store, x, None)
+    if args.action == "restore":
+        x = _scope_of(store, args.id)
+        head = store.head(x.scope)
+        ids = list(head.lesson_ids) if head else []
+        if x.id in ids:
+            raise UsageError(f"{x.id} is already in the current revision of {x.scope}")
+        rev = store.commit_revision(x.scope, ids + [x.id], f"restored {x.id} by hand")
+        ui.out.print(f"revision {rev.id} of {x.scope}: restored {x.id}" + (f" (it was retired: {x.note})" if x.note else ""))
+        return 0
     if args.action == "export":
         scopes = [args.scope] if args.scope else store.scopes()
         data = {"format": "secondnature-lessons/1", "scopes": {s: [asdict(x) for x in head_lessons(store, s)]
-                                                               for s in scopes}}
+                                                               for s in scopes},
+                # the prompts each scope learned on, so the importing store can route queries to it
+                "prompts": {s: store.prompts(s) for s in scopes}}
         text = json.dumps(data, indent=1)
         if args.file:
             Path(args.file).write_text(text)
@@ -119,6 +130,7 @@ def _replace(store: LessonStore, x: Lesson, text: str | None) -> int:
             new = store.add_lesson(Lesson("", text, x.scope, x.evidence, x.reflection_id, parent=x.id, gain=x.gain))
             ids.append(new.id)
         rev = store.commit_revision(x.scope, ids, f"{'edited' if text else 'removed'} {x.id} by hand")
+        store.set_status(x.id, "retired", "edited by hand" if text else "removed by hand")
     ui.out.print(f"revision {rev.id} of {x.scope}: {'replaced' if text else 'removed'} {x.id}"
               + (f" with {ids[-1]}" if text else ""))
     return 0
@@ -143,9 +155,10 @@ def _import(store: LessonStore, path: Path) -> int:
                 if item["text"] in have:
                     continue
                 new = store.add_lesson(Lesson("", item["text"], scope, tuple(item.get("evidence", ())),
-                                              gain=float(item.get("gain", 0.0))))
+                                              gain=float(item.get("gain", 0.0)), tags=tuple(item.get("tags", ()))))
                 ids.append(new.id)
             rev = store.commit_revision(scope, ids, f"imported from {path.name}")
+            store.index_prompts(scope, [(str(t), str(p)) for t, p in data.get("prompts", {}).get(scope, [])])
             ui.out.print(f"{scope}: revision {rev.id} with {len(ids)} lessons")
     return 0
 

@@ -91,6 +91,36 @@ def sequential_gate(current: Sequence[float], score_proposed: Callable[[int], fl
     return decide(current, proposed, alpha)
 
 
+def no_worse_gate(current: Sequence[float], score_proposed: Callable[[int], float]) -> GateResult:
+    """The gate for a revision that only makes the prompt smaller (retire, dedupe, merge, compress).
+
+    Fewer tokens are a gain in themselves, so such a revision needs no win: it is accepted when it loses
+    no more paired items than it wins. Scoring stops once the losses can no longer be won back. The
+    p-value is the sign test's for "the smaller revision is worse"."""
+    proposed: list[float] = []
+    n = len(current)
+    for i in range(n):
+        proposed.append(score_proposed(i))
+        wins = sum(p > c for p, c in zip(proposed, current))
+        losses = sum(p < c for p, c in zip(proposed, current))
+        if losses - wins > n - i - 1:
+            break
+    m = len(proposed)
+    cur = list(current[:m])
+    wins = sum(p > c for p, c in zip(proposed, cur))
+    losses = sum(p < c for p, c in zip(proposed, cur))
+    p = sign_test_p(losses, wins)
+    cs, ps = (sum(cur) / m, sum(proposed) / m) if m else (0.0, 0.0)
+    accepted = m == n and losses <= wins
+    if accepted:
+        reason = f"no worse: won {wins}, lost {losses} of {n} paired items, with fewer lesson tokens"
+    elif m < n:
+        reason = f"worse: stopped after {m}/{n} items, won {wins}, lost {losses}"
+    else:
+        reason = f"worse: won {wins}, lost {losses} of {n} paired items (p={p:.3f} that it is worse)"
+    return GateResult(m, cs, ps, wins, losses, p, accepted, reason)
+
+
 # ---------------------------------------------------------------- statistics for reports
 
 def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:

@@ -57,6 +57,12 @@ MIGRATIONS: list[tuple[str, str]] = [
     INSERT INTO lesson_index SELECT id, scope, text, '' FROM lessons;
     CREATE VIRTUAL TABLE prompt_index USING fts5(scope UNINDEXED, task_id UNINDEXED, prompt);
     """),
+    # leave-one-out credit measured by curation, and why a lesson was retired
+    ("003_credit", """
+    ALTER TABLE lessons ADD COLUMN loo REAL;
+    ALTER TABLE lessons ADD COLUMN loo_n INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE lessons ADD COLUMN note TEXT NOT NULL DEFAULT '';
+    """),
 ]
 
 
@@ -221,6 +227,14 @@ class LessonStore:
         else:
             self.db.execute("UPDATE lessons SET uses=uses+?, gain=? WHERE id=?", (uses, gain, lesson_id))
 
+    def set_loo(self, lesson_id: str, effect: float, n: int) -> None:
+        """Record a leave-one-out effect: score with the lesson minus score without it, over n paired items."""
+        self.db.execute("UPDATE lessons SET loo=?, loo_n=? WHERE id=?", (effect, n, lesson_id))
+
+    def set_status(self, lesson_id: str, status: str, note: str = "") -> None:
+        """Retire (kept, with the reason, restorable) or reactivate a lesson; membership is the revision's business."""
+        self.db.execute("UPDATE lessons SET status=?, note=? WHERE id=?", (status, note, lesson_id))
+
     def commit_revision(self, scope: str, lesson_ids: list[str], note: str, *, gate: dict | None = None,
                         run_progress: tuple[int, int, int] | None = None) -> Revision:
         """Make `lesson_ids` the new head of `scope`, atomically with its gate record and the run's progress."""
@@ -232,8 +246,9 @@ class LessonStore:
             keep = set(lesson_ids)
             for lesson in self.lessons(scope):
                 status = "active" if lesson.id in keep else ("retired" if lesson.status == "active" else lesson.status)
-                if status != lesson.status:
-                    db.execute("UPDATE lessons SET status=? WHERE id=?", (status, lesson.id))
+                if status != lesson.status:  # a lesson back in the head loses the note that said why it left
+                    db.execute("UPDATE lessons SET status=?, note=CASE WHEN ?='active' THEN '' ELSE note END "
+                               "WHERE id=?", (status, status, lesson.id))
             if gate is not None:
                 self.add_gate({**gate, "revision_id": rev_id, "decision": "accepted"})
             if run_progress is not None:
@@ -281,6 +296,9 @@ class LessonStore:
             have = {r[0] for r in db.execute("SELECT task_id FROM prompt_index WHERE scope=?", (scope,))}
             db.executemany("INSERT INTO prompt_index VALUES (?,?,?)",
                            [(scope, tid, prompt) for tid, prompt in tasks if tid not in have])
+
+    def prompts(self, scope: str) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.db.execute("SELECT task_id, prompt FROM prompt_index WHERE scope=?", (scope,))]
 
     def match_prompts(self, query: str, k: int = 10) -> list[tuple[str, str, float]]:
         """(scope, prompt, bm25 rank; lower is better) of the indexed prompts nearest to `query`."""
@@ -336,7 +354,8 @@ class LessonStore:
 
 def _lesson(r: sqlite3.Row) -> Lesson:
     return Lesson(r["id"], r["text"], r["scope"], tuple(json.loads(r["evidence"])), r["reflection_id"] or "",
-                  r["parent"] or "", r["uses"], r["gain"], r["status"], tuple(json.loads(r["tags"])))
+                  r["parent"] or "", r["uses"], r["gain"], r["status"], tuple(json.loads(r["tags"])),
+                  r["loo"], r["loo_n"], r["note"])
 
 
 def _revision(r: sqlite3.Row) -> Revision:

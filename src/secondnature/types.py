@@ -82,6 +82,9 @@ class Lesson:
     gain: float = 0.0
     status: str = "active"
     tags: tuple[str, ...] = ()   # words that say what the lesson is about, beside its scope (for retrieval)
+    loo: float | None = None     # leave-one-out effect on val accuracy, measured by curation (None: not yet)
+    loo_n: int = 0               # paired items behind `loo`
+    note: str = ""               # why it was retired, when it was
 
 
 @dataclass(frozen=True)

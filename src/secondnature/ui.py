@@ -21,10 +21,12 @@ class UsageError(Exception):
 
 def lesson_table(lessons: Sequence[Lesson], title: str) -> None:
     t = Table(title=title, show_lines=True)
-    for col in ("id", "lesson", "gain", "uses", "evidence", "status"):
+    for col in ("id", "lesson", "gate gain", "leave-one-out", "uses", "evidence", "status"):
         t.add_column(col)
     for x in lessons:
-        t.add_row(x.id, escape(x.text), f"{x.gain:+.2f}", str(x.uses), f"{len(x.evidence)} rollouts", x.status)
+        loo = f"{x.loo:+.2f} (n={x.loo_n})" if x.loo is not None else "-"
+        status = x.status + (f": {escape(x.note)}" if x.note else "")
+        t.add_row(x.id, escape(x.text), f"{x.gain:+.2f}", loo, str(x.uses), f"{len(x.evidence)} rollouts", status)
     if not lessons:
-        t.add_row("-", "(no lessons yet)", "", "", "", "")
+        t.add_row("-", "(no lessons yet)", "", "", "", "", "")
     out.print(t)

@@ -1,0 +1,195 @@
+"""Curation: measure what each lesson of a revision is worth, and make the revision smaller where that
+costs nothing. Applied by code, one small edit at a time, never a rewrite of the whole list.
+
+1. Credit: each lesson's leave-one-out effect, the revision's validation score minus the score
+   without that lesson, on the same paired items the learning gate used. Stored beside the lesson.
+2. Proposals, cheapest first, each a candidate revision judged by the no-worse gate (it must lose
+   no more paired items than it wins; fewer tokens are the gain):
+   - retire a lesson whose removal does not hurt (its leave-one-out effect is <= 0);
+   - dedupe: of two near-identical lessons (word overlap >= `duplicate`), retire the weaker;
+   - merge: two overlapping lessons are rewritten as one by the reflector, shorter than both;
+   - compress: a long lesson is reworded shorter by the reflector.
+   Retired lessons stay in the store with the reason (`lessons list --all`, `lessons restore`).
+Every accepted step is a revision with its gate record, committed before the next is tried, so a
+killed run keeps what it accepted.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from . import gate, inject, reflect, rollout
+from .learn import LearnConfig, learn_split
+from .models import CachedModel, Model
+from .store import LessonStore
+from .types import Lesson, TaskSet
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    budget: int = 300            # policy rollouts for every evaluation curation makes
+    val_size: int = 24           # the learning gate's validation sample (same seeds: same items)
+    seed: int = 0
+    split_seed: int = 0
+    max_tokens: int = 384
+    lesson_tokens: int | None = 400
+    duplicate: float = 0.6       # word-set overlap (Jaccard) from which two lessons say the same thing
+    overlap: float = 0.3         # ... from which they are worth merging
+    compress_over: int = 40      # lessons longer than this (policy tokens) are offered for compression
+    reflect_max_tokens: int = 200
+
+
+@dataclass(frozen=True)
+class CurateResult:
+    scope: str
+    before: tuple[Lesson, ...]
+    after: tuple[Lesson, ...]
+    loo: dict[str, tuple[float, int, int]]   # lesson id -> (effect, wins without it, losses without it)
+    steps: tuple[dict, ...] = field(default=())  # every proposal: op, ids, gate reason, accepted
+    rollouts: int = 0
+    reflections: int = 0
+
+
+MERGE_PROMPT = """Two pieces of advice for an AI assistant overlap:
+A: {a}
+B: {b}
+Write ONE piece of advice, shorter than A and B together, that keeps every instruction of both.
+Reply with the advice only, on one line."""
+
+COMPRESS_PROMPT = """Here is a piece of advice for an AI assistant:
+{a}
+Reword it in at most {words} words, keeping every instruction it gives. Reply with the advice only, on one line."""
+
+
+def parse_rewrite(raw: str) -> str:
+    """The one line of advice in a merge or compress reply ('' if there is none)."""
+    for line in raw.strip().splitlines():
+        line = re.sub(r"^\s*(advice|answer|merged|reworded|lesson)\s*:\s*", "", line.strip(), flags=re.I)
+        line = line.strip().strip('"').strip()
+        if line and not reflect.FILLER.search(line):
+            return line
+    return ""
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", text.lower())) - {"the", "a", "an", "of", "to", "and", "or", "in", "it"}
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard overlap of the two texts' word sets (lexical; an embedding model could replace it)."""
+    wa, wb = _words(a), _words(b)
+    return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
+
+
+def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore, config: CurateConfig = CurateConfig(),
+           *, progress: Callable[[int, str], None] = lambda _n, _m: None) -> CurateResult:
+    scope = taskset.name
+    policy = policy if isinstance(policy, CachedModel) else CachedModel(policy, store)
+    reflector = reflector if isinstance(reflector, CachedModel) else CachedModel(reflector, store)
+    head = store.head(scope)
+    if head is None or not head.lesson_ids:
+        raise ValueError(f"{scope} has no lessons to curate; run `secondnature learn {scope}` first")
+    current = store.revision_lessons(head)
+    _, val = learn_split(taskset, LearnConfig(val_size=config.val_size, seed=config.seed, split_seed=config.split_seed))
+    count = policy.count_tokens
+    cache: dict[tuple[str, ...], list[float]] = {}
+    spent = {"rollouts": 0, "reflections": 0}
+
+    def score(lessons: Sequence[Lesson], i: int) -> float:
+        key = tuple(x.text for x in lessons)
+        got = cache.setdefault(key, [])
+        while len(got) <= i:  # items are scored in order, each once per lesson set
+            system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
+            r = rollout.run(policy, [val[len(got)]], taskset.reward, system, kept, temperature=0.0,
+                            max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
+            store.add_rollouts([r], scope=scope)
+            spent["rollouts"] += 1
+            progress(1, "")
+            got.append(r.score.value)
+        return got[i]
+
+    def full(lessons: Sequence[Lesson]) -> list[float]:
+        return [score(lessons, i) for i in range(len(val))]
+
+    def affordable() -> bool:
+        return spent["rollouts"] + len(val) <= config.budget
+
+    # 1. credit: leave-one-out on the paired validation items
+    loo: dict[str, tuple[float, int, int]] = {}
+    base = full(current) if affordable() else []
+    for x in current:
+        if not affordable():
+            progress(0, f"budget spent before {x.id}'s leave-one-out")
+            break
+        without = full([y for y in current if y.id != x.id])
+        wins = sum(b > w for b, w in zip(base, without))  # items the lesson wins (with it better than without)
+        losses = sum(b < w for b, w in zip(base, without))
+        effect = (sum(base) - sum(without)) / len(val)
+        loo[x.id] = (effect, wins, losses)
+        store.set_loo(x.id, effect, len(val))
+        progress(0, f"{x.id}: leave-one-out {effect:+.3f} (wins {wins}, losses {losses} of {len(val)})")
+
+    # 2. proposals, each gated against the head as it is when its turn comes
+    steps: list[dict] = []
+
+    def propose(op: str, lessons: list[Lesson], removed: list[Lesson], note: str) -> bool:
+        nonlocal current
+        if not affordable():
+            return False
+        now = full(current)
+        result = gate.no_worse_gate(now, lambda i: score(lessons, i))
+        record = {"run_id": None, "scope": scope, "current_revision": store.head(scope).id,
+                  "proposed": [{"op": op, "id": ",".join(x.id for x in removed),
+                                "text": " | ".join(x.text for x in lessons if x not in current)}],
+                  "reflection_id": "", "n": result.n, "current_score": result.current_score,
+                  "proposed_score": result.proposed_score, "wins": result.wins, "losses": result.losses,
+                  "p_value": result.p_value, "reason": result.reason}
+        steps.append({"op": op, "removed": [x.id for x in removed], "note": note, "accepted": result.accepted,
+                      "reason": result.reason})
+        progress(0, f"{op} {', '.join(x.id for x in removed)}: {'accepted' if result.accepted else 'rejected'} "
+                    f"({result.reason})")
+        if not result.accepted:
+            store.add_gate({**record, "decision": "rejected"})
+            return False
+        with store.transaction():
+            final = [x if x.id else store.add_lesson(x) for x in lessons]
+            for x in removed:
+                store.set_status(x.id, "retired", f"{op}: {note}; {result.reason}")
+            store.commit_revision(scope, [x.id for x in final], f"curate {op}: {note}", gate=record)
+        current = final
+        return True
+
+    for lid, (effect, _, _) in sorted(loo.items(), key=lambda kv: kv[1][0]):
+        x = next((y for y in current if y.id == lid), None)
+        if x is not None and effect <= 0:
+            propose("retire", [y for y in current if y.id != lid], [x], f"leave-one-out {effect:+.3f}")
+    for a, b in [(a, b) for i, a in enumerate(current) for b in current[i + 1:]]:
+        if a in current and b in current and similarity(a.text, b.text) >= config.duplicate:
+            weaker = min((a, b), key=lambda y: (loo.get(y.id, (0.0,))[0], y.gain, -inject.lesson_order(y)))
+            propose("dedupe", [y for y in current if y.id != weaker.id], [weaker],
+                    f"{weaker.id} repeats {(b if weaker is a else a).id}")
+    for a, b in [(a, b) for i, a in enumerate(current) for b in current[i + 1:]]:
+        if a in current and b in current and config.overlap <= similarity(a.text, b.text) < config.duplicate:
+            text = _rewrite(reflector, MERGE_PROMPT.format(a=a.text, b=b.text), config, spent)
+            if text and count(text) < count(a.text) + count(b.text) and not reflect.problem_with(text):
+                merged = Lesson("", text, scope, a.evidence + b.evidence, parent=a.id, gain=max(a.gain, b.gain),
+                                tags=a.tags)
+                propose("merge", [y for y in current if y.id not in (a.id, b.id)] + [merged], [a, b],
+                        f"{a.id} and {b.id} merged")
+    for x in list(current):
+        if x in current and not x.text.startswith(reflect.EXAMPLE_PREFIX) and count(x.text) > config.compress_over:
+            words = max(8, len(x.text.split()) // 2)
+            text = _rewrite(reflector, COMPRESS_PROMPT.format(a=x.text, words=words), config, spent)
+            if text and count(text) < count(x.text) and not reflect.problem_with(text):
+                short = Lesson("", text, scope, x.evidence, parent=x.id, gain=x.gain, tags=x.tags)
+                propose("compress", [y for y in current if y.id != x.id] + [short], [x], f"{x.id} reworded shorter")
+    return CurateResult(scope, tuple(store.revision_lessons(head)), tuple(current), loo, tuple(steps),
+                        spent["rollouts"], spent["reflections"])
+
+
+def _rewrite(reflector: Model, prompt: str, config: CurateConfig, spent: dict) -> str:
+    c = reflector.chat([{"role": "user", "content": prompt}], n=1, temperature=0.0,
+                       max_tokens=config.reflect_max_tokens, seed=config.seed)[0]
+    spent["reflections"] += 1
+    return "" if c.error else parse_rewrite(c.text)
