@@ -73,6 +73,31 @@ def test_lesson_that_does_not_help_is_rejected(tmp_path):
     assert all(g["decision"] == "rejected" for g in store.gates("toy"))
 
 
+def test_a_gate_winner_that_does_not_hold_on_fresh_items_is_rejected(tmp_path):
+    """A lesson that happens to help on the gate's validation items only (the winner's curse, made certain)."""
+    from secondnature.learn import confirm_split, learn_split
+    lucky = "Trust your first instinct and answer quickly without checking."
+    gate_ids = {t.id for t in learn_split(taskset(), config())[1]}
+    confirm_ids = {t.id for t in confirm_split(taskset(), config())}
+    assert confirm_ids and not confirm_ids & gate_ids
+
+    def policy(messages):
+        user = messages[-1]["content"]
+        i = int(user.split("word number ")[1].rstrip("?"))
+        right = lucky in messages[0]["content"] and f"t{i}" in gate_ids
+        return f"Answer: {i % 3 + 1 if right else i % 3 + 2}"
+
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy), reflector_of(lucky), taskset(), store, config(budget=60))
+    assert result.accepted == 0
+    reasons = [g["reason"] for g in store.gates("toy")]
+    assert any("did not hold on" in r for r in reasons)
+    # without the confirmation sample, the same run would have taken the lucky lesson
+    result = learn(ScriptedModel(policy), reflector_of(lucky), taskset(), LessonStore(tmp_path / "t.db"),
+                   config(budget=60, confirm=False))
+    assert result.accepted == 1
+
+
 @pytest.mark.parametrize("reply", ["Certainly! Please provide the inputs.", "{not json", "", "```json\n[]\n```"])
 def test_unparseable_reflection_is_recorded_and_skipped(tmp_path, reply):
     store = LessonStore(tmp_path / "s.db")

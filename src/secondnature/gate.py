@@ -91,6 +91,31 @@ def sequential_gate(current: Sequence[float], score_proposed: Callable[[int], fl
     return decide(current, proposed, alpha)
 
 
+def confirm_gate(current: Sequence[float], score_proposed: Callable[[int], float]) -> GateResult:
+    """Does a gate's winner hold on fresh items? Accepted when it wins more of them than it loses.
+
+    Picking the best of many candidates on one validation sample favours the one that was luckiest
+    there (the winner's curse); a second, disjoint sample that played no part in the choice tells a
+    real gain from a lucky draw. Scoring stops once the candidate can no longer come out ahead."""
+    proposed: list[float] = []
+    n = len(current)
+    for i in range(n):
+        proposed.append(score_proposed(i))
+        wins = sum(p > c for p, c in zip(proposed, current))
+        losses = sum(p < c for p, c in zip(proposed, current))
+        if wins + (n - i - 1) <= losses:
+            break
+    m = len(proposed)
+    cur = list(current[:m])
+    wins = sum(p > c for p, c in zip(proposed, cur))
+    losses = sum(p < c for p, c in zip(proposed, cur))
+    cs, ps = (sum(cur) / m, sum(proposed) / m) if m else (0.0, 0.0)
+    accepted = m == n and wins > losses
+    verdict = "held" if accepted else "did not hold"
+    reason = f"{verdict} on {n} fresh items: won {wins}, lost {losses}" + ("" if m == n else f" (stopped after {m})")
+    return GateResult(m, cs, ps, wins, losses, sign_test_p(wins, losses), accepted, reason)
+
+
 def no_worse_gate(current: Sequence[float], score_proposed: Callable[[int], float]) -> GateResult:
     """The gate for a revision that only makes the prompt smaller (retire, dedupe, merge, compress).
 

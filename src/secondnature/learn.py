@@ -36,6 +36,7 @@ class LearnConfig:
     gate_alpha: float = 0.2
     reject_margin: int = 3
     screen: int = 6              # val items the current revision fails, scored first: no win there, no full gate
+    confirm: bool = True         # a gate's winner must also win on a second, disjoint validation sample
     lesson_tokens: int | None = 400
     reflect_max_tokens: int = 400
     seed: int = 0
@@ -94,6 +95,13 @@ def learn_split(taskset: TaskSet, config: LearnConfig) -> tuple[list[Task], list
     return train, random.Random(config.seed + 1).sample(val, min(config.val_size, len(val)))
 
 
+def confirm_split(taskset: TaskSet, config: LearnConfig) -> list[Task]:
+    """The confirmation sample: validation items outside the gate's sample, up to as many again."""
+    gate_ids = {t.id for t in learn_split(taskset, config)[1]}
+    rest = [t for t in split(taskset.tasks, config.split_seed)["val"] if t.id not in gate_ids]
+    return random.Random(config.seed + 2).sample(rest, min(config.val_size, len(rest)))
+
+
 def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore, config: LearnConfig = LearnConfig(),
           *, resume: bool = False, progress: Progress = _noop) -> LearnResult:
     scope = taskset.name
@@ -134,6 +142,25 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             stats["val"] += len(rs)
             val_cache[key] = [r.score.value for r in rs]
         return val_cache[key]
+
+    confirm = confirm_split(taskset, config) if config.confirm else []
+    confirm_cache: dict[tuple[str, ...], list[float]] = {}
+
+    def confirm_scores(lessons: list[Lesson], upto: int) -> list[float]:
+        """Greedy scores on the confirmation items 0..upto-1, each paid once per lesson set."""
+        nonlocal used
+        got = confirm_cache.setdefault(tuple(x.text for x in lessons), [])
+        if len(got) < upto:
+            system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
+            for task in confirm[len(got):upto]:
+                r = rollout.run(policy, [task], taskset.reward, system, kept, n=1, temperature=0.0,
+                                max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
+                store.add_rollouts([r], run_id=run_id, scope=scope)
+                used += 1
+                stats["val"] += 1
+                progress(1, "")
+                got.append(r.score.value)
+        return got[:upto]
 
     def demo_candidate(task: Task, has_example: Lesson | None, rid: str, seed: int) -> Edit | None:
         """The reflector's worked solution of a failed task, as an added example or replacing the current one."""
@@ -214,7 +241,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         order = gate.screen_order(base_val)  # items the current revision fails first, for the screen
         base = [base_val[i] for i in order]
         screen = gate.screenable(base, config.screen)
-        best: tuple | None = None  # (result, lessons, reflection id, evidence, edit, gate record, val scores)
+        passed: list[tuple] = []  # (result, lessons, reflection id, evidence, edit, gate record, val scores)
         for e, lessons, rid, evidence in candidates:
             if inject.select(lessons, config.lesson_tokens, count) == inject.select(current, config.lesson_tokens, count):
                 continue  # the edit does not survive the token budget: nothing to test
@@ -239,30 +266,52 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                       "proposed": [{"op": e.op, "id": e.id, "text": e.text}], "reflection_id": rid, "n": result.n,
                       "current_score": result.current_score, "proposed_score": result.proposed_score,
                       "wins": result.wins, "losses": result.losses, "p_value": result.p_value}
-            if result.accepted and (best is None or result.proposed_score > best[0].proposed_score):
-                if best is not None:
-                    store.add_gate({**best[5], "decision": "rejected", "reason": "a better candidate passed too"})
-                    stats["rejected"] += 1
-                best = (result, lessons, rid, evidence, e, record, scores)
+            if result.accepted:
+                passed.append((result, lessons, rid, evidence, e, record, scores))
             else:
                 store.add_gate({**record, "decision": "rejected", "reason": result.reason})
                 stats["rejected"] += 1
             progress(0, f"  {e.op} {e.text[:70]!r}: {'passes' if result.accepted else 'rejected'} ({result.reason})")
 
+        # 3b. the best of the candidates that passed must hold on fresh items (confirmation sample), else the next
+        best: tuple | None = None  # (result, lessons, reflection id, evidence, edit, gate record, val scores, gain)
+        for cand in sorted(passed, key=lambda c: -c[0].proposed_score):
+            result, lessons, record = cand[0], cand[1], cand[5]
+            missing = len(confirm) - len(confirm_cache.get(tuple(x.text for x in current), []))
+            if best is not None:
+                reason = "a better candidate passed too"
+            elif not confirm:
+                best = (*cand, result.proposed_score - result.current_score)
+                continue
+            elif used + len(confirm) + missing > config.budget:
+                reason = f"passed ({result.reason}) but no budget was left to confirm it"
+            else:
+                held = gate.confirm_gate(confirm_scores(current, len(confirm)),
+                                         lambda i, ls=lessons: confirm_scores(ls, i + 1)[i])
+                progress(0, f"  confirmation: {held.reason}")
+                if held.accepted:  # the gain stored is the confirmation sample's: it played no part in the choice
+                    best = (*cand[:5], {**record, "reason": f"{result.reason}; {held.reason}"}, cand[6],
+                            held.proposed_score - held.current_score)
+                    continue
+                reason = f"passed ({result.reason}) but {held.reason}"
+            store.add_gate({**record, "decision": "rejected", "reason": reason})
+            stats["rejected"] += 1
+
         # 4. commit: new lessons, revision, gate record and run progress in one transaction
         step += 1
         if best is not None:
-            result, lessons, rid, evidence, e, record, scores = best
+            result, lessons, rid, evidence, e, record, scores, gain = best
             with store.transaction():
                 final: list[Lesson] = []
                 for x in lessons:
                     if x.id not in {c.id for c in current}:
                         x = store.add_lesson(replace(x, evidence=tuple(evidence), reflection_id=rid, tags=tags,
-                                                     gain=result.proposed_score - result.current_score))
+                                                     gain=gain))
                     final.append(x)
                 head = store.commit_revision(scope, [x.id for x in final], f"{e.op}: {result.reason}",
-                                             gate={**record, "reason": result.reason},
+                                             gate={"reason": result.reason, **record},
                                              run_progress=(run_id, step, used))
+            confirm_cache[tuple(x.text for x in final)] = confirm_cache.get(tuple(x.text for x in lessons), [])
             current = final
             by_item = [0.0] * len(val)
             for j, i in enumerate(order):
