@@ -126,3 +126,23 @@ def test_cli_eval_routes_each_task_and_all_lessons_leak(tmp_path: Path, monkeypa
     assert cli.main([*base, "--all-lessons"]) == 0
     everything = json.loads(capsys.readouterr().out)
     assert everything["accuracy"] == 0.0 and everything["lessons"] == ["L1", "L2"]  # the other task's lesson hurts
+
+
+def test_real_task_sets_route_home_and_unseen_ones_get_nothing(tmp_path: Path) -> None:
+    """Six built-in task sets learned into one store: their test prompts go to their own scope, and the
+    prompts of task sets the store never learned are routed nowhere (no lesson leaks into them)."""
+    from secondnature.tasks import load_taskset, split
+
+    learned = ["letters:medium,hard", "bbh/object_counting", "bbh/date_understanding", "bbh/boolean_expressions",
+               "bbh/sports_understanding", "bbh/navigate"]
+    s = LessonStore(tmp_path / "s.db")
+    for name in learned:
+        ts = load_taskset(name)
+        s.index_prompts(ts.name, [(t.id, t.prompt) for t in split(ts.tasks, 0)["train"]])
+    for name in learned:
+        ts = load_taskset(name)
+        test = split(ts.tasks, 0)["test"][:40]
+        assert all(retrieve.route(s, t.prompt) == ts.name for t in test), name
+    for name in ["gsm8k", "bbh/word_sorting", "bbh/logical_deduction_three_objects"]:
+        test = split(load_taskset(name).tasks, 0)["test"][:40]
+        assert all(retrieve.route(s, t.prompt) is None for t in test), name
