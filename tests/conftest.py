@@ -23,3 +23,20 @@ def isolated_home(tmp_path, monkeypatch):
 def policy_path() -> Path:
     from secondnature.weights import POLICY, assemble
     return assemble(POLICY, MODELS)
+
+
+@pytest.fixture
+def toy_file(tmp_path, monkeypatch) -> Path:
+    """test_learn's toy task set as a JSONL file for CLI tests, with consoles wide enough that nothing wraps."""
+    import json
+
+    from rich.console import Console
+    from test_learn import taskset
+
+    from secondnature import ui
+    monkeypatch.setattr(ui, "out", Console(width=10_000))
+    monkeypatch.setattr(ui, "err", Console(stderr=True, width=10_000))
+    path = tmp_path / "toy.jsonl"
+    path.write_text("".join(json.dumps({"id": t.id, "prompt": t.prompt, "answer": t.answer}) + "\n"
+                            for t in taskset().tasks))
+    return path

@@ -89,13 +89,8 @@ def test_seed_item_bootstrap() -> None:
 
 
 def test_cli_bench_on_a_jsonl_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(ui, "out", Console(width=10_000))
-    monkeypatch.setattr(ui, "err", Console(stderr=True, width=10_000))
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps({"id": t.id, "prompt": t.prompt, "answer": t.answer}) + "\n"
-                            for t in taskset().tasks))
+                                   capsys: pytest.CaptureFixture, toy_file: Path) -> None:
+    path = toy_file
     scripted = {"p": ScriptedModel(policy_fn, "policy"), "r": ScriptedModel(reflector_fn, "reflector")}
     monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: scripted[spec])
     out_dir = tmp_path / "results"

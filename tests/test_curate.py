@@ -106,18 +106,12 @@ def test_parse_rewrite_takes_the_advice_line() -> None:
 
 
 def test_cli_curate_reports_credit_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture) -> None:
+                                             capsys: pytest.CaptureFixture, toy_file: Path) -> None:
     import json
 
-    from rich.console import Console
+    from secondnature import cli
 
-    from secondnature import cli, ui
-
-    monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(ui, "out", Console(width=10_000))
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps({"id": t.id, "prompt": t.prompt, "answer": t.answer}) + "\n"
-                            for t in taskset().tasks))
+    path = toy_file
     store_with(tmp_path, [GOOD, INERT], scope="toy").close()
     models = {"p": ScriptedModel(policy_fn, "p"), "r": ScriptedModel(never, "r")}
     monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])

@@ -99,19 +99,14 @@ def test_lessons_of_an_older_store_are_indexed_on_upgrade(tmp_path: Path) -> Non
 
 
 def test_cli_eval_routes_each_task_and_all_lessons_leak(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture) -> None:
-    from rich.console import Console
+                                                        capsys: pytest.CaptureFixture, toy_file: Path) -> None:
     from test_learn import BAD, GOOD, policy_fn, taskset
 
-    from secondnature import cli, ui
+    from secondnature import cli
     from secondnature.models import ScriptedModel
     from secondnature.tasks import split
 
-    monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(ui, "out", Console(width=10_000))
-    path = tmp_path / "toy.jsonl"
-    path.write_text("".join(json.dumps({"id": t.id, "prompt": t.prompt, "answer": t.answer}) + "\n"
-                            for t in taskset().tasks))
+    path = toy_file
     s = LessonStore(tmp_path / "s.db")
     s.index_prompts("toy", [(t.id, t.prompt) for t in split(taskset().tasks, 0)["train"]])
     s.commit_revision("toy", [s.add_lesson(Lesson("", GOOD, "toy")).id], "learned")

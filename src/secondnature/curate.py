@@ -65,7 +65,7 @@ Reword it in at most {words} words, keeping every instruction it gives. Reply wi
 def parse_rewrite(raw: str) -> str:
     """The one line of advice in a merge or compress reply ('' if there is none)."""
     for line in raw.strip().splitlines():
-        line = re.sub(r"^\s*(advice|answer|merged|reworded|lesson)\s*:\s*", "", line.strip(), flags=re.I)
+        line = re.sub(r"^\s*(advice|answer|merged|reworded|lesson)\s*:\s*", "", line.strip(), flags=re.IGNORECASE)
         line = line.strip().strip('"').strip()
         if line and not reflect.FILLER.search(line):
             return line

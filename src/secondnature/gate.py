@@ -76,19 +76,31 @@ def sequential_gate(current: Sequence[float], score_proposed: Callable[[int], fl
 
     With `screen=k`, the first k items must be ones the current revision fails (see `screen_order`),
     and a proposal that wins none of them is stopped after them."""
-    proposed: list[float] = []
     n = len(current)
-    for i in range(n):
-        proposed.append(score_proposed(i))
-        wins = sum(p > c for p, c in zip(proposed, current))
-        losses = sum(p < c for p, c in zip(proposed, current))
-        remaining = n - i - 1
+
+    def stop(wins: int, losses: int, remaining: int) -> bool:
+        seen = n - remaining
         # not one win in half the items, or in the screening items: the edit does not help here
-        futile = wins == 0 and (i + 1 >= n // 2 or (screen and i + 1 == screen))
-        if losses - wins >= reject_margin or wins + remaining <= losses or futile:
-            if remaining:
-                return decide(current, proposed, alpha, planned=n, stopped_early=True)
-    return decide(current, proposed, alpha)
+        futile = wins == 0 and (seen >= n // 2 or (screen and seen == screen))
+        return remaining > 0 and (losses - wins >= reject_margin or wins + remaining <= losses or futile)
+
+    proposed, _, _ = _score_until(current, score_proposed, stop)
+    return decide(current, proposed, alpha, planned=n, stopped_early=len(proposed) < n)
+
+
+def _tally(proposed: Sequence[float], current: Sequence[float]) -> tuple[int, int]:
+    return sum(p > c for p, c in zip(proposed, current)), sum(p < c for p, c in zip(proposed, current))
+
+
+def _score_until(current: Sequence[float], score_proposed: Callable[[int], float],
+                 stop: Callable[[int, int, int], bool]) -> tuple[list[float], int, int]:
+    """Score items in order until `stop(wins, losses, items remaining)`; the scores, wins and losses."""
+    proposed: list[float] = []
+    for i in range(len(current)):
+        proposed.append(score_proposed(i))
+        if stop(*_tally(proposed, current), len(current) - i - 1):
+            break
+    return (proposed, *_tally(proposed, current))
 
 
 def confirm_gate(current: Sequence[float], score_proposed: Callable[[int], float]) -> GateResult:
@@ -97,19 +109,10 @@ def confirm_gate(current: Sequence[float], score_proposed: Callable[[int], float
     Picking the best of many candidates on one validation sample favours the one that was luckiest
     there (the winner's curse); a second, disjoint sample that played no part in the choice tells a
     real gain from a lucky draw. Scoring stops once the candidate can no longer come out ahead."""
-    proposed: list[float] = []
     n = len(current)
-    for i in range(n):
-        proposed.append(score_proposed(i))
-        wins = sum(p > c for p, c in zip(proposed, current))
-        losses = sum(p < c for p, c in zip(proposed, current))
-        if wins + (n - i - 1) <= losses:
-            break
+    proposed, wins, losses = _score_until(current, score_proposed, lambda w, lo, rest: w + rest <= lo)
     m = len(proposed)
-    cur = list(current[:m])
-    wins = sum(p > c for p, c in zip(proposed, cur))
-    losses = sum(p < c for p, c in zip(proposed, cur))
-    cs, ps = (sum(cur) / m, sum(proposed) / m) if m else (0.0, 0.0)
+    cs, ps = (sum(current[:m]) / m, sum(proposed) / m) if m else (0.0, 0.0)
     accepted = m == n and wins > losses
     verdict = "held" if accepted else "did not hold"
     reason = f"{verdict} on {n} fresh items: won {wins}, lost {losses}" + ("" if m == n else f" (stopped after {m})")
@@ -122,20 +125,11 @@ def no_worse_gate(current: Sequence[float], score_proposed: Callable[[int], floa
     Fewer tokens are a gain in themselves, so such a revision needs no win: it is accepted when it loses
     no more paired items than it wins. Scoring stops once the losses can no longer be won back. The
     p-value is the sign test's for "the smaller revision is worse"."""
-    proposed: list[float] = []
     n = len(current)
-    for i in range(n):
-        proposed.append(score_proposed(i))
-        wins = sum(p > c for p, c in zip(proposed, current))
-        losses = sum(p < c for p, c in zip(proposed, current))
-        if losses - wins > n - i - 1:
-            break
+    proposed, wins, losses = _score_until(current, score_proposed, lambda w, lo, rest: lo - w > rest)
     m = len(proposed)
-    cur = list(current[:m])
-    wins = sum(p > c for p, c in zip(proposed, cur))
-    losses = sum(p < c for p, c in zip(proposed, cur))
     p = sign_test_p(losses, wins)
-    cs, ps = (sum(cur) / m, sum(proposed) / m) if m else (0.0, 0.0)
+    cs, ps = (sum(current[:m]) / m, sum(proposed) / m) if m else (0.0, 0.0)
     accepted = m == n and losses <= wins
     if accepted:
         reason = f"no worse: won {wins}, lost {losses} of {n} paired items, with fewer lesson tokens"

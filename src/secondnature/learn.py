@@ -143,23 +143,26 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             val_cache[key] = [r.score.value for r in rs]
         return val_cache[key]
 
+    def val_rollout(system: str, kept: list[Lesson], task: Task) -> float:
+        """One greedy validation rollout, recorded and counted against the budget."""
+        nonlocal used
+        r = rollout.run(policy, [task], taskset.reward, system, kept, n=1, temperature=0.0,
+                        max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
+        store.add_rollouts([r], run_id=run_id, scope=scope)
+        used += 1
+        stats["val"] += 1
+        progress(1, "")
+        return r.score.value
+
     confirm = confirm_split(taskset, config) if config.confirm else []
     confirm_cache: dict[tuple[str, ...], list[float]] = {}
 
     def confirm_scores(lessons: list[Lesson], upto: int) -> list[float]:
         """Greedy scores on the confirmation items 0..upto-1, each paid once per lesson set."""
-        nonlocal used
         got = confirm_cache.setdefault(tuple(x.text for x in lessons), [])
         if len(got) < upto:
             system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
-            for task in confirm[len(got):upto]:
-                r = rollout.run(policy, [task], taskset.reward, system, kept, n=1, temperature=0.0,
-                                max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
-                store.add_rollouts([r], run_id=run_id, scope=scope)
-                used += 1
-                stats["val"] += 1
-                progress(1, "")
-                got.append(r.score.value)
+            got += [val_rollout(system, kept, task) for task in confirm[len(got):upto]]
         return got[:upto]
 
     def demo_candidate(task: Task, has_example: Lesson | None, rid: str, seed: int) -> Edit | None:
@@ -251,15 +254,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             scores: list[float] = []
 
             def score_item(i: int) -> float:
-                nonlocal used
-                r = rollout.run(policy, [val[order[i]]], taskset.reward, system, kept, n=1, temperature=0.0,
-                                max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
-                store.add_rollouts([r], run_id=run_id, scope=scope)
-                used += 1
-                stats["val"] += 1
-                progress(1, "")
-                scores.append(r.score.value)
-                return r.score.value
+                scores.append(val_rollout(system, kept, val[order[i]]))
+                return scores[-1]
 
             result = gate.sequential_gate(base, score_item, config.gate_alpha, config.reject_margin, screen)
             record = {"run_id": run_id, "scope": scope, "current_revision": head.id if head else None,
