@@ -54,6 +54,31 @@ def test_learn_records_everything_and_eval_uses_the_revision(tmp_path, capsys, p
     assert r["lessons"] == (list(head.lesson_ids) if head else [])
 
 
+def test_curate_and_retrieval_on_the_embedded_model(tmp_path, capsys, policy_path):
+    from secondnature.tasks import load_taskset, split
+    from secondnature.types import Lesson
+    store_path = tmp_path / "s.db"
+    s = LessonStore(store_path)
+    ts = load_taskset(TASKSET)
+    s.index_prompts(TASKSET, [(t.id, t.prompt) for t in split(ts.tasks, 0)["train"]])
+    texts = ["Spell the word one letter at a time, then count the matching letters.",
+             "Spell the word one letter at a time, then count the matching letters carefully."]
+    s.commit_revision(TASKSET, [s.add_lesson(Lesson("", t, TASKSET)).id for t in texts], "by hand")
+    s.close()
+    assert main(["--store", str(store_path), "curate", TASKSET, "--val-size", "4", "--budget", "16",
+                 "--reflector", "default", "--max-tokens", "120", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["before"] == ["L1", "L2"] and set(r["after"]) <= {"L1", "L2"} | {f"L{i}" for i in range(3, 9)}
+    assert 0 < r["rollouts"] <= 16 and set(r["loo"]) == {"L1", "L2"}
+    s = LessonStore(store_path)
+    assert all(s.lesson(lid).loo_n == 4 for lid in r["loo"])
+    assert all(x.note for x in s.lessons(TASKSET, "retired"))  # every retirement says why
+    assert main(["--store", str(store_path), "eval", TASKSET, "--retrieve", "--limit", "3", "--max-tokens", "120",
+                 "--json"]) == 0
+    routed = json.loads(capsys.readouterr().out)
+    assert routed["routed"] == {TASKSET: 3} and routed["lessons"] == list(s.head(TASKSET).lesson_ids)
+
+
 def test_killed_learn_resumes(tmp_path, policy_path):
     """SIGKILL a real `learn` process mid-run; `--resume` finishes the same run and keeps what was accepted."""
     store_path = tmp_path / "s.db"

@@ -79,21 +79,22 @@ def lessons_for(store: LessonStore, query: str, budget_tokens: int | None, count
                 extra: int = 0) -> Injected:
     """The lessons one query gets.
 
-    `scope` skips routing (the caller knows the task set). A routed query gets its scope's lessons and,
-    with `extra` > 0, up to that many relevant lessons of other scopes after them (off by default: they
-    are what leaks between task sets). A query routed nowhere gets up to `k` relevant lessons of any
-    scope. `live` is `store.live_lessons()`, passed in when many queries share it."""
+    `scope` skips routing (the caller knows the task set). A query routed to a scope gets that scope's
+    head lessons (none, if curation retired them all: nothing helped there) and, with `extra` > 0, up
+    to that many relevant lessons of other scopes after them (off by default: they are what leaks
+    between task sets). A query routed nowhere gets up to `k` relevant lessons of any scope. `live` is
+    `store.live_lessons()`, passed in when many queries share it."""
     scope = scope or route(store, query)
     head = store.head(scope) if scope else None
+    scope = scope if head else None  # a scope with no revision is no scope: treat the query as unrouted
     stable = list(stable_block(store, head.id, budget_tokens, count_tokens)) if head else []
-    own = bool(head and head.lesson_ids)
-    want = extra if own else k
+    want = extra if head else k
     if not want:
         return Injected(scope, tuple(stable), ())
     pool = {x.id: x for x in (store.live_lessons() if live is None else live) if x.scope != scope}
     found = relevant(store, query, pool, want)
     retrieved = inject.select(found, budget_tokens, count_tokens, reserved=inject.lesson_tokens(stable, count_tokens))
-    return Injected(scope if own else None, tuple(stable), tuple(retrieved))
+    return Injected(scope, tuple(stable), tuple(retrieved))
 
 
 def system_prompt(instruction: str, injected: Injected) -> str:
