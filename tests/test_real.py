@@ -170,7 +170,8 @@ def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
 
 def test_bench_runs_the_real_gepa_arm(tmp_path, capsys, policy_path):
     """All three arms on the embedded model at a tiny budget; the gepa package runs through our adapter."""
-    rc = main(["bench", TASKSET, "--budget", "24", "--seeds", "1", "--val-size", "4", "--test-limit", "4",
+    # 32 = the gate's 4 validation items + one step of 4x4 rollouts + room to gate and confirm one candidate
+    rc = main(["bench", TASKSET, "--budget", "32", "--seeds", "1", "--val-size", "4", "--test-limit", "4",
                "--reflector", "default", "--max-tokens", "120", "--out", str(tmp_path), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
@@ -178,7 +179,7 @@ def test_bench_runs_the_real_gepa_arm(tmp_path, capsys, policy_path):
     assert set(recs) == {"majority", "none", "secondnature", "gepa"}
     # the loop never exceeds its budget; GEPA checks it before each iteration, so it may overshoot by one
     # iteration's spend: two 3-item minibatches and one validation pass
-    assert 0 < recs["secondnature"]["rollouts"] <= 24 and 0 < recs["gepa"]["rollouts"] <= 24 + 2 * 3 + 4
+    assert 0 < recs["secondnature"]["rollouts"] <= 32 and 0 < recs["gepa"]["rollouts"] <= 32 + 2 * 3 + 4
     for arm in ("secondnature", "gepa"):
         r = recs[arm]
         assert r["val_rollouts"] >= 4 and r["train_rollouts"] > 0

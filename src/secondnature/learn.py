@@ -181,7 +181,15 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
     base_val = val_scores(current)
     history.append({"step": step, "rollouts": used, "val": sum(base_val) / len(base_val), "lessons": len(current)})
     per_step = config.tasks_per_step * config.group_size
-    while used + per_step <= config.budget:
+
+    def to_accept() -> int:
+        """Rollouts a candidate needs to be accepted from here: its gate, its confirmation and, if not yet
+        paid, the current revision's confirmation scores."""
+        missing = len(confirm) - len(confirm_cache.get(tuple(x.text for x in current), []))
+        return len(val) + len(confirm) + missing
+
+    # a step starts only if one of its candidates could still be gated, confirmed and accepted
+    while used + per_step + to_accept() <= config.budget:
         # 1. rollouts: K attempts at each of a few training tasks, cycling through the shuffled train split
         start = (step * config.tasks_per_step) % len(train)
         batch = (train + train)[start:start + config.tasks_per_step]
@@ -248,8 +256,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         for e, lessons, rid, evidence in candidates:
             if inject.select(lessons, config.lesson_tokens, count) == inject.select(current, config.lesson_tokens, count):
                 continue  # the edit does not survive the token budget: nothing to test
-            if used + len(val) > config.budget:
-                break  # a gate that cannot see every validation item would decide on less evidence than promised
+            if used + to_accept() > config.budget:
+                break  # a gate or confirmation that cannot see every item would decide on less evidence than promised
             system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
             scores: list[float] = []
 
