@@ -220,3 +220,17 @@ def test_demo_lesson_is_checked_and_cleaned():
     assert reflect.demo_lesson("```\napples: 3\nAnswer: 3\n```", task, number)[1].startswith("the checker rejects")
     assert reflect.demo_lesson("", task, number) == ("", "empty demonstration")
     assert "too long" in reflect.demo_lesson("word " * 200 + "Answer: 2", task, number)[1]
+
+
+def test_answer_tally_shows_a_skew_no_single_attempt_shows() -> None:
+    from secondnature.reflect import answer_tally
+    tasks = {f"t{i}": Task(f"t{i}", f"How many r in word {i}?", "1" if i % 4 else "2") for i in range(8)}
+    batch = [ro(f"r{i}", f"t{i}", 0.0, "I count. Answer: 2") for i in range(8)]
+    line = answer_tally(batch, tasks)
+    assert "final answers were: 2 (8 times)" in line and "correct answers were: 1 (6 times), 2 (2 times)" in line
+    text = build_prompt("Count.", [], order_groups(batch), tasks, batch)[1]["content"]
+    assert line.strip() in text
+    # free-form answers (many distinct values) are not labels: no tally
+    free = {f"t{i}": Task(f"t{i}", "Sort the words.", f"apple pear {i}") for i in range(8)}
+    assert answer_tally([ro(f"r{i}", f"t{i}", 0.0, "x") for i in range(8)], free) == ""
+    assert answer_tally([], tasks) == ""

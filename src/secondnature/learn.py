@@ -211,7 +211,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         groups = reflect.order_groups(rs)[:config.tasks_per_step]
         candidates: list[tuple[Edit, list[Lesson], str, list[str]]] = []
         if groups:
-            msgs = reflect.build_prompt(taskset.instruction, current, groups, tasks_by_id)
+            msgs = reflect.build_prompt(taskset.instruction, current, groups, tasks_by_id, rs)
             evidence = [r.id for g in groups for r in g]
             known = {x.id for x in current}
             new_id = store.next_lesson_id()

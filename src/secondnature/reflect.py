@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
+from .rewards import extract_answer
 from .types import Edit, Lesson, Rollout, Score, Task
 
 REFLECT_SYSTEM = ("You coach a small AI assistant. You read its attempts at tasks, with the correct answers, and "
@@ -29,7 +30,7 @@ Lessons it already follows:
 Below are its attempts at {n_tasks} tasks, each scored by an automatic checker (1 = correct, 0 = wrong).
 
 {groups}
-
+{tally}
 First, in two or three sentences, diagnose: what did the correct attempts do that the wrong ones did not, and what \
 mistake do the wrong ones share? Then write lessons that fix that mistake. A good lesson:
 - is a direct instruction to the assistant: a concrete method for working out the answer step by step, or a check \
@@ -89,13 +90,41 @@ def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
     return "\n\n".join(parts)
 
 
+MAX_TALLY_LABELS = 6  # answers that take more distinct values than this are not labels worth counting
+
+
+def _final_label(text: str) -> str:
+    """The answer an attempt ended on: its 'Answer:' line, else the last 'answer (is) X' in the text."""
+    label = extract_answer(text)
+    if not label:
+        found = re.findall(r'answer"?\s*(?:is\s*)?[:=]?\s*(\(?[A-Za-z0-9/-]+\)?)', text, re.IGNORECASE)
+        label = found[-1] if found else ""
+    return label.strip().rstrip(".")[:20] or "no answer"
+
+
+def answer_tally(batch: Sequence[Rollout], tasks: dict[str, Task]) -> str:
+    """One line comparing the assistant's final answers with the correct ones over the whole batch, when answers
+    are short labels (a number, an option): a skew such as answering 2 nearly every time is a mistake that no
+    single attempt shows. '' when the answers are not labels."""
+    gold = Counter(tasks[r.task_id].answer.strip() for r in batch)
+    if not batch or len(gold) > MAX_TALLY_LABELS or any(len(a) > 12 for a in gold):
+        return ""
+    given = Counter(_final_label(r.completion) for r in batch)
+
+    def fmt(c: Counter) -> str:
+        return ", ".join(f"{k} ({v} times)" for k, v in c.most_common(MAX_TALLY_LABELS))
+    return (f"\nOver all {len(batch)} attempts of this round, the assistant's final answers were: {fmt(given)}; "
+            f"the correct answers were: {fmt(gold)}.\n")
+
+
 def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
-                 tasks: dict[str, Task]) -> list[dict]:
+                 tasks: dict[str, Task], batch: Sequence[Rollout] = ()) -> list[dict]:
+    """The reflector's messages; `batch` (every rollout of the round, shown or not) adds the answer tally."""
     lesson_list = "\n".join(f"{x.id}. {x.text}" for x in lessons) or "(none yet)"
     body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
     example = EXAMPLE_ALL % (lessons[0].id, lessons[-1].id) if lessons else EXAMPLE_ADD
     user = REFLECT_PROMPT.format(instruction=instruction, lessons=lesson_list, n_tasks=len(groups), groups=body,
-                                 ops=OPS_NOTE if lessons else "", example=example)
+                                 tally=answer_tally(batch, tasks), ops=OPS_NOTE if lessons else "", example=example)
     return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
 
 
