@@ -137,7 +137,14 @@ class LessonStore:
                 if name not in done:
                     for statement in sql.split(";"):
                         if statement.strip():
-                            db.execute(statement)
+                            try:
+                                db.execute(statement)
+                            except sqlite3.OperationalError as e:
+                                if "fts5" not in str(e):
+                                    raise
+                                raise StoreError(f"this Python's SQLite ({sqlite3.sqlite_version}) was built without "
+                                                 "FTS5, which lesson retrieval needs; use a Python whose sqlite3 has "
+                                                 "it (python.org and Debian builds do). Nothing was changed.") from e
                     db.execute("INSERT INTO migrations VALUES (?, ?)", (name, now()))
 
     def migrations(self) -> list[str]:
