@@ -179,3 +179,15 @@ def test_paired_bootstrap_interval_brackets_the_mean_and_is_reproducible() -> No
     assert lo <= diff <= hi and lo < hi
     assert paired_bootstrap(a, b, seed=3) == (diff, (lo, hi))
     assert math.isclose(paired_bootstrap(b, a, seed=3)[0], -diff)
+
+
+def test_confirm_gate_pools_both_samples_and_refuses_a_reversal() -> None:
+    from secondnature.gate import confirm_gate
+    first = decide([0.0] * 24, [1.0] * 8 + [0.0] * 16)  # the gate: won 8, lost 0
+    tie = confirm_gate([1.0, 0.0, 1.0, 0.0], lambda i: [0.0, 1.0, 1.0, 0.0][i], first)
+    assert tie.accepted and (tie.wins, tie.losses) == (1, 1) and "won 9, lost 1" in tie.reason
+    calls: list[int] = []
+    worse = confirm_gate([1.0] * 6, lambda i: calls.append(i) or 0.0, first)
+    assert not worse.accepted and len(calls) == 4 and "did not hold" in worse.reason  # 4 losses: no way back
+    weak = decide([0.0] * 24, [1.0] * 2 + [0.0] * 22)  # won 2, lost 0 (p=0.25): pooled with a tie, still weak
+    assert not confirm_gate([1.0, 0.0], lambda i: [1.0, 0.0][i], weak).accepted

@@ -77,23 +77,23 @@ def test_a_gate_winner_that_does_not_hold_on_fresh_items_is_rejected(tmp_path):
     """A lesson that happens to help on the gate's validation items only (the winner's curse, made certain)."""
     from secondnature.learn import confirm_split, learn_split
     lucky = "Trust your first instinct and answer quickly without checking."
-    gate_ids = {t.id for t in learn_split(taskset(), config())[1]}
-    confirm_ids = {t.id for t in confirm_split(taskset(), config())}
+    gate_ids = {t.id for t in learn_split(taskset(120), config())[1]}
+    confirm_ids = {t.id for t in confirm_split(taskset(120), config())}
     assert confirm_ids and not confirm_ids & gate_ids
 
-    def policy(messages):
+    def policy(messages):  # right on even items without the lesson; with it, right exactly on the gate's items
         user = messages[-1]["content"]
         i = int(user.split("word number ")[1].rstrip("?"))
-        right = lucky in messages[0]["content"] and f"t{i}" in gate_ids
+        right = f"t{i}" in gate_ids if lucky in messages[0]["content"] else i % 2 == 0
         return f"Answer: {i % 3 + 1 if right else i % 3 + 2}"
 
     store = LessonStore(tmp_path / "s.db")
-    result = learn(ScriptedModel(policy), reflector_of(lucky), taskset(), store, config(budget=60))
+    result = learn(ScriptedModel(policy), reflector_of(lucky), taskset(120), store, config(budget=60))
     assert result.accepted == 0
     reasons = [g["reason"] for g in store.gates("toy")]
     assert any("did not hold on" in r for r in reasons)
     # without the confirmation sample, the same run would have taken the lucky lesson
-    result = learn(ScriptedModel(policy), reflector_of(lucky), taskset(), LessonStore(tmp_path / "t.db"),
+    result = learn(ScriptedModel(policy), reflector_of(lucky), taskset(120), LessonStore(tmp_path / "t.db"),
                    config(budget=60, confirm=False))
     assert result.accepted == 1
 

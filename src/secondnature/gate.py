@@ -103,20 +103,25 @@ def _score_until(current: Sequence[float], score_proposed: Callable[[int], float
     return (proposed, *_tally(proposed, current))
 
 
-def confirm_gate(current: Sequence[float], score_proposed: Callable[[int], float]) -> GateResult:
-    """Does a gate's winner hold on fresh items? Accepted when it wins more of them than it loses.
+def confirm_gate(current: Sequence[float], score_proposed: Callable[[int], float], first: GateResult,
+                 alpha: float = 0.2) -> GateResult:
+    """Does a gate's winner hold on fresh items? The second stage of a two-stage test.
 
     Picking the best of many candidates on one validation sample favours the one that was luckiest
-    there (the winner's curse); a second, disjoint sample that played no part in the choice tells a
-    real gain from a lucky draw. Scoring stops once the candidate can no longer come out ahead."""
+    there (the winner's curse). A second, disjoint sample that played no part in the choice must not
+    go against the candidate (it loses no more fresh items than it wins), and the sign test over both
+    samples together (the gate's `first` result and the fresh pairs) must still give p <= alpha.
+    Scoring stops once the fresh sample has turned against it."""
     n = len(current)
-    proposed, wins, losses = _score_until(current, score_proposed, lambda w, lo, rest: w + rest <= lo)
+    proposed, wins, losses = _score_until(current, score_proposed, lambda w, lo, rest: lo - w > rest)
     m = len(proposed)
     cs, ps = (sum(current[:m]) / m, sum(proposed) / m) if m else (0.0, 0.0)
-    accepted = m == n and wins > losses
+    p = sign_test_p(first.wins + wins, first.losses + losses)
+    accepted = m == n and losses <= wins and p <= alpha
     verdict = "held" if accepted else "did not hold"
-    reason = f"{verdict} on {n} fresh items: won {wins}, lost {losses}" + ("" if m == n else f" (stopped after {m})")
-    return GateResult(m, cs, ps, wins, losses, sign_test_p(wins, losses), accepted, reason)
+    reason = (f"{verdict} on {n} fresh items: won {wins}, lost {losses}" + ("" if m == n else f" (stopped after {m})")
+              + f"; both samples: won {first.wins + wins}, lost {first.losses + losses}, p={p:.3f}")
+    return GateResult(m, cs, ps, wins, losses, p, accepted, reason)
 
 
 def no_worse_gate(current: Sequence[float], score_proposed: Callable[[int], float]) -> GateResult:

@@ -291,7 +291,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                 reason = f"passed ({result.reason}) but no budget was left to confirm it"
             else:
                 held = gate.confirm_gate(confirm_scores(current, len(confirm)),
-                                         lambda i, ls=lessons: confirm_scores(ls, i + 1)[i])
+                                         lambda i, ls=lessons: confirm_scores(ls, i + 1)[i], result, config.gate_alpha)
                 progress(0, f"  confirmation: {held.reason}")
                 if held.accepted:  # the gain stored is the confirmation sample's: it played no part in the choice
                     best = (*cand[:5], {**record, "reason": f"{result.reason}; {held.reason}"}, cand[6],
