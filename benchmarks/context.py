@@ -4,6 +4,11 @@ holds many task sets (a benchmark script; every figure in BENCHMARKS.md's contex
     # accuracy at several lesson-token budgets, from one learned store (the bench's secondnature arm store)
     python benchmarks/context.py budget letters:medium,hard --store ~/.secondnature/bench/letters_medium_hard-s0.db
 
+    # where queries of learned and unseen task sets are routed (no model: the prompt index alone)
+    python benchmarks/context.py route letters:medium,hard bbh/object_counting bbh/date_understanding \
+        bbh/boolean_expressions bbh/sports_understanding bbh/navigate --unseen gsm8k bbh/word_sorting \
+        bbh/logical_deduction_three_objects bbh/tracking_shuffled_objects_three_objects --store /tmp/route.db
+
     # learn several task sets into one store, then score each with none / its own lessons / retrieval / all
     python benchmarks/context.py mixed letters:medium,hard bbh/object_counting bbh/boolean_expressions \\
         bbh/sports_understanding bbh/navigate --learn-budget 200 --store benchmarks/runs/mixed.db
@@ -113,6 +118,31 @@ def mixed(policy: CachedModel, reflector: CachedModel, specs: list[str], store: 
     return out
 
 
+def routing(specs: list[str], unseen: list[str], store: LessonStore, limit: int | None) -> list[dict]:
+    """Index the train prompts of `specs`, then route the test prompts of `specs` and `unseen`."""
+    import time
+    from collections import Counter
+
+    for spec in specs:
+        ts = load_taskset(spec)
+        store.index_prompts(ts.name, [(t.id, t.prompt) for t in split_tasks(ts, "train")])
+    out = []
+    for spec in specs + unseen:
+        ts = load_taskset(spec)
+        tasks = split_tasks(ts, "test", limit=limit)
+        t0 = time.perf_counter()
+        routed = Counter(retrieve.route(store, t.prompt) or "(none)" for t in tasks)
+        ms = (time.perf_counter() - t0) * 1000 / len(tasks)
+        home_scope = ts.name if spec in specs else "(none)"
+        rec = {"benchmark": "routing", "task": ts.name, "learned": spec in specs, "n": len(tasks),
+               "routed_home": routed[home_scope] / len(tasks), "routed": dict(routed), "route_ms": round(ms, 3),
+               "scopes_in_store": len(specs), "date": date.today().isoformat()}
+        out.append(rec)
+        where = "to its own scope" if rec["learned"] else "nowhere (no lessons injected)"
+        print(f"{ts.name:45s} routed {where}: {rec['routed_home']:.0%} of {len(tasks)}, {ms:.2f} ms/query", flush=True)
+    return out
+
+
 def plot_budget(records: list[dict], path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -139,7 +169,8 @@ def plot_budget(records: list[dict], path: Path) -> Path:
 
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("what", choices=["budget", "mixed"])
+    p.add_argument("what", choices=["budget", "mixed", "route"])
+    p.add_argument("--unseen", nargs="*", default=[], help="route: task sets the store did not learn")
     p.add_argument("tasksets", nargs="+")
     p.add_argument("--store", required=True)
     p.add_argument("--budgets", nargs="+", default=["0", "50", "100", "200", "300", "400", "none"])
@@ -149,10 +180,14 @@ def main(argv: list[str]) -> None:
     p.add_argument("--max-tokens", type=int, default=384)
     p.add_argument("--name", default=None)
     args = p.parse_args(argv)
-    cache = LessonStore(home() / "bench" / "cache.db")
-    policy = CachedModel(load_model("default"), cache)
     store = LessonStore(Path(args.store).expanduser())
     RESULTS.mkdir(exist_ok=True)
+    if args.what == "route":
+        records = routing(args.tasksets, args.unseen, store, args.limit)
+        (RESULTS / f"{args.name or 'context_routing'}.json").write_text(json.dumps(records, indent=1))
+        return
+    cache = LessonStore(home() / "bench" / "cache.db")
+    policy = CachedModel(load_model("default"), cache)
     if args.what == "budget":
         budgets = [None if b == "none" else int(b) for b in args.budgets]
         records = [r for spec in args.tasksets
