@@ -86,7 +86,8 @@ def test_lessons_of_an_older_store_are_indexed_on_upgrade(tmp_path: Path) -> Non
     path = tmp_path / "old.db"
     LessonStore(path).close()
     db = sqlite3.connect(path)  # make it look like a store from before the retrieval migration
-    db.executescript("DROP TABLE lesson_index; DROP TABLE prompt_index; ALTER TABLE lessons DROP COLUMN tags;"
+    db.executescript("DROP TABLE prompt_vocab; DROP TABLE lesson_index; DROP TABLE prompt_index;"
+                     "ALTER TABLE lessons DROP COLUMN tags;"
                      "ALTER TABLE lessons DROP COLUMN loo; ALTER TABLE lessons DROP COLUMN loo_n;"
                      "ALTER TABLE lessons DROP COLUMN note; DELETE FROM migrations WHERE name>='002';")
     db.execute("INSERT INTO lessons VALUES ('L1', 1, 'Spell the word letter by letter.', 'letters', '[]', '', '', "
@@ -141,3 +142,11 @@ def test_real_task_sets_route_home_and_unseen_ones_get_nothing(tmp_path: Path) -
     for name in ["gsm8k", "bbh/word_sorting", "bbh/logical_deduction_three_objects"]:
         test = split(load_taskset(name).tasks, 0)["test"][:40]
         assert all(retrieve.route(s, t.prompt) is None for t in test), name
+
+
+def test_routing_queries_the_rarest_indexed_words_first(store: LessonStore) -> None:
+    query = "How many times does the letter z appear in the word pepper?"
+    rare = store.rare_words(query, k=2)
+    assert rare == '"pepper" OR "z"' or rare.startswith('"pepper"')  # in one indexed prompt; "the" is in all ten
+    assert store.rare_words("nothing indexed here at all xyzzy") == ""
+    assert retrieve.route(store, query) == "letters"

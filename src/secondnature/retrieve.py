@@ -45,12 +45,15 @@ def words(text: str) -> set[str]:
 def route(store: LessonStore, query: str, min_overlap: float = ROUTE_MIN_OVERLAP) -> str | None:
     """The scope whose learned-on prompts the query resembles most, or None if none is close enough."""
     q = words(query)
-    votes: Counter[str] = Counter()
-    for scope, prompt, rank in store.match_prompts(query, ROUTE_HITS):
-        p = words(prompt)
-        if q and len(q & p) / len(q | p) >= min_overlap:
-            votes[scope] += -rank  # FTS5's rank is minus BM25: larger votes for closer prompts
-    return votes.most_common(1)[0][0] if votes else None
+    for rare in (True, False):  # the rarest words first (fast, and usually decisive), then all of them
+        votes: Counter[str] = Counter()
+        for scope, prompt, rank in store.match_prompts(query, ROUTE_HITS, rare=rare):
+            p = words(prompt)
+            if q and len(q & p) / len(q | p) >= min_overlap:
+                votes[scope] += -rank  # FTS5's rank is minus BM25: larger votes for closer prompts
+        if votes:
+            return votes.most_common(1)[0][0]
+    return None
 
 
 def relevant(store: LessonStore, query: str, candidates: dict[str, Lesson], k: int) -> list[Lesson]:

@@ -63,6 +63,10 @@ MIGRATIONS: list[tuple[str, str]] = [
     ALTER TABLE lessons ADD COLUMN loo_n INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE lessons ADD COLUMN note TEXT NOT NULL DEFAULT '';
     """),
+    # document frequencies of the prompt index's words, so routing can query the rarest words first
+    ("004_prompt_vocab", """
+    CREATE VIRTUAL TABLE prompt_vocab USING fts5vocab(prompt_index, 'row');
+    """),
 ]
 
 
@@ -307,9 +311,23 @@ class LessonStore:
     def prompts(self, scope: str) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.db.execute("SELECT task_id, prompt FROM prompt_index WHERE scope=?", (scope,))]
 
-    def match_prompts(self, query: str, k: int = 10) -> list[tuple[str, str, float]]:
-        """(scope, prompt, bm25 rank; lower is better) of the indexed prompts nearest to `query`."""
-        q = fts_query(query)
+    def rare_words(self, query: str, k: int = 6) -> str:
+        """The k words of `query` found in the fewest indexed prompts, as a MATCH expression ('' if none is indexed).
+
+        A query's rarest indexed words pick out the prompts of its own task set and match far fewer rows
+        than all its words would, which keeps routing fast in a store of many task sets."""
+        words = list(dict.fromkeys(re.findall(r"\w+", query.lower())))[:64]
+        if not words:
+            return ""
+        rows = self.db.execute(f"SELECT term, doc FROM prompt_vocab WHERE term IN ({','.join('?' * len(words))})",
+                               words).fetchall()
+        rare = [term for term, _ in sorted(rows, key=lambda r: (r[1], r[0]))[:k]]
+        return " OR ".join(f'"{w}"' for w in rare)
+
+    def match_prompts(self, query: str, k: int = 10, *, rare: bool = False) -> list[tuple[str, str, float]]:
+        """(scope, prompt, bm25 rank; lower is better) of the indexed prompts nearest to `query` (by all its
+        words, or with `rare` by its rarest indexed words only)."""
+        q = self.rare_words(query) if rare else fts_query(query)
         if not q:
             return []
         return [(r[0], r[1], r[2]) for r in self.db.execute(
