@@ -229,3 +229,13 @@ def test_gates_lists_every_decision_as_json(store_path, capsys):
     assert len(gates) == 1 and gates[0]["decision"] == "rejected" and gates[0]["proposed"][0]["text"] == NEW
     assert main(["--store", store_path, "gates"]) == 0
     assert "rejected" in capsys.readouterr().out
+
+
+def test_import_with_malformed_prompts_names_them_and_imports_nothing(store_path: str, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "secondnature-lessons/1", "scopes": {"other": [{"text": NEW}]},
+                               "prompts": {"other": ["not a pair"]}}))
+    code, _, err = run(capsys, "--store", store_path, "lessons", "import", str(bad))
+    assert code == 2 and "(task id, prompt) pairs" in err
+    assert reopen(store_path).head("other") is None  # the transaction rolled back: nothing half-imported

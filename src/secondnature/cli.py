@@ -132,12 +132,12 @@ def cmd_curate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     taskset = load_taskset(args.taskset, args.checker)
     store = open_store(args.store)
-    if args.no_lessons:
+    if args.no_lessons or args.retrieve:  # with --retrieve each task gets its own lessons, below
         lessons = []
     elif args.all_lessons:
         lessons = store.live_lessons()
     else:
-        lessons = head_lessons(store, taskset.name, args.revision) if not args.retrieve else []
+        lessons = head_lessons(store, taskset.name, args.revision)
     tasks = split_tasks(taskset, args.split, limit=args.limit)
     policy, _ = _models(args, reflector=False)
     routed: Counter[str] = Counter()

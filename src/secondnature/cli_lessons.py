@@ -158,7 +158,11 @@ def _import(store: LessonStore, path: Path) -> int:
                                               gain=float(item.get("gain", 0.0)), tags=tuple(item.get("tags", ()))))
                 ids.append(new.id)
             rev = store.commit_revision(scope, ids, f"imported from {path.name}")
-            store.index_prompts(scope, [(str(t), str(p)) for t, p in data.get("prompts", {}).get(scope, [])])
+            prompts = (data.get("prompts") or {}).get(scope, [])
+            if not isinstance(prompts, list) or not all(isinstance(x, list) and len(x) == 2 for x in prompts):
+                raise UsageError(f"{path}: prompts of scope {scope} must be a list of (task id, prompt) pairs, as "
+                                 f"`secondnature lessons export` writes them; nothing was imported")
+            store.index_prompts(scope, [(str(t), str(p)) for t, p in prompts])
             ui.out.print(f"{scope}: revision {rev.id} with {len(ids)} lessons")
     return 0
 

@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 from . import gate, inject, reflect, rollout
 from .learn import LearnConfig, learn_split
 from .models import CachedModel, Model
+from .retrieve import words
 from .store import LessonStore
 from .types import Lesson, TaskSet
 
@@ -72,8 +73,11 @@ def parse_rewrite(raw: str) -> str:
     return ""
 
 
+SIMILARITY_STOPWORDS = frozenset({"the", "a", "an", "of", "to", "and", "or", "in", "it"})
+
+
 def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower())) - {"the", "a", "an", "of", "to", "and", "or", "in", "it"}
+    return words(text) - SIMILARITY_STOPWORDS
 
 
 def similarity(a: str, b: str) -> float:

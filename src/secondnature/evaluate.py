@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 from . import gate, inject, rollout
 from .models import Model
 from .tasks import split
-from .types import Lesson, Task, TaskSet
+from .types import Lesson, Rollout, Task, TaskSet
 
 
 @dataclass(frozen=True)
@@ -61,18 +61,19 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
         groups: dict[tuple[Lesson, ...], list[int]] = {}
         for i, t in enumerate(tasks):
             groups.setdefault(tuple(route(t)), []).append(i)
-        by_index, used = {}, set()
+        by_index: dict[int, Rollout] = {}
+        used: dict[str, Lesson] = {}
         ltok = ptok = 0
         for group, idx in groups.items():
             system = inject.render(base, group)  # the router already applied the budget and the order
             out = rollout.run(policy, [tasks[i] for i in idx], taskset.reward, system, group, n=1, temperature=0.0,
                               max_tokens=max_tokens, seed=seed, purpose=split_name, workers=workers, on_done=on_done)
             by_index.update(zip(idx, out))
-            used.update(x.id for x in group)
+            used.update((x.id, x) for x in group)
             ltok += inject.lesson_tokens(group, count) * len(idx)
             ptok += count(system) * len(idx)
         rs = [by_index[i] for i in range(len(tasks))]
-        ids = tuple(sorted(used, key=lambda x: inject.lesson_order(Lesson(x, "", ""))))
+        ids = tuple(x.id for x in sorted(used.values(), key=inject.lesson_order))
         ltok, ptok = round(ltok / max(1, len(tasks))), round(ptok / max(1, len(tasks)))
     scores = tuple(r.score.value for r in rs)
     n = len(scores)

@@ -182,11 +182,13 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
     history.append({"step": step, "rollouts": used, "val": sum(base_val) / len(base_val), "lessons": len(current)})
     per_step = config.tasks_per_step * config.group_size
 
+    def to_confirm() -> int:
+        """Rollouts confirming a candidate costs from here: its own and, if not yet paid, the current revision's."""
+        return 2 * len(confirm) - len(confirm_cache.get(tuple(x.text for x in current), []))
+
     def to_accept() -> int:
-        """Rollouts a candidate needs to be accepted from here: its gate, its confirmation and, if not yet
-        paid, the current revision's confirmation scores."""
-        missing = len(confirm) - len(confirm_cache.get(tuple(x.text for x in current), []))
-        return len(val) + len(confirm) + missing
+        """Rollouts a candidate needs to be accepted from here: its gate and its confirmation."""
+        return len(val) + to_confirm()
 
     # a step starts only if one of its candidates could still be gated, confirmed and accepted
     while used + per_step + to_accept() <= config.budget:
@@ -281,13 +283,12 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         best: tuple | None = None  # (result, lessons, reflection id, evidence, edit, gate record, val scores, gain)
         for cand in sorted(passed, key=lambda c: -c[0].proposed_score):
             result, lessons, record = cand[0], cand[1], cand[5]
-            missing = len(confirm) - len(confirm_cache.get(tuple(x.text for x in current), []))
             if best is not None:
                 reason = "a better candidate passed too"
             elif not confirm:
                 best = (*cand, result.proposed_score - result.current_score)
                 continue
-            elif used + len(confirm) + missing > config.budget:
+            elif used + to_confirm() > config.budget:
                 reason = f"passed ({result.reason}) but no budget was left to confirm it"
             else:
                 held = gate.confirm_gate(confirm_scores(current, len(confirm)),
@@ -315,7 +316,6 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                 head = store.commit_revision(scope, [x.id for x in final], f"{e.op}: {result.reason}",
                                              gate={"reason": result.reason, **record},
                                              run_progress=(run_id, step, used))
-            confirm_cache[tuple(x.text for x in final)] = confirm_cache.get(tuple(x.text for x in lessons), [])
             current = final
             by_item = [0.0] * len(val)
             for j, i in enumerate(order):

@@ -70,9 +70,13 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-def fts_query(text: str, limit: int = 64) -> str:
-    """An FTS5 MATCH expression that ORs the words of `text` (quoted, so no word is read as syntax)."""
-    words = list(dict.fromkeys(re.findall(r"\w+", text.lower())))[:limit]
+def query_words(text: str, limit: int = 64) -> list[str]:
+    """The distinct lower-case words of `text`, in order, at most `limit` of them."""
+    return list(dict.fromkeys(re.findall(r"\w+", text.lower())))[:limit]
+
+
+def fts_query(words: list[str]) -> str:
+    """An FTS5 MATCH expression that ORs `words` (quoted, so no word is read as syntax)."""
     return " OR ".join(f'"{w}"' for w in words)
 
 
@@ -316,18 +320,17 @@ class LessonStore:
 
         A query's rarest indexed words pick out the prompts of its own task set and match far fewer rows
         than all its words would, which keeps routing fast in a store of many task sets."""
-        words = list(dict.fromkeys(re.findall(r"\w+", query.lower())))[:64]
+        words = query_words(query)
         if not words:
             return ""
         rows = self.db.execute(f"SELECT term, doc FROM prompt_vocab WHERE term IN ({','.join('?' * len(words))})",
                                words).fetchall()
-        rare = [term for term, _ in sorted(rows, key=lambda r: (r[1], r[0]))[:k]]
-        return " OR ".join(f'"{w}"' for w in rare)
+        return fts_query([term for term, _ in sorted(rows, key=lambda r: (r[1], r[0]))[:k]])
 
     def match_prompts(self, query: str, k: int = 10, *, rare: bool = False) -> list[tuple[str, str, float]]:
         """(scope, prompt, bm25 rank; lower is better) of the indexed prompts nearest to `query` (by all its
         words, or with `rare` by its rarest indexed words only)."""
-        q = self.rare_words(query) if rare else fts_query(query)
+        q = self.rare_words(query) if rare else fts_query(query_words(query))
         if not q:
             return []
         return [(r[0], r[1], r[2]) for r in self.db.execute(
@@ -335,7 +338,7 @@ class LessonStore:
 
     def match_lessons(self, query: str, k: int = 10) -> list[tuple[str, float]]:
         """(lesson id, bm25 rank; lower is better) of the lessons whose text or tags are nearest to `query`."""
-        q = fts_query(query)
+        q = fts_query(query_words(query))
         if not q:
             return []
         return [(r[0], r[1]) for r in self.db.execute(
