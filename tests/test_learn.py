@@ -228,3 +228,32 @@ def test_reflector_demonstration_is_checked_then_gated(tmp_path):
     assert result.revision is None  # a demonstration with the wrong answer never reaches a gate
     notes = [r["parse_error"] for r in store2.reflections() if r["id"].endswith("-demo")]
     assert notes and all("checker rejects the demonstration" in n for n in notes)
+
+
+def test_rewrite_replaces_the_rules_when_the_gate_says_it_helps(tmp_path):
+    """A reflector whose single lessons are useless but whose whole rewrite carries the method: the rewrite wins,
+    and the rules it replaces leave the revision (they stay in the store)."""
+    filler = "Read the question carefully before you start to answer it."
+
+    def reply(messages: list[dict]) -> str:
+        if "<guide>" in messages[-1]["content"]:
+            return f"Diagnosis first.\n<guide>{GOOD}</guide>"
+        return json.dumps({"edits": [{"op": "add", "text": filler}]})
+
+    def policy(messages: list[dict]) -> str:  # the filler lesson is inert, the good one fixes every answer
+        return policy_fn(messages) if filler not in messages[0]["content"] or GOOD in messages[0]["content"] else \
+            policy_fn([{"role": "system", "content": ""}, messages[-1]])
+
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), taskset(), store,
+                   config(examples=False, demos=False, budget=120))
+    texts = [x.text for x in store.revision_lessons(result.revision)]
+    assert texts == [GOOD]
+    rewrites = [r for r in store.reflections() if r["id"].endswith("-rewrite")]
+    assert rewrites and "<guide>" in rewrites[0]["prompt"]
+    assert any(g["decision"] == "accepted" and "rewrite" in g["proposed"] for g in store.gates("toy"))
+
+    store2 = LessonStore(tmp_path / "s2.db")
+    result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), taskset(), store2,
+                   config(examples=False, demos=False, rewrites=False, budget=120))
+    assert result.revision is None  # without the rewrite the loop has nothing that helps

@@ -33,6 +33,7 @@ class LearnConfig:
     max_candidates: int = 3      # reflector-written candidate revisions gated per step
     examples: bool = True        # also gate a worked example taken from the policy's own best attempt
     demos: bool = True           # and one written by the reflector for a failed task, checked by the reward
+    rewrites: bool = True        # and the rules rewritten whole as one paragraph (a GEPA-style candidate)
     gate_alpha: float = 0.2
     reject_margin: int = 3
     screen: int = 6              # val items the current revision fails, scored first: no win there, no full gate
@@ -72,6 +73,12 @@ def apply(current: list[Lesson], edit: Edit, new_id: str, scope: str) -> list[Le
         if any(x.text.strip().lower() == edit.text.lower() for x in current):
             return None
         return current + [Lesson(new_id, edit.text, scope)]
+    if edit.op == "rewrite":  # the rules give way to one paragraph; worked examples stay
+        examples = [x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)]
+        rules = [x for x in current if x not in examples]
+        if any(x.text.strip().lower() == edit.text.lower() for x in current):
+            return None
+        return examples + [Lesson(new_id, edit.text, scope, parent=rules[-1].id if rules else "")]
     rest = [x for x in current if x.id != edit.id]
     if len(rest) == len(current):
         return None
@@ -178,6 +185,20 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                              parse_error=why)
         return edit
 
+    def rewrite_candidate(groups: list, batch: list[Rollout], rid: str, seed: int) -> Edit | None:
+        """The reflector's rewrite of all rules as one paragraph, recorded like any reflection."""
+        msgs = reflect.rewrite_prompt(taskset.instruction, current, groups, tasks_by_id, batch)
+        c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
+        stats["reflections"] += 1
+        stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
+        shown = [tasks_by_id[g[0].task_id] for g in groups]
+        text, why = reflect.parse_rewrite(c.text, shown) if not c.error else ("", f"reflector failed: {c.error}")
+        edit = Edit("rewrite", text) if text else None
+        store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=[r.id for r in batch],
+                             prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],
+                             parse_error=why)
+        return edit
+
     base_val = val_scores(current)
     history.append({"step": step, "rollouts": used, "val": sum(base_val) / len(base_val), "lessons": len(current)})
     per_step = config.tasks_per_step * config.group_size
@@ -247,6 +268,12 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                     lessons = apply(current, demo, new_id, scope)
                     if lessons is not None:
                         candidates.append((demo, lessons, rid, evidence))
+            if config.rewrites:
+                rid = f"f{run_id}-{step}-rewrite"
+                rewrite = rewrite_candidate(groups, rs, rid, seed + 1)
+                lessons = apply(current, rewrite, new_id, scope) if rewrite else None
+                if lessons is not None and all(lessons != cand[1] for cand in candidates):
+                    candidates.append((rewrite, lessons, rid, evidence))
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds

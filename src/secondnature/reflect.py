@@ -256,6 +256,53 @@ def demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> t
     return lesson, ""
 
 
+REWRITE_PROMPT = """The assistant works under this instruction:
+<instruction>
+{instruction}
+</instruction>
+
+Lessons it follows now:
+{lessons}
+
+Below are its latest attempts at {n_tasks} tasks, scored by an automatic checker (1 = correct, 0 = wrong).
+
+{groups}
+{tally}
+Write the guidance that should replace those lessons: one short paragraph of at most {words} words telling the \
+assistant how to work out the answer to any task of this kind, step by step, and which mistake to avoid. Keep what \
+the correct attempts did, drop advice that misleads. Never mention a task, a word, a number or an answer shown \
+above. Put the paragraph between <guide> and </guide>, and write nothing after it."""
+
+REWRITE_WORDS = 70
+
+
+def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
+                   tasks: dict[str, Task], batch: Sequence[Rollout] = ()) -> list[dict]:
+    """Ask for the whole rule set rewritten as one paragraph, the way GEPA proposes whole instructions.
+
+    Single added lessons change little in a small policy's behaviour; a coherent rewrite can change
+    more at once, and since it is one candidate like any other, the gate still decides. Worked
+    examples are kept apart: a rewrite replaces rules only."""
+    rules = [x for x in lessons if not x.text.startswith(EXAMPLE_PREFIX)]
+    body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
+    user = REWRITE_PROMPT.format(instruction=instruction, lessons="\n".join(f"- {x.text}" for x in rules) or "(none yet)",
+                                 n_tasks=len(groups), groups=body, tally=answer_tally(batch, tasks),
+                                 words=REWRITE_WORDS)
+    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_rewrite(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
+    """(guide, '') from a rewrite reply, else ('', why not). The closing tag may be missing (a cut-off reply)."""
+    m = re.search(r"<guide>(.*?)(?:</guide>|$)", raw, re.S | re.I)
+    if not m:
+        return "", "no <guide> paragraph in the reply"
+    text = re.sub(r"\s+", " ", m.group(1)).strip().strip('"')
+    why = problem_with(text)
+    if not why and (copied := copied_item(text, shown)):
+        why = f"copies {copied!r} from a training task"
+    return ("", f"rewrite rejected: {why}: {text[:60]!r}") if why else (text, "")
+
+
 def problem_with(text: str) -> str:
     """Why a proposed lesson text is not a lesson ('' if it is one)."""
     words = text.split()

@@ -101,7 +101,8 @@ class Revision:
 
 @dataclass(frozen=True)
 class Edit:
-    """One change a reflector proposes: add (text), edit (id + text) or delete (id)."""
+    """One change a reflector proposes: add (text), edit (id + text), delete (id), or rewrite (text: all rules
+    replaced by one)."""
 
     op: str
     text: str = ""
