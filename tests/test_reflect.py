@@ -236,14 +236,14 @@ def test_answer_tally_shows_a_skew_no_single_attempt_shows() -> None:
     assert answer_tally([], tasks) == ""
 
 
-def test_parse_rewrite_takes_the_guide_and_applies_the_guards():
-    from secondnature.reflect import parse_rewrite
-    text, why = parse_rewrite("The wrong ones skipped letters.\n<guide>Spell the word letter by letter, "
+def test_parse_guide_takes_the_guide_and_applies_the_guards():
+    from secondnature.reflect import parse_guide
+    text, why = parse_guide("The wrong ones skipped letters.\n<guide>Spell the word letter by letter, "
                               "then count each match.</guide>")
     assert text == "Spell the word letter by letter, then count each match." and not why
-    assert parse_rewrite("<guide>Spell each letter out, one per line, then count them")[0]  # cut off: still a guide
-    assert "no <guide>" in parse_rewrite('{"edits": []}')[1]
-    assert "filler" in parse_rewrite("<guide>Sure! Please provide the inputs and I will help.</guide>")[1]
+    assert parse_guide("<guide>Spell each letter out, one per line, then count them")[0]  # cut off: still a guide
+    assert "no <guide>" in parse_guide('{"edits": []}')[1]
+    assert "filler" in parse_guide("<guide>Sure! Please provide the inputs and I will help.</guide>")[1]
     task = Task("t", "How many times does the letter 'r' appear in 'strawberry'?", "3")
-    assert "copies" in parse_rewrite("<guide>Count the letters in 'strawberry' one at a time always.</guide>",
+    assert "copies" in parse_guide("<guide>Count the letters in 'strawberry' one at a time always.</guide>",
                                      [task])[1]

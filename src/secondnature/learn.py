@@ -192,7 +192,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         stats["reflections"] += 1
         stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
         shown = [tasks_by_id[g[0].task_id] for g in groups]
-        text, why = reflect.parse_rewrite(c.text, shown) if not c.error else ("", f"reflector failed: {c.error}")
+        text, why = reflect.parse_guide(c.text, shown) if not c.error else ("", f"reflector failed: {c.error}")
         edit = Edit("rewrite", text) if text else None
         store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=[r.id for r in batch],
                              prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],

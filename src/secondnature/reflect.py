@@ -291,7 +291,7 @@ def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence
     return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
 
 
-def parse_rewrite(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
+def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
     """(guide, '') from a rewrite reply, else ('', why not). The closing tag may be missing (a cut-off reply)."""
     m = re.search(r"<guide>(.*?)(?:</guide>|$)", raw, re.S | re.I)
     if not m:
