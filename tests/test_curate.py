@@ -126,3 +126,34 @@ def test_cli_curate_reports_credit_and_tokens(tmp_path: Path, monkeypatch: pytes
     listing = capsys.readouterr().out
     assert "(n=10)" in listing and "retired: retire: leave-one-out +0.000" in listing
     assert cli.main([*base, "--lesson-tokens", "none"]) == 0  # no cap: accepted; nothing left to retire
+
+
+def test_running_credit_compares_lesson_sets_that_differ_by_that_lesson_only() -> None:
+    from secondnature.curate import running_credit
+    rows = [("t1", 1.0, ("L1", "L2")), ("t1", 1.0, ("L1",)), ("t1", 0.0, ("L2",)),   # L1 wins t1, L2 does nothing
+            ("t2", 1.0, ("L1", "L2")), ("t2", 1.0, ("L1",)), ("t2", 1.0, ("L2",)),   # t2: nobody's effect
+            ("t3", 0.0, ("L3",))]                                                    # L3 never seen without
+    got = running_credit(rows, ["L1", "L2", "L3", "L9"])
+    assert got["L1"].effect == 0.5 and got["L1"].tasks == 2 and got["L1"].in_context == 4
+    assert got["L2"].effect == 0.0 and got["L2"].tasks == 2
+    assert got["L3"].effect is None and got["L3"].in_context == 1
+    assert got["L9"].effect is None and got["L9"].in_context == 0
+
+
+def test_lessons_list_shows_the_running_estimate_after_curation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture, toy_file: Path) -> None:
+    import json
+
+    from secondnature import cli
+    store_with(tmp_path, [GOOD, INERT], scope="toy").close()
+    models = {"p": ScriptedModel(policy_fn, "p"), "r": ScriptedModel(never, "r")}
+    monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
+    assert cli.main(["--store", str(tmp_path / "s.db"), "curate", str(toy_file), "--checker", "number", "--policy",
+                     "p", "--reflector", "r", "--val-size", "10", "--json"]) == 0
+    capsys.readouterr()
+    assert cli.main(["--store", str(tmp_path / "s.db"), "lessons", "list", "--all", "--json"]) == 0
+    running = {x["id"]: x["running"] for x in json.loads(capsys.readouterr().out)}
+    assert running["L1"]["effect"] > 0.5 and running["L1"]["tasks"] == 10  # the leave-one-out pairs, reused
+    assert running["L2"]["effect"] == 0.0
+    assert cli.main(["--store", str(tmp_path / "s.db"), "lessons", "list"]) == 0
+    assert "over 10 tasks" in capsys.readouterr().out

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import ui
+from .curate import running_credit
 from .reflect import problem_with
 from .store import LessonStore, open_store
 from .types import Lesson
@@ -44,10 +45,13 @@ def cmd_lessons(args: argparse.Namespace) -> int:
     store = _store(args)
     if args.action == "list":
         lessons = store.lessons(args.scope, None if args.all else "active")
+        running = {}
+        for scope in sorted({x.scope for x in lessons}):
+            running.update(running_credit(store.scored(scope), [x.id for x in lessons if x.scope == scope]))
         if args.json:
-            print(json.dumps([asdict(x) for x in lessons], indent=1))
+            print(json.dumps([{**asdict(x), "running": asdict(running[x.id])} for x in lessons], indent=1))
         else:
-            ui.lesson_table(lessons, "lessons" + (f" of {args.scope}" if args.scope else ""))
+            ui.lesson_table(lessons, "lessons" + (f" of {args.scope}" if args.scope else ""), running)
         return 0
     if args.action == "show":
         x = _scope_of(store, args.id)

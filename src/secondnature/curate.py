@@ -86,6 +86,40 @@ def similarity(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
 
 
+@dataclass(frozen=True)
+class RunningCredit:
+    """A lesson's effect estimated from rollouts already recorded, at no extra cost: on each task attempted
+    both with a lesson set that holds the lesson and with the same set minus it (a gate's pairs, a
+    leave-one-out's, training before and after the lesson joined), the mean reward with it minus without;
+    averaged over those tasks. It grows with every gate and run; curation ablates the lessons it suspects
+    first, and the leave-one-out decides."""
+
+    effect: float | None   # None: no task was attempted both ways
+    tasks: int             # tasks behind the estimate
+    in_context: int        # recorded attempts with the lesson in context
+
+
+def running_credit(rows: Sequence[tuple[str, float, tuple[str, ...]]], lesson_ids: Sequence[str]) -> dict[str, RunningCredit]:
+    """Running estimates for `lesson_ids` from (task id, score, lessons in context) rows (`LessonStore.scored`)."""
+    by_task: dict[str, dict[frozenset[str], list[float]]] = {}
+    for task_id, value, ids in rows:
+        by_task.setdefault(task_id, {}).setdefault(frozenset(ids), []).append(value)
+    out = {}
+    for lid in lesson_ids:
+        diffs, seen = [], 0
+        for sets in by_task.values():
+            pairs = []
+            for ids, values in sets.items():
+                if lid in ids:
+                    seen += len(values)
+                    if (base := sets.get(ids - {lid})) is not None:
+                        pairs.append(sum(values) / len(values) - sum(base) / len(base))
+            if pairs:
+                diffs.append(sum(pairs) / len(pairs))
+        out[lid] = RunningCredit(sum(diffs) / len(diffs) if diffs else None, len(diffs), seen)
+    return out
+
+
 def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore, config: CurateConfig = CurateConfig(),
            *, progress: Callable[[int, str], None] = lambda _n, _m: None) -> CurateResult:
     scope = taskset.name
@@ -122,7 +156,9 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
     # 1. credit: leave-one-out on the paired validation items
     loo: dict[str, tuple[float, int, int]] = {}
     base = full(current) if affordable() else []
-    for x in current:
+    running = running_credit(store.scored(scope), [x.id for x in current])
+    # when the budget cannot ablate every lesson, the ones the recorded rollouts suspect go first
+    for x in sorted(current, key=lambda y: running[y.id].effect if running[y.id].effect is not None else 0.0):
         if not affordable():
             progress(0, f"budget spent before {x.id}'s leave-one-out")
             break

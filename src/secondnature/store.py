@@ -187,6 +187,12 @@ class LessonStore:
                        r["sample"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], r["error"] or "",
                        r["purpose"] or "")
 
+    def scored(self, scope: str) -> list[tuple[str, float, tuple[str, ...]]]:
+        """(task id, score, lessons in context) of a scope's training and validation rollouts that ran."""
+        rows = self.db.execute("SELECT task_id, score, lesson_ids FROM rollouts WHERE scope=? AND purpose IN "
+                               "('train','val') AND COALESCE(error,'')=''", (scope,))
+        return [(r[0], r[1], tuple(json.loads(r[2]))) for r in rows]
+
     def add_reflection(self, rid: str, *, run_id: int | None, scope: str, model: str, rollout_ids: list[str],
                        prompt: str, raw: str, edits: list[dict], parse_error: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO reflections VALUES (?,?,?,?,?,?,?,?,?,?)",
