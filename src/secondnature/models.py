@@ -32,7 +32,7 @@ class Model(Protocol):
 
 # ---------------------------------------------------------------- embedded llama.cpp
 
-_LOADED: dict[tuple[str, int], object] = {}  # one Llama per (file, n_ctx) per process
+_LOADED: dict[tuple[str, int, str], object] = {}  # one Llama per (file, n_ctx, adapter) per process
 
 
 @atexit.register
@@ -47,7 +47,8 @@ def _close_models() -> None:
 class LlamaModel:
     """A GGUF file run in-process by llama-cpp-python. Sample i of a call uses seed + i."""
 
-    def __init__(self, path: str | Path, *, n_ctx: int = 4096, threads: int | None = None):
+    def __init__(self, path: str | Path, *, n_ctx: int = 4096, threads: int | None = None,
+                 lora: str | Path | None = None):
         try:
             from llama_cpp import Llama
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -55,12 +56,15 @@ class LlamaModel:
                              "(or use an endpoint with --base-url)") from e
         from .weights import file_digest
         self.path = Path(path)
-        self.name = f"llama.cpp:{self.path.stem}"
+        self.lora = Path(lora) if lora else None
+        self.name = f"llama.cpp:{self.path.stem}" + (f"+{self.lora.stem}" if self.lora else "")
         self.digest = file_digest(self.path)
-        key = (str(self.path.resolve()), n_ctx)
+        if self.lora:  # an adapter is small: hash all of it, two adapters of one shape differ anywhere
+            self.digest += "+" + hashlib.sha256(self.lora.read_bytes()).hexdigest()[:16]
+        key = (str(self.path.resolve()), n_ctx, str(self.lora.resolve()) if self.lora else "")
         if key not in _LOADED:
             _LOADED[key] = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 2,
-                                 verbose=False, seed=0)
+                                 verbose=False, seed=0, lora_path=str(self.lora) if self.lora else None)
         self.llm = _LOADED[key]
         self.n_ctx = n_ctx
 
@@ -275,9 +279,25 @@ def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096) -> 
         if spec in ("default", "reflector"):
             spec = os.environ.get("SECONDNATURE_MODEL") or "gpt-4o-mini"
         return OpenAIModel(spec, base_url=base_url)
-    from .weights import WeightsError, resolve
+    from .weights import PACKAGED, WeightsError, resolve
     try:
         path = resolve(spec)
     except WeightsError as e:
         raise ModelError(str(e)) from e
+    meta = _adapter_meta(path) if spec not in PACKAGED else None
+    if meta is not None:  # a distilled adapter: its base model, with the adapter applied
+        base = Path(meta.get("base", ""))
+        if not base.is_file():
+            raise ModelError(f"{spec} is a LoRA adapter for {base}, which is not there; distil again or put the "
+                             f"base model back")
+        return LlamaModel(base, n_ctx=n_ctx, lora=path)
     return LlamaModel(path, n_ctx=n_ctx)
+
+
+def _adapter_meta(path: Path) -> dict[str, str] | None:
+    """secondnature's metadata if `path` is a GGUF LoRA adapter, else None; None too without the gguf reader."""
+    try:
+        from .lora import adapter_meta
+        return adapter_meta(path)
+    except ImportError:
+        return None

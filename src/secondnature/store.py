@@ -67,6 +67,10 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("004_prompt_vocab", """
     CREATE VIRTUAL TABLE prompt_vocab USING fts5vocab(prompt_index, 'row');
     """),
+    ("005_distillations", """
+    CREATE TABLE distillations (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, revision INTEGER, adapter TEXT NOT NULL,
+        base TEXT NOT NULL, config TEXT NOT NULL, report TEXT NOT NULL, created_at TEXT NOT NULL);
+    """),
 ]
 
 
@@ -367,6 +371,18 @@ class LessonStore:
         if run_id is not None:
             q, args = q + " AND run_id=?", args + [run_id]
         return [dict(r) for r in self.db.execute(q + " ORDER BY id", args)]
+
+    def add_distillation(self, scope: str, revision: int | None, adapter: str, base: str, config: dict,
+                         report: dict) -> int:
+        """Record that `adapter` was distilled from `revision` of `scope` (the habit's provenance)."""
+        cur = self.db.execute("INSERT INTO distillations (scope, revision, adapter, base, config, report, created_at) "
+                              "VALUES (?,?,?,?,?,?,?)", (scope, revision, adapter, base, json.dumps(config),
+                                                         json.dumps(report), now()))
+        return int(cur.lastrowid)
+
+    def distillations(self, scope: str | None = None) -> list[dict]:
+        rows = self.db.execute("SELECT * FROM distillations WHERE ? IS NULL OR scope=? ORDER BY id", (scope, scope))
+        return [{**dict(r), "config": json.loads(r["config"]), "report": json.loads(r["report"])} for r in rows]
 
     def start_run(self, scope: str, config: dict) -> int:
         t = now()
