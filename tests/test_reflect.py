@@ -243,6 +243,12 @@ def test_parse_guide_takes_the_guide_and_applies_the_guards():
     assert text == "Spell the word letter by letter, then count each match." and not why
     assert parse_guide("<guide>Spell each letter out, one per line, then count them")[0]  # cut off: still a guide
     assert "no <guide>" in parse_guide('{"edits": []}')[1]
+    # without the tags: the first plain paragraph, cut at a sentence end, not a numbered lesson heading
+    untagged = ("**Lesson 1: Read it**\n\nTo solve a problem like this, write the word out letter by letter. "
+                "Then count each match one at a time and say the total. " + "Check again. " * 40)
+    text, why = parse_guide(untagged)
+    assert text.startswith("To solve a problem like this") and text.endswith(".") and len(text.split()) <= 80
+    assert not why
     assert "filler" in parse_guide("<guide>Sure! Please provide the inputs and I will help.</guide>")[1]
     task = Task("t", "How many times does the letter 'r' appear in 'strawberry'?", "3")
     assert "copies" in parse_guide("<guide>Count the letters in 'strawberry' one at a time always.</guide>",

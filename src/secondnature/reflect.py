@@ -292,11 +292,22 @@ def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence
 
 
 def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
-    """(guide, '') from a rewrite reply, else ('', why not). The closing tag may be missing (a cut-off reply)."""
+    """(guide, '') from a rewrite reply, else ('', why not). Small reflectors often drop the tags: then the
+    first plain paragraph of 12+ words is the guide, cut at a sentence end near the word limit."""
     m = re.search(r"<guide>(.*?)(?:</guide>|$)", raw, re.S | re.I)
-    if not m:
-        return "", "no <guide> paragraph in the reply"
-    text = re.sub(r"\s+", " ", m.group(1)).strip().strip('"')
+    if m:
+        text = m.group(1)
+    else:
+        paragraphs = [re.sub(r"[*_#`]+", "", p).strip() for p in re.split(r"\n\s*\n", raw)]
+        plain = [p for p in paragraphs if len(p.split()) >= 12 and not re.match(r"(lesson|step)\s*\d|[{\[]", p, re.I)]
+        if not plain:
+            return "", "no <guide> paragraph in the reply"
+        text = ""
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(plain[0].split())):
+            if text and len((text + " " + sentence).split()) > REWRITE_WORDS + 10:
+                break
+            text = f"{text} {sentence}".strip()
+    text = re.sub(r"\s+", " ", text).strip().strip('"')
     why = problem_with(text)
     if not why and (copied := copied_item(text, shown)):
         why = f"copies {copied!r} from a training task"
