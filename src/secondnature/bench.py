@@ -7,7 +7,9 @@ held-out test items greedily, so arms pair item by item. Arms:
 - majority      always the train split's most common answer (no model: a floor that tells a learned
                 skill from a shift towards one answer);
 - secondnature  the lesson loop (`learn`), lessons injected under the lesson-token budget;
-- gepa          the `gepa` package evolving the system prompt (see gepa_arm.py).
+- gepa          the `gepa` package evolving the system prompt (see gepa_arm.py);
+- grpo          reinforcement learning on LoRA weights with the same reward and rollout budget (grpo.py);
+                it is tested with its final adapter and the bare instruction.
 
 With several seeds, intervals come from a bootstrap that resamples seeds and test items together,
 so they cover seed-to-seed variance as well as item variance. Every model call goes through one
@@ -31,13 +33,14 @@ from .rewards import extract_answer
 from .store import LessonStore
 from .types import Lesson, TaskSet
 
-ARMS = ("none", "secondnature", "gepa")
+ARMS = ("none", "secondnature", "gepa", "grpo")
+DEFAULT_ARMS = ("none", "secondnature", "gepa")  # grpo trains weights: asked for by name
 Progress = Callable[[int, str], None]  # (rollouts just spent, message)
 
 
 @dataclass(frozen=True)
 class BenchConfig:
-    arms: tuple[str, ...] = ARMS
+    arms: tuple[str, ...] = DEFAULT_ARMS
     budget: int = 400             # policy rollouts per arm and seed, training and validation together
     seeds: tuple[int, ...] = (0, 1, 2)
     val_size: int = 24
@@ -63,6 +66,7 @@ class ArmRun:
     wall_s: float
     model_s: float                # summed model latency: the compute cost, the same on a cached rerun
     test: EvalResult | None = None
+    adapter: Path | None = None   # grpo: the trained weights the test runs with
 
 
 def _model_s(*models: CachedModel) -> float:
@@ -100,10 +104,37 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
                                              progress=progress)
         run = ArmRun(arm, seed, prompt, (), tuple(spend.curve), spend.train, spend.val, spend.reflector_calls,
                      spend.reflector_prompt_tokens + spend.reflector_completion_tokens, 0.0, 0.0)
+    elif arm == "grpo":
+        result = _grpo(policy, taskset, train, val, config, seed, workdir, progress)
+        run = ArmRun(arm, seed, taskset.instruction, (), result.curve, result.rollouts, 0, 0, 0, 0.0, 0.0,
+                     adapter=result.adapter)
     else:
         raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     model_s = _model_s(policy, reflector) - before if arm != "none" else 0.0  # none's val pass is only for its curve
+    if arm == "grpo":  # its compute is sampling and torch updates together: the training's wall time
+        model_s = result.seconds
     return replace(run, wall_s=time.perf_counter() - t0, model_s=model_s)
+
+
+def _grpo(policy: CachedModel, taskset: TaskSet, train: list, val: list, config: BenchConfig, seed: int,
+          workdir: Path, progress: Progress):
+    from . import grpo
+    from .models import LlamaModel
+    base = policy.inner
+    if not isinstance(base, LlamaModel):
+        raise ValueError("the grpo arm trains the embedded model's weights: use a GGUF policy, not an endpoint")
+    out = workdir / f"grpo-{_slug(taskset.name)}-s{seed}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def wrap(m):  # the sampler behind the same completion cache, so a rerun replays its samples
+        return CachedModel(m, policy.cache)
+
+    def val_score(m) -> float:  # the learning curve's points; not counted in the budget, as for `none`
+        return evaluate(m, taskset, val, [], split_name="val", max_tokens=config.max_tokens).accuracy
+
+    cfg = grpo.GRPOConfig(budget=config.budget, max_tokens=config.max_tokens, seed=seed)
+    cfg = replace(cfg, tasks_per_step=max(1, min(cfg.tasks_per_step, config.budget // cfg.group_size)))
+    return grpo.train(base.path, taskset, train, cfg, out, wrap=wrap, evaluate=val_score, progress=progress)
 
 
 def run_bench(policy: CachedModel, reflector: CachedModel, taskset: TaskSet, config: BenchConfig, workdir: Path,
@@ -116,7 +147,11 @@ def run_bench(policy: CachedModel, reflector: CachedModel, taskset: TaskSet, con
             progress(0, f"{taskset.name} seed {seed}: training arm {arm}")
             run = train_arm(arm, seed, policy, reflector, taskset, config, workdir, progress)
             progress(0, f"{taskset.name} seed {seed}: testing arm {arm} on {len(test)} items")
-            result = evaluate(policy, taskset, test, list(run.lessons), lesson_tokens=config.lesson_tokens,
+            model = policy
+            if run.adapter is not None:  # trained weights: the base model with the adapter, behind the same cache
+                from .models import LlamaModel
+                model = CachedModel(LlamaModel(policy.inner.path, lora=run.adapter), policy.cache)
+            result = evaluate(model, taskset, test, list(run.lessons), lesson_tokens=config.lesson_tokens,
                               max_tokens=config.max_tokens, instruction=run.instruction)
             runs.append(replace(run, test=result))
     return runs
@@ -208,7 +243,7 @@ def plot_curves(by_task: dict[str, list[dict]], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(1, len(by_task), figsize=(5.2 * len(by_task), 4), squeeze=False)
-    colours = {"none": "tab:gray", "secondnature": "tab:blue", "gepa": "tab:orange"}
+    colours = {"none": "tab:gray", "secondnature": "tab:blue", "gepa": "tab:orange", "grpo": "tab:green"}
     for ax, (task, recs) in zip(axes[0], by_task.items()):
         for rec in recs:
             for j, c in enumerate(rec.get("val_curves", [])):

@@ -32,6 +32,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
             import gepa  # noqa: F401
         except ImportError:
             raise UsageError("the gepa arm needs the gepa package: pip install gepa==0.1.4") from None
+    if "grpo" in arms:
+        from .lora import _require
+        from .models import ModelError
+        try:
+            _require()
+        except ModelError as e:
+            raise UsageError(f"the grpo arm {e}") from None
     if args.seeds < 1 or args.budget < 1:
         raise UsageError("--seeds and --budget must be at least 1")
     tasksets = [load_taskset(spec, args.checker) for spec in args.taskset]  # every file checked before any model call

@@ -44,6 +44,14 @@ def _close_models() -> None:
     _LOADED.clear()
 
 
+def release(model: object) -> None:
+    """Free an embedded model's native memory now (GRPO loads a new adapter every step)."""
+    for key, llm in list(_LOADED.items()):
+        if llm is getattr(model, "llm", None):
+            llm.close()
+            del _LOADED[key]
+
+
 class LlamaModel:
     """A GGUF file run in-process by llama-cpp-python. Sample i of a call uses seed + i."""
 
