@@ -19,6 +19,31 @@ def ci(lo_hi: list[float], signed: bool = False) -> str:
     return f"[{f(lo_hi[0])}, {f(lo_hi[1])}]"
 
 
+def rollouts_to_reach(points: list[dict], target: float) -> float | None:
+    """Rollouts an arm had spent when its validation curve first reached `target` (None: never)."""
+    return next((p["rollouts"] for p in points if p["val"] >= target - 1e-9), None)
+
+
+def comparisons(records: list[dict]) -> list[str]:
+    """The lift ratio secondnature/gepa, and rollouts-to-score between the lesson loop and GRPO, per task."""
+    arm = {r["arm"]: r for r in records}
+    out = []
+    sn, gepa, grpo = arm.get("secondnature"), arm.get("gepa"), arm.get("grpo")
+    if sn and gepa:
+        ratio = sn["diff_vs_none"] / gepa["diff_vs_none"] if gepa["diff_vs_none"] > 0 else None
+        out.append(f"{sn['task']}: lift ratio secondnature/gepa = "
+                   f"{f'{ratio:.2f}' if ratio is not None else 'undefined (gepa lift <= 0)'}")
+    if sn and grpo:
+        for a, b in ((sn, grpo), (grpo, sn)):
+            for ca, cb in zip(a["val_curves"], b["val_curves"]):
+                final = cb["points"][-1]
+                need = rollouts_to_reach(ca["points"], final["val"])
+                out.append(f"{a['task']} seed {ca['seed']}: {a['arm']} reached {b['arm']}'s final validation score "
+                           f"({final['val']:.3f}, after {final['rollouts']} rollouts) after "
+                           f"{need if need is not None else 'never (not within its budget)'} rollouts")
+    return out
+
+
 def main(paths: list[str]) -> None:
     files = [Path(p) for p in paths] or sorted(p for p in (Path(__file__).parent / "results").glob("bench_*.json")
                                        if not p.stem.endswith("_curves"))
@@ -33,12 +58,16 @@ def main(paths: list[str]) -> None:
                 continue
             seeds = ", ".join(pct(a) for a in r["accuracy_by_seed"])
             vs = r["diff_vs"].get("gepa") if r["arm"] == "secondnature" else None
+            r.setdefault("reflector_calls", 0), r.setdefault("reflector_tokens", 0)
             vs_text = f"{100 * vs['diff']:+.1f} {ci(vs['ci95'], True)}" if vs else ""
             diff = f"{100 * r['diff_vs_none']:+.1f} {ci(r['diff_ci95'], True)}" if r["arm"] != "none" else ""
             print(f"| {r['task']} | {r['arm']} | {pct(r['accuracy'])}% {ci(r['ci95'])} | {seeds} | {diff} | {vs_text} "
                   f"| {r['rollouts']:.0f} ({r['train_rollouts']:.0f}+{r['val_rollouts']:.0f}) "
                   f"| {r['reflector_calls']:.0f} / {r['reflector_tokens']:.0f} | {r['prompt_tokens']:.0f} "
                   f"| {r.get('train_model_s', 0):.0f} | {r['wall_s']:.0f} |")
+    for f in files:
+        for line in comparisons(json.loads(f.read_text())):
+            print(f"- {line}")
 
 
 if __name__ == "__main__":

@@ -249,6 +249,10 @@ def test_parse_guide_takes_the_guide_and_applies_the_guards():
     text, why = parse_guide(untagged)
     assert text.startswith("To solve a problem like this") and text.endswith(".") and len(text.split()) <= 80
     assert not why
+    listed = ("To solve this problem, list the objects step by step:\n\n1. Name every object on its own line.\n"
+              "2. Write how many of each there are.\n\n3. Add the numbers up one by one.\n\nThat is all.")
+    text, _ = parse_guide(listed)
+    assert text.endswith("Add the numbers up one by one.") and "Name every object" in text
     assert "filler" in parse_guide("<guide>Sure! Please provide the inputs and I will help.</guide>")[1]
     task = Task("t", "How many times does the letter 'r' appear in 'strawberry'?", "3")
     assert "copies" in parse_guide("<guide>Count the letters in 'strawberry' one at a time always.</guide>",

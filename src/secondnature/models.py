@@ -71,8 +71,11 @@ class LlamaModel:
             self.digest += "+" + hashlib.sha256(self.lora.read_bytes()).hexdigest()[:16]
         key = (str(self.path.resolve()), n_ctx, str(self.lora.resolve()) if self.lora else "")
         if key not in _LOADED:
-            _LOADED[key] = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 2,
-                                 verbose=False, seed=0, lora_path=str(self.lora) if self.lora else None)
+            from llama_cpp._utils import suppress_stdout_stderr
+            # llama.cpp reports every adapter tensor it cannot repack (a line per layer, harmless): keep it quiet
+            with suppress_stdout_stderr(disable=not self.lora):
+                _LOADED[key] = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 2,
+                                     verbose=False, seed=0, lora_path=str(self.lora) if self.lora else None)
         self.llm = _LOADED[key]
         self.n_ctx = n_ctx
 

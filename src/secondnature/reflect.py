@@ -302,8 +302,13 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
         plain = [p for p in paragraphs if len(p.split()) >= 12 and not re.match(r"(lesson|step)\s*\d|[{\[]", p, re.I)]
         if not plain:
             return "", "no <guide> paragraph in the reply"
+        body = plain[0]
+        for p in paragraphs[paragraphs.index(plain[0]) + 1:]:  # "...step by step:" goes on into its list
+            if not body.rstrip().endswith(":") and not re.match(r"\d+[.)]|[-•]", p):
+                break
+            body += " " + re.sub(r"^\s*(?:\d+[.)]|[-•])\s*", "", p, flags=re.M)
         text = ""
-        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(plain[0].split())):
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(body.split())):
             if text and len((text + " " + sentence).split()) > REWRITE_WORDS + 10:
                 break
             text = f"{text} {sentence}".strip()
