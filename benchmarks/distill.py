@@ -21,12 +21,14 @@ import random
 import shlex
 import shutil
 import sys
+from collections import Counter
 from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
 from secondnature.distill import DistillConfig, distill
-from secondnature.evaluate import evaluate, paired, split_tasks
+from secondnature.evaluate import evaluate, majority_reference, paired, split_tasks
+from secondnature.reflect import final_label
 from secondnature.models import CachedModel, load_model
 from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
@@ -59,7 +61,7 @@ def plot(records: list[dict], path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    main = [r for r in records if r.get("benchmark") == "distill"]
+    main = [r for r in records if r.get("benchmark") == "distill" and r["ci95"][0] is not None]
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = range(len(main))
     acc = [r["accuracy"] * 100 for r in main]
@@ -67,6 +69,10 @@ def plot(records: list[dict], path: Path) -> Path:
     ax.bar(xs, acc, yerr=err, capsize=4, color=["#999", "#4c72b0", "#dd8452", "#55a868"][:len(main)])
     ax.set_xticks(list(xs), [f"{r['arm']}\n({r['lesson_tokens']} lesson tok)" for r in main])
     ax.set_ylabel("test accuracy, % (95% CI)")
+    for r in records:
+        if str(r.get("arm", "")).startswith("majority"):
+            ax.axhline(r["accuracy"] * 100, color="k", ls="--", lw=1, label=f"always {r['arm'][9:].strip('()')}")
+            ax.legend(loc="upper left", fontsize=8)
     ax.set_title(f"{main[0]['task']}: lessons in the prompt vs distilled into weights")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -86,6 +92,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--max-tokens", type=int, default=384)
+    ap.add_argument("--no-balance", action="store_true", help="keep the leading answer's surplus of examples")
     ap.add_argument("--name", default="distill")
     args = ap.parse_args(argv)
 
@@ -99,7 +106,7 @@ def main(argv: list[str]) -> None:
     policy = CachedModel(base, cache)
     lessons = store.revision_lessons(store.head(ts.name))
     config = DistillConfig(tasks=args.tasks, samples=args.samples, epochs=args.epochs, rank=args.rank, lr=args.lr,
-                           max_tokens=args.max_tokens)
+                           max_tokens=args.max_tokens, balance=not args.no_balance)
 
     def say(_n: int, message: str) -> None:
         if message:
@@ -124,9 +131,16 @@ def main(argv: list[str]) -> None:
         diff, ci = paired(arms["none"], r)
         records.append({**common, "benchmark": "distill", "arm": arm, "n": r.n, "accuracy": r.accuracy,
                         "ci95": list(r.ci95), "diff_vs_none": diff, "diff_ci95": list(ci),
-                        "lesson_tokens": r.lesson_tokens, "prompt_tokens": r.prompt_tokens})
+                        "lesson_tokens": r.lesson_tokens, "prompt_tokens": r.prompt_tokens,
+                        "answers": dict(Counter(final_label(c) for c in r.completions).most_common(6))})
         print(f"{arm:18s} {r.accuracy:.1%} [{r.ci95[0]:.1%}, {r.ci95[1]:.1%}]  vs none {diff:+.3f} "
-              f"[{ci[0]:+.3f}, {ci[1]:+.3f}]  lesson tokens {r.lesson_tokens}", flush=True)
+              f"[{ci[0]:+.3f}, {ci[1]:+.3f}]  lesson tokens {r.lesson_tokens}  answers {records[-1]['answers']}",
+              flush=True)
+    answer, const = majority_reference(ts, tasks)
+    records.append({**common, "benchmark": "distill", "arm": f"majority ('{answer}')", "n": len(const),
+                    "accuracy": sum(const) / len(const), "ci95": [None, None], "diff_vs_none": None,
+                    "diff_ci95": [None, None], "lesson_tokens": 0, "prompt_tokens": 0})
+    print(f"always '{answer}' scores {sum(const) / len(const):.1%}: a student that learned only the prior scores that")
     point, (lo, hi), undefined = retained_gain(list(arms["none"].scores), list(arms["secondnature"].scores),
                                                list(arms["distilled"].scores))
     summary = {**common, "benchmark": "distill_summary", "retained_gain": point, "retained_gain_ci95": [lo, hi],

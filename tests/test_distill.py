@@ -134,3 +134,13 @@ def test_distill_command_end_to_end(tmp_path, capsys, policy_path):
                  "--limit", "2", "--max-tokens", "120", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["n"] == 2 and r["policy"].endswith("+habit")
+
+
+def test_balance_caps_the_leading_answer_at_the_runner_up():
+    from secondnature.distill import balance_labels
+    from secondnature.lora import Example
+    exs = [Example(MESSAGES, f"work ... Answer: {a}") for a in "1112111231"]
+    kept = balance_labels(exs)
+    labels = [e.completion[-1] for e in kept]
+    assert labels.count("1") == labels.count("2") == 2 and labels.count("3") == 1
+    assert balance_labels(exs[:3]) == exs[:3]  # one answer only: nothing to balance against

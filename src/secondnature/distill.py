@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import random
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from . import inject, lora, rollout
+from .reflect import final_label
 from .models import CachedModel, LlamaModel, Model, ModelError
 from .store import LessonStore
 from .tasks import split
@@ -30,6 +32,7 @@ class DistillConfig:
     temperature: float = 0.8
     min_reward: float = 1.0      # keep only answers the reward accepts fully
     per_task: int = 2            # at most this many distinct kept answers per task: no task dominates
+    balance: bool = True         # no final answer supplies more examples than the runner-up (see balance_labels)
     rank: int = 8
     alpha: int = 16
     epochs: int = 2
@@ -80,7 +83,29 @@ def teacher_examples(policy: Model, taskset: TaskSet, lessons: list, store: Less
         seen.add(text)
         student = tuple(rollout.messages_for(by_id[r.task_id], taskset.instruction))  # no lessons: the habit
         examples.append(lora.Example(student, text))
-    return examples, rs
+    return (balance_labels(examples) if config.balance else examples), rs
+
+
+def balance_labels(examples: list[lora.Example]) -> list[lora.Example]:
+    """Cap the examples of the most common final answer at the count of the runner-up.
+
+    Keeping only rewarded answers over-represents the answer the teacher is most often right with:
+    on letters, where "1" is right 60% of the time, a student trained on the raw filter learned to
+    answer "1" to everything (a prior, not the skill). Capping the leading answer takes that shortcut
+    away; examples are dropped from the end, so earlier tasks keep theirs."""
+    labels = [final_label(ex.completion) for ex in examples]
+    counts = Counter(labels).most_common()
+    if len(counts) < 2:
+        return examples
+    top, cap = counts[0][0], counts[1][1]
+    kept, seen = [], 0
+    for ex, label in zip(examples, labels):
+        if label == top:
+            seen += 1
+            if seen > cap:
+                continue
+        kept.append(ex)
+    return kept
 
 
 def distill(policy: Model, taskset: TaskSet, store: LessonStore, config: DistillConfig = DistillConfig(), *,

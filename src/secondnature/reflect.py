@@ -93,7 +93,7 @@ def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
 MAX_TALLY_LABELS = 6  # answers that take more distinct values than this are not labels worth counting
 
 
-def _final_label(text: str) -> str:
+def final_label(text: str) -> str:
     """The answer an attempt ended on: its 'Answer:' line, else the last 'answer (is) X' in the text."""
     label = extract_answer(text)
     if not label:
@@ -109,7 +109,7 @@ def answer_tally(batch: Sequence[Rollout], tasks: dict[str, Task]) -> str:
     gold = Counter(tasks[r.task_id].answer.strip() for r in batch)
     if not batch or len(gold) > MAX_TALLY_LABELS or any(len(a) > 12 for a in gold):
         return ""
-    given = Counter(_final_label(r.completion) for r in batch)
+    given = Counter(final_label(r.completion) for r in batch)
 
     def fmt(c: Counter) -> str:
         return ", ".join(f"{k} ({v} times)" for k, v in c.most_common(MAX_TALLY_LABELS))
