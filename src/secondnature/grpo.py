@@ -127,8 +127,7 @@ def train(base_path: Path, taskset: TaskSet, train_tasks: Sequence[Task], config
             for r, a in zip(rs, adv):
                 if a == 0.0 or r.error:  # a group where every sample scored the same teaches nothing
                     continue
-                prompt = tok.apply_chat_template(list(r.messages), add_generation_prompt=True, tokenize=True)
-                prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+                prompt = lora.prompt_ids(tok, r.messages)
                 ended = r.completion_tokens < config.max_tokens  # stopped by itself: the end-of-turn was sampled too
                 completion = tok(r.completion + ("<|im_end|>" if ended else ""), add_special_tokens=False)["input_ids"]
                 if not completion:

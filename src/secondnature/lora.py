@@ -56,11 +56,15 @@ class Example:
     completion: str
 
 
+def prompt_ids(tok: Any, messages: Sequence[dict]) -> list[int]:
+    """The chat template's token ids for `messages`, up to where the assistant's reply starts."""
+    ids = tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # transformers 5 returns a BatchEncoding
+
+
 def encode(tok: Any, ex: Example, max_len: int) -> tuple[list[int], list[int]]:
     """Token ids and labels: the reply (and its end-of-turn) is learned, the prompt is only context (-100)."""
-    prompt = tok.apply_chat_template(list(ex.messages), add_generation_prompt=True, tokenize=True)
-    if isinstance(prompt, dict) or hasattr(prompt, "input_ids"):
-        prompt = prompt["input_ids"]
+    prompt = prompt_ids(tok, ex.messages)
     reply = tok(ex.completion + "<|im_end|>", add_special_tokens=False)["input_ids"]
     ids = (list(prompt) + reply)[:max_len]
     labels = ([-100] * len(prompt) + reply)[:max_len]
@@ -187,11 +191,8 @@ def _text(field: Any) -> str:
 def next_token_logits(model: Any, tok: Any, messages: Sequence[dict]) -> Any:
     """The model's logits for the first reply token (numpy), for comparing runtimes."""
     torch = _require()
-    ids = tok.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
-    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-        ids = ids["input_ids"]
     with torch.no_grad():
-        return model(input_ids=torch.tensor([list(ids)])).logits[0, -1].float().numpy()
+        return model(input_ids=torch.tensor([prompt_ids(tok, messages)])).logits[0, -1].float().numpy()
 
 
 def save_report(path: str | Path, report: TrainReport, extra: dict) -> None:
