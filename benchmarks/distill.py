@@ -92,6 +92,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--max-tokens", type=int, default=384)
+    ap.add_argument("--match", choices=["tokens", "logits"], default="tokens")
     ap.add_argument("--no-balance", action="store_true", help="keep the leading answer's surplus of examples")
     ap.add_argument("--name", default="distill")
     args = ap.parse_args(argv)
@@ -106,7 +107,7 @@ def main(argv: list[str]) -> None:
     policy = CachedModel(base, cache)
     lessons = store.revision_lessons(store.head(ts.name))
     config = DistillConfig(tasks=args.tasks, samples=args.samples, epochs=args.epochs, rank=args.rank, lr=args.lr,
-                           max_tokens=args.max_tokens, balance=not args.no_balance)
+                           max_tokens=args.max_tokens, balance=not args.no_balance, match=args.match)
 
     def say(_n: int, message: str) -> None:
         if message:

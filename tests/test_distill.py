@@ -110,7 +110,8 @@ def test_round_trip_torch_to_gguf_adapter_to_llama_cpp(tmp_path, policy_path):
 
 @pytest.mark.real
 def test_distill_command_end_to_end(tmp_path, capsys, policy_path):
-    """Teacher rollouts with a hand-written lesson, a few LoRA steps, an adapter that `--policy` runs."""
+    """Teacher rollouts with a hand-written lesson, a few LoRA steps matching the teacher's logits, an adapter that
+    `--policy` runs."""
     from secondnature.cli import main
     from secondnature.types import Lesson
     store_path = tmp_path / "s.db"
@@ -121,7 +122,7 @@ def test_distill_command_end_to_end(tmp_path, capsys, policy_path):
     store.close()
     adapter = tmp_path / "habit.gguf"
     assert main(["--store", str(store_path), "distill", "letters:medium,hard", "--tasks", "6", "--samples", "3",
-                 "--max-steps", "3", "--max-tokens", "160", "--out", str(adapter), "--json"]) == 0
+                 "--max-steps", "3", "--max-tokens", "160", "--match", "logits", "--out", str(adapter), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["adapter"] == str(adapter) and adapter.is_file() and out["revision"] == rev.id
     assert out["teacher_rollouts"] == 18 and 1 <= out["examples"] <= 12
@@ -144,3 +145,25 @@ def test_balance_caps_the_leading_answer_at_the_runner_up():
     labels = [e.completion[-1] for e in kept]
     assert labels.count("1") == labels.count("2") == 2 and labels.count("3") == 1
     assert balance_labels(exs[:3]) == exs[:3]  # one answer only: nothing to balance against
+
+
+def test_logit_matching_is_zero_when_the_student_already_is_the_teacher():
+    """KL(teacher || student) along a reply: 0 for an untrained adapter reading the teacher's own prompt,
+    positive when the teacher reads another prompt (the lessons), and it carries a gradient to the adapter."""
+    torch = pytest.importorskip("torch")
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from secondnature.lora import _kl_to_teacher
+    torch.manual_seed(0)
+    model = get_peft_model(Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                                        num_hidden_layers=2, num_attention_heads=4,
+                                                        num_key_value_heads=2)),
+                           LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    prompt, reply = [1, 2, 3, 4], [5, 6, 7]
+    ids, labels = prompt + reply, [-100] * len(prompt) + reply
+    assert _kl_to_teacher(model, ids, labels, prompt, torch).item() == pytest.approx(0.0, abs=1e-6)
+    kl = _kl_to_teacher(model, ids, labels, [9, 9, 1, 2, 3, 4], torch)
+    assert kl.item() > 1e-4
+    kl.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_" in n)

@@ -19,7 +19,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     policy, _ = _models(args, reflector=False)
     config = DistillConfig(tasks=args.tasks, samples=args.samples, epochs=args.epochs, rank=args.rank,
-                           lr=args.lr, max_steps=args.max_steps, max_tokens=args.max_tokens,
+                           lr=args.lr, max_steps=args.max_steps, max_tokens=args.max_tokens, match=args.match,
                            lesson_tokens=args.lesson_tokens, seed=args.seed)
     steps = args.max_steps or math.ceil(config.tasks * config.per_task / config.batch) * config.epochs
     try:

@@ -33,6 +33,7 @@ class DistillConfig:
     min_reward: float = 1.0      # keep only answers the reward accepts fully
     per_task: int = 2            # at most this many distinct kept answers per task: no task dominates
     balance: bool = True         # no final answer supplies more examples than the runner-up (see balance_labels)
+    match: str = "tokens"        # "tokens": learn the teacher's replies; "logits": its next-token distributions
     rank: int = 8
     alpha: int = 16
     epochs: int = 2
@@ -82,7 +83,7 @@ def teacher_examples(policy: Model, taskset: TaskSet, lessons: list, store: Less
             continue
         seen.add(text)
         student = tuple(rollout.messages_for(by_id[r.task_id], taskset.instruction))  # no lessons: the habit
-        examples.append(lora.Example(student, text))
+        examples.append(lora.Example(student, text, tuple(r.messages)))
     return (balance_labels(examples) if config.balance else examples), rs
 
 
@@ -132,7 +133,8 @@ def distill(policy: Model, taskset: TaskSet, store: LessonStore, config: Distill
     model, tok = lora.load(base.path)
     peft_model, report = lora.train(model, tok, examples, rank=config.rank, alpha=config.alpha,
                                     epochs=config.epochs, lr=config.lr, batch=config.batch, max_len=config.max_len,
-                                    seed=config.seed, max_steps=config.max_steps, progress=progress)
+                                    seed=config.seed, max_steps=config.max_steps, match=config.match,
+                                    progress=progress)
     tag = hashlib.sha256("|".join(x.text for x in lessons).encode()).hexdigest()[:8]
     slug = scope.replace("/", "_").replace(":", "_").replace(",", "_")
     out = out or store.path.parent / "distilled" / f"{slug}-r{rev.id if rev else 0}-{tag}.gguf"

@@ -54,6 +54,7 @@ class Example:
 
     messages: tuple[dict, ...]
     completion: str
+    teacher: tuple[dict, ...] = ()   # the teacher's messages (lessons in the prompt), for matching its logits
 
 
 def prompt_ids(tok: Any, messages: Sequence[dict]) -> list[int]:
@@ -82,11 +83,14 @@ class TrainReport:
 
 def train(model: Any, tok: Any, examples: Sequence[Example], *, rank: int = 8, alpha: int = 16, epochs: int = 2,
           lr: float = 2e-4, batch: int = 4, max_len: int = 512, seed: int = 0, max_steps: int | None = None,
-          progress: Callable[[int, str], None] = lambda _n, _m: None) -> tuple[Any, TrainReport]:
+          match: str = "tokens", progress: Callable[[int, str], None] = lambda _n, _m: None) -> tuple[Any, TrainReport]:
     """Wrap `model` in a fresh LoRA (peft) on every linear layer of the blocks and fit the examples' replies.
 
-    A plain loop: AdamW, gradient accumulation over `batch` examples, one sequence at a time (no padding
-    on CPU, where batching buys little). Returns the peft model and the loss of every step."""
+    match="tokens": cross-entropy on the teacher's reply (the student learns to say it). match="logits":
+    along the same reply, the KL divergence from the teacher's next-token distribution (the same model,
+    adapter off, lessons in its prompt) to the student's, so the student learns how sure the teacher
+    was, not only what it said once. A plain loop: AdamW, gradient accumulation over `batch` examples,
+    one sequence at a time (no padding on CPU, where batching buys little)."""
     torch = _require()
     import resource
 
@@ -94,7 +98,10 @@ def train(model: Any, tok: Any, examples: Sequence[Example], *, rank: int = 8, a
     torch.manual_seed(seed)
     peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
                                                   target_modules=list(TARGETS), task_type="CAUSAL_LM"))
+    if match not in ("tokens", "logits"):
+        raise ValueError(f"match must be 'tokens' or 'logits', not {match!r}")
     data = [encode(tok, ex, max_len) for ex in examples]
+    teacher_prompts = [prompt_ids(tok, ex.teacher or ex.messages) for ex in examples]
     opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     total = max(1, math.ceil(len(data) / batch) * epochs)
     total = min(total, max_steps) if max_steps else total
@@ -109,14 +116,17 @@ def train(model: Any, tok: Any, examples: Sequence[Example], *, rank: int = 8, a
         for start in range(0, len(order), batch):
             if len(losses) >= total:
                 break
-            chunk = [data[i] for i in order[start:start + batch]]
-            tokens = sum(sum(1 for x in labels if x != -100) for _, labels in chunk) or 1
+            chunk = [(data[i], teacher_prompts[i]) for i in order[start:start + batch]]
+            tokens = sum(sum(1 for x in labels if x != -100) for (_, labels), _ in chunk) or 1
             step_loss = 0.0
-            for ids, labels in chunk:
-                out = peft_model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
+            for (ids, labels), teacher_prompt in chunk:
                 n = sum(1 for x in labels[1:] if x != -100)  # loss is a mean over the shifted labels
-                (out.loss * n / tokens).backward()
-                step_loss += out.loss.item() * n / tokens
+                if match == "tokens":
+                    loss = peft_model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss
+                else:
+                    loss = _kl_to_teacher(peft_model, ids, labels, teacher_prompt, torch)
+                (loss * n / tokens).backward()
+                step_loss += loss.item() * n / tokens
             opt.step()
             sched.step()
             opt.zero_grad()
@@ -125,6 +135,18 @@ def train(model: Any, tok: Any, examples: Sequence[Example], *, rank: int = 8, a
     peft_model.eval()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return peft_model, TrainReport(len(losses), len(data), tuple(losses), time.perf_counter() - t0, rss)
+
+
+def _kl_to_teacher(peft_model: Any, ids: list[int], labels: list[int], teacher_prompt: list[int], torch: Any) -> Any:
+    """Mean over the reply's positions of KL(teacher || student), the teacher being the base model (adapter
+    off) reading the lessons' prompt and the same reply."""
+    start = next(i for i, x in enumerate(labels) if x != -100)  # first reply token
+    reply = ids[start:]
+    with torch.no_grad(), peft_model.disable_adapter():
+        t = peft_model(input_ids=torch.tensor([teacher_prompt + reply])).logits[0, len(teacher_prompt) - 1:-1]
+    s = peft_model(input_ids=torch.tensor([ids])).logits[0, start - 1:-1]
+    t_logp = torch.log_softmax(t.float(), dim=-1)
+    return (t_logp.exp() * (t_logp - torch.log_softmax(s.float(), dim=-1))).sum(-1).mean()
 
 
 def _gguf_names(n_blocks: int) -> Any:
