@@ -28,8 +28,8 @@ from pathlib import Path
 
 from secondnature.distill import DistillConfig, distill
 from secondnature.evaluate import evaluate, majority_reference, paired, split_tasks
-from secondnature.reflect import final_label
 from secondnature.models import CachedModel, load_model
+from secondnature.reflect import final_label
 from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
 from secondnature.weights import home

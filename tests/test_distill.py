@@ -52,9 +52,10 @@ def test_the_store_records_what_an_adapter_was_distilled_from(tmp_path):
 
 
 def test_distill_refuses_an_endpoint_policy(tmp_path):
+    from test_learn import taskset
+
     from secondnature.distill import distill
     from secondnature.models import ScriptedModel
-    from test_learn import taskset
     with pytest.raises(ModelError, match="embedded model's own weights"):
         distill(ScriptedModel(lambda m: "Answer: 1"), taskset(), LessonStore(tmp_path / "s.db"))
 

@@ -99,7 +99,8 @@ class RunningCredit:
     in_context: int        # recorded attempts with the lesson in context
 
 
-def running_credit(rows: Sequence[tuple[str, float, tuple[str, ...]]], lesson_ids: Sequence[str]) -> dict[str, RunningCredit]:
+def running_credit(rows: Sequence[tuple[str, float, tuple[str, ...]]],
+                   lesson_ids: Sequence[str]) -> dict[str, RunningCredit]:
     """Running estimates for `lesson_ids` from (task id, score, lessons in context) rows (`LessonStore.scored`)."""
     by_task: dict[str, dict[frozenset[str], list[float]]] = {}
     for task_id, value, ids in rows:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import inject, lora, rollout
-from .reflect import final_label
 from .models import CachedModel, LlamaModel, Model, ModelError
+from .reflect import final_label
 from .store import LessonStore
 from .tasks import split
 from .types import TaskSet
