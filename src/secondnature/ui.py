@@ -21,9 +21,11 @@ class UsageError(Exception):
 
 def lesson_table(lessons: Sequence[Lesson], title: str, running: Mapping[str, Any] | None = None) -> None:
     """`running` maps lesson ids to curate.RunningCredit (the estimate from recorded rollouts)."""
-    t = Table(title=title, show_lines=True)
-    for col in ("id", "lesson", "gate gain", "leave-one-out", "from rollouts", "uses", "evidence", "status"):
-        t.add_column(col)
+    t = Table(title=title, show_lines=True, expand=True)
+    t.add_column("id", no_wrap=True)
+    t.add_column("lesson", ratio=3, min_width=24)  # the lesson gets the room; the figures wrap instead
+    for col in ("gate gain", "leave-one-out", "from rollouts", "uses", "evidence", "status"):
+        t.add_column(col, ratio=1, max_width=22)
     for x in lessons:
         loo = f"{x.loo:+.2f} (n={x.loo_n})" if x.loo is not None else "-"
         r = (running or {}).get(x.id)
