@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--max-tokens", type=int, default=384)
-    ap.add_argument("--match", choices=["tokens", "logits"], default="tokens")
+    ap.add_argument("--match", choices=["tokens", "logits"], default="logits")
     ap.add_argument("--no-balance", action="store_true", help="keep the leading answer's surplus of examples")
     ap.add_argument("--name", default="distill")
     args = ap.parse_args(argv)

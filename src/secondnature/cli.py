@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
-    p.add_argument("--match", choices=["tokens", "logits"], default="tokens",
+    p.add_argument("--match", choices=["tokens", "logits"], default="logits",
                    help="learn the teacher's replies (tokens) or its next-token distributions along them (logits)")
     p.add_argument("--out", default=None, help="adapter path (default: $SECONDNATURE_HOME/distilled/...)")
     p.add_argument("--checker", default=None)

@@ -33,7 +33,8 @@ class DistillConfig:
     min_reward: float = 1.0      # keep only answers the reward accepts fully
     per_task: int = 2            # at most this many distinct kept answers per task: no task dominates
     balance: bool = True         # no final answer supplies more examples than the runner-up (see balance_labels)
-    match: str = "tokens"        # "tokens": learn the teacher's replies; "logits": its next-token distributions
+    match: str = "logits"        # "logits": the teacher's next-token distributions along its kept replies;
+                                 # "tokens": the replies alone (on letters that taught a constant answer)
     rank: int = 8
     alpha: int = 16
     epochs: int = 2
