@@ -67,6 +67,7 @@ class ArmRun:
     model_s: float                # summed model latency: the compute cost, the same on a cached rerun
     test: EvalResult | None = None
     adapter: Path | None = None   # grpo: the trained weights the test runs with
+    peak_rss_mb: float = 0.0      # grpo: the process's peak memory while training
 
 
 def _model_s(*models: CachedModel) -> float:
@@ -107,7 +108,7 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
     elif arm == "grpo":
         result = _grpo(policy, taskset, train, val, config, seed, workdir, progress)
         run = ArmRun(arm, seed, taskset.instruction, (), result.curve, result.rollouts, 0, 0, 0, 0.0, 0.0,
-                     adapter=result.adapter)
+                     adapter=result.adapter, peak_rss_mb=result.peak_rss_mb)
     else:
         raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
     model_s = _model_s(policy, reflector) - before if arm != "none" else 0.0  # none's val pass is only for its curve
@@ -230,6 +231,8 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
                           "lessons": [x.text for x in r.lessons]} for r in rs],
                 val_curves=[{"seed": r.seed, "points": list(r.curve)} for r in rs],
                 test_scores=[list(r.test.scores) for r in rs])  # per seed, in test order: for paired re-analysis
+            if any(r.peak_rss_mb for r in rs):
+                rec["peak_rss_mb"] = round(max(r.peak_rss_mb for r in rs))
         out.append(rec)
     return out
 
