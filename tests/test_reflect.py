@@ -257,3 +257,31 @@ def test_parse_guide_takes_the_guide_and_applies_the_guards():
     task = Task("t", "How many times does the letter 'r' appear in 'strawberry'?", "3")
     assert "copies" in parse_guide("<guide>Count the letters in 'strawberry' one at a time always.</guide>",
                                      [task])[1]
+
+
+def test_a_trajectory_is_shown_step_by_step_with_long_tool_output_elided():
+    msgs = ({"role": "system", "content": "s"}, {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "```python\nprint(list(range(1000)))\n```"},
+            {"role": "user", "content": "Output of your code:\n" + "1, " * 2000},
+            {"role": "assistant", "content": "Answer: 3"})
+    r = Rollout("r1", "t", msgs, "Answer: 3", Score(0.0, "expected 4"), (), "m", 0, 0)
+    text = reflect.render_group(1, Task("t", "q", "4"), [r])
+    assert "Step 1, the assistant:" in text and "Step 1, the tool answered:" in text and "Step 2, the assistant:" in text
+    assert "characters of tool output elided" in text and len(text) < 1500
+
+
+def test_the_reflection_prompt_never_exceeds_the_window():
+    from secondnature.reflect import fit_groups
+    groups = [[Rollout(f"r{i}", f"t{i}", (), "word " * 200, Score(0.0), (), "m", 0, 0)] for i in range(6)]
+    tasks = {f"t{i}": Task(f"t{i}", "question " * 50, "1") for i in range(6)}
+
+    def count(text: str) -> int:
+        return len(text.split())
+
+    def build(gs):
+        return build_prompt("Answer.", [], gs, tasks)
+    full = sum(count(m["content"]) for m in build(groups))
+    msgs, kept = fit_groups(build, groups, count, full // 2)
+    assert 1 <= kept < 6 and sum(count(m["content"]) for m in msgs) <= full // 2
+    assert fit_groups(build, groups, count, 10)[1] == 1  # one group at least, even if it overflows
+    assert fit_groups(build, groups, count, 10 ** 6)[1] == 6

@@ -40,6 +40,7 @@ class LearnConfig:
     confirm: bool = True         # a gate's winner must also win on a second, disjoint validation sample
     lesson_tokens: int | None = 400
     reflect_max_tokens: int = 400
+    reflect_context: int = 8192  # the reflector's window (tokens): prompt and reply must fit in it
     seed: int = 0
     split_seed: int = 0
 
@@ -234,7 +235,11 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         groups = reflect.order_groups(rs)[:config.tasks_per_step]
         candidates: list[tuple[Edit, list[Lesson], str, list[str]]] = []
         if groups:
-            msgs = reflect.build_prompt(taskset.instruction, current, groups, tasks_by_id, rs)
+            # the reflector's window holds the prompt and its reply: groups that would overflow it are left out
+            msgs, kept_groups = reflect.fit_groups(
+                lambda gs: reflect.build_prompt(taskset.instruction, current, gs, tasks_by_id, rs), groups,
+                reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
+            groups = groups[:kept_groups]
             evidence = [r.id for g in groups for r in g]
             known = {x.id for x in current}
             new_id = store.next_lesson_id()

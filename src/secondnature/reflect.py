@@ -86,8 +86,41 @@ def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
         verdict = "correct" if r.score.value >= 1.0 else ("partly correct" if r.score.value > 0 else "wrong")
         length = r.completion_tokens or len(r.completion.split())
         parts.append(f"Attempt {label} (score {r.score.value:g}, {verdict}, {length} tokens; checker: {r.score.feedback}):\n"
-                     f"{_clip(r.completion)}")
+                     f"{render_trajectory(r.messages) if len(r.messages) > 3 else _clip(r.completion)}")
     return "\n\n".join(parts)
+
+
+MAX_TOOL_CHARS = 300  # a tool's output in a trajectory, head and tail kept
+
+
+def render_trajectory(messages: Sequence[dict]) -> str:
+    """A multi-turn attempt, step by step: each reply clipped, each tool output clipped harder (marked), so a
+    reflector can say which step went wrong without reading every line the code printed."""
+    lines, step = [], 0
+    for m in messages[2:]:  # after the system prompt and the question
+        if m["role"] == "assistant":
+            step += 1
+            lines.append(f"Step {step}, the assistant:\n{_clip(m['content'])}")
+        else:
+            text = m["content"].strip()
+            if len(text) > MAX_TOOL_CHARS:
+                half = MAX_TOOL_CHARS // 2
+                text = f"{text[:half]}\n[... {len(text) - 2 * half} characters of tool output elided ...]\n{text[-half:]}"
+            lines.append(f"Step {step}, the tool answered:\n{text}")
+    return "\n".join(lines)
+
+
+def fit_groups(build: Callable[[Sequence[Sequence[Rollout]]], list[dict]], groups: Sequence[Sequence[Rollout]],
+               count_tokens: Callable[[str], int], limit: int) -> tuple[list[dict], int]:
+    """The reflector's messages with as many groups as fit in `limit` tokens (dropping the last ones first),
+    and how many groups were kept. One group is always kept: its attempts and tool outputs are clipped
+    already, so only a question longer than the window could still overflow it."""
+    kept = len(groups)
+    while True:
+        msgs = build(groups[:kept])
+        if kept <= 1 or sum(count_tokens(m["content"]) for m in msgs) <= limit:
+            return msgs, kept
+        kept -= 1
 
 
 MAX_TALLY_LABELS = 6  # answers that take more distinct values than this are not labels worth counting
