@@ -140,8 +140,11 @@ def train(base_path: Path, taskset: TaskSet, train_tasks: Sequence[Task], config
             opt.zero_grad()
             policy.eval()
             step += 1
+            previous = adapter
             adapter = lora.export(policy, workdir / f"grpo-step{step}.gguf", alpha=config.alpha,
                                   meta={"base": str(Path(base_path).resolve()), "method": "grpo", "step": step})
+            if previous is not None and step % config.eval_every != 1:  # keep the curve points' adapters and the last
+                previous.unlink(missing_ok=True)
             rewards_log.append(sum(values) / len(values))
             losses.append(step_loss)
             progress(0, f"grpo step {step}: mean reward {rewards_log[-1]:.2f}, loss {step_loss:+.4f}")
