@@ -257,7 +257,7 @@ def plot_curves(by_task: dict[str, list[dict]], path: str | Path) -> Path:
                         label=f"{rec['arm']} (test {rec['accuracy']:.0%})" if j == 0 else None)
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("policy rollouts spent (train + validation)")
-        ax.set_ylabel("validation accuracy (best prompt so far)")
+        ax.set_ylabel("validation accuracy (current prompt or weights)")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
