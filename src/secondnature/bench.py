@@ -31,6 +31,7 @@ from .learn import LearnConfig, learn, learn_split
 from .models import CachedModel
 from .rewards import extract_answer
 from .store import LessonStore
+from .tasks import slug
 from .types import Lesson, TaskSet
 
 ARMS = ("none", "secondnature", "gepa", "grpo")
@@ -86,7 +87,7 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
         curve = ({"rollouts": 0, "val": base.accuracy}, {"rollouts": config.budget, "val": base.accuracy})
         run = ArmRun(arm, seed, taskset.instruction, (), curve, 0, 0, 0, 0, 0.0, 0.0)
     elif arm == "secondnature":
-        db = workdir / f"{_slug(taskset.name)}-s{seed}.db"
+        db = workdir / f"{slug(taskset.name)}-s{seed}.db"
         for suffix in ("", "-wal", "-shm"):  # a fresh store per run: lessons learned before must not leak in
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         store = LessonStore(db)
@@ -124,7 +125,7 @@ def _grpo(policy: CachedModel, taskset: TaskSet, train: list, val: list, config:
     base = policy.inner
     if not isinstance(base, LlamaModel):
         raise ValueError("the grpo arm trains the embedded model's weights: use a GGUF policy, not an endpoint")
-    out = workdir / f"grpo-{_slug(taskset.name)}-s{seed}"
+    out = workdir / f"grpo-{slug(taskset.name)}-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
 
     def wrap(m):  # the sampler behind the same completion cache, so a rerun replays its samples
@@ -178,10 +179,6 @@ def seed_item_bootstrap(values: Sequence[Sequence[float]], *, resamples: int = 2
     means.sort()
     mean = sum(map(sum, values)) / (s_n * i_n)
     return mean, (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
-
-
-def _slug(name: str) -> str:
-    return name.replace("/", "_").replace(":", "_").replace(",", "_")
 
 
 def _answers(completions: Sequence[str]) -> dict:

@@ -13,11 +13,11 @@ from pathlib import Path
 from rich.table import Table
 
 from . import ui
-from .bench import ARMS, BenchConfig, _slug, plot_curves, records, run_bench
+from .bench import ARMS, BenchConfig, plot_curves, records, run_bench
 from .cli import _models, progress_bar
 from .models import CachedModel
 from .store import LessonStore
-from .tasks import load_taskset
+from .tasks import load_taskset, slug
 from .ui import UsageError
 from .weights import home
 
@@ -51,7 +51,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     inner_policy, inner_reflector = _models(args)
     policy = CachedModel(inner_policy, cache)
     reflector = policy if inner_reflector is inner_policy else CachedModel(inner_reflector, cache)
-    name = args.name or "+".join(_slug(t.name) for t in tasksets)
+    name = args.name or "+".join(slug(t.name) for t in tasksets)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     common = {"policy": policy.name, "reflector": reflector.name, "split": "test", "budget": args.budget,

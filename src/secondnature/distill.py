@@ -21,7 +21,7 @@ from . import inject, lora, rollout
 from .models import CachedModel, LlamaModel, Model, ModelError
 from .reflect import final_label
 from .store import LessonStore
-from .tasks import split
+from .tasks import slug, split
 from .types import TaskSet
 
 
@@ -137,8 +137,7 @@ def distill(policy: Model, taskset: TaskSet, store: LessonStore, config: Distill
                                     seed=config.seed, max_steps=config.max_steps, match=config.match,
                                     progress=progress)
     tag = hashlib.sha256("|".join(x.text for x in lessons).encode()).hexdigest()[:8]
-    slug = scope.replace("/", "_").replace(":", "_").replace(",", "_")
-    out = out or store.path.parent / "distilled" / f"{slug}-r{rev.id if rev else 0}-{tag}.gguf"
+    out = out or store.path.parent / "distilled" / f"{slug(scope)}-r{rev.id if rev else 0}-{tag}.gguf"
     meta = {"base": str(base.path.resolve()), "base_digest": base.digest, "scope": scope,
             "revision": rev.id if rev else "", "lessons": ",".join(x.id for x in lessons)}
     lora.export(peft_model, out, alpha=config.alpha, meta=meta)

@@ -90,11 +90,9 @@ def train(base_path: Path, taskset: TaskSet, train_tasks: Sequence[Task], config
     """GRPO on LoRA weights until the budget of samples is spent. `wrap` puts the sampler behind the caller's
     completion cache; `evaluate` (optional) scores a sampler on validation items for the learning curve."""
     torch = lora._require()
-    from peft import LoraConfig, get_peft_model
     torch.manual_seed(config.seed)
     model, tok = lora.load(base_path)
-    policy = get_peft_model(model, LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=0.0, bias="none",
-                                              target_modules=list(lora.TARGETS), task_type="CAUSAL_LM"))
+    policy = lora.wrap(model, config.rank, config.alpha)
     opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
     tasks = list(train_tasks)
     random.Random(config.seed).shuffle(tasks)

@@ -81,6 +81,13 @@ class TrainReport:
     peak_rss_mb: float
 
 
+def wrap(model: Any, rank: int, alpha: int) -> Any:
+    """`model` with a fresh LoRA (peft) on every linear layer of its blocks; `unload()` takes it off again."""
+    from peft import LoraConfig, get_peft_model
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
+                                            target_modules=list(TARGETS), task_type="CAUSAL_LM"))
+
+
 def train(model: Any, tok: Any, examples: Sequence[Example], *, rank: int = 8, alpha: int = 16, epochs: int = 2,
           lr: float = 2e-4, batch: int = 4, max_len: int = 512, seed: int = 0, max_steps: int | None = None,
           match: str = "tokens", progress: Callable[[int, str], None] = lambda _n, _m: None) -> tuple[Any, TrainReport]:
@@ -94,10 +101,8 @@ def train(model: Any, tok: Any, examples: Sequence[Example], *, rank: int = 8, a
     torch = _require()
     import resource
 
-    from peft import LoraConfig, get_peft_model
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, bias="none",
-                                                  target_modules=list(TARGETS), task_type="CAUSAL_LM"))
+    peft_model = wrap(model, rank, alpha)
     if match not in ("tokens", "logits"):
         raise ValueError(f"match must be 'tokens' or 'logits', not {match!r}")
     data = [encode(tok, ex, max_len) for ex in examples]

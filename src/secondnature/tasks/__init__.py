@@ -14,7 +14,12 @@ from secondnature.tasks.builtin import BBH_TASKS, LETTER_TIERS, bbh, game24, gsm
 from secondnature.tasks.jsonl import TaskFileError, load_jsonl
 from secondnature.types import Task, TaskSet
 
-__all__ = ["TaskFileError", "list_tasksets", "load_taskset", "split"]
+__all__ = ["TaskFileError", "list_tasksets", "load_taskset", "slug", "split"]
+
+
+def slug(name: str) -> str:
+    """A task set's name as a file name part ("bbh/object_counting" -> "bbh_object_counting")."""
+    return name.replace("/", "_").replace(":", "_").replace(",", "_")
 
 
 def list_tasksets() -> list[str]:
