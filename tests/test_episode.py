@@ -2,8 +2,15 @@
 the next message, the final reply is scored, and the trajectory is kept whole."""
 from __future__ import annotations
 
-from secondnature import episode
-from secondnature.models import ScriptedModel
+import json
+
+import pytest
+
+from secondnature import episode, rollout
+from secondnature.episode import render_trajectory
+from secondnature.models import CachedModel, ScriptedModel, parse_tool_calls
+from secondnature.store import LessonStore
+from secondnature.tasks import load_taskset, slug
 from secondnature.rewards import expression24
 from secondnature.sandbox import Limits
 from secondnature.types import Task
@@ -34,11 +41,15 @@ def policy(messages: list[dict]) -> str:
 
 def test_an_episode_runs_code_and_answers_with_its_output():
     model = ScriptedModel(policy)
-    [r] = episode.run(model, [TASK], expression24, "Solve the puzzle. End with 'Answer: <expression>'.", [])
+    system = episode.tool_instruction("Solve the puzzle.\nAnswer: <expression>")
+    [r] = episode.run(model, [TASK], expression24, system, [])
     assert r.score.value == 1.0, r.score.feedback
     roles = [m["role"] for m in r.messages]
     assert roles == ["system", "user", "assistant", "user", "assistant"]
     assert episode.TOOL_NOTE.splitlines()[0] in r.messages[0]["content"]
+    assert r.messages[0]["content"].endswith("Answer: <expression>")
+    assert all(isinstance(m["seconds"], float) for m in r.messages[2:])  # step timings kept beside each step
+    assert episode.episode_stats(r) == {"steps": 2, "tool_calls": 1}
     assert r.messages[3]["content"].startswith("Output of your code:") and "24" not in r.messages[3]["content"][:20]
     assert r.completion.startswith("The search found it.")
 
@@ -60,7 +71,75 @@ def test_a_crashing_tool_call_is_a_tool_error_the_model_reads_not_a_failed_run()
     assert r.score.value == 0.0 and "uses" in r.score.feedback  # scored on its answer: wrong numbers
 
 
-def test_a_final_answer_with_code_in_it_is_not_a_tool_call():
-    assert episode.tool_call("```python\nprint(1)\n```\nAnswer: 3") == ""
+def test_code_is_a_tool_call_even_with_a_guessed_answer_after_it():
+    assert episode.tool_call("```python\nprint(1)\n```\nAnswer: 3") == "print(1)"
     assert episode.tool_call("Let me check.\n```python\nprint(2+2)\n```") == "print(2+2)"
-    assert episode.tool_call("No code here.") == ""
+    assert episode.tool_call("No code here.\nAnswer: 3") == ""
+
+
+def native_policy(messages: list[dict]) -> str:
+    """Calls the tool in the Hermes/Qwen text form llama.cpp hands back, then answers with the tool's output."""
+    if messages[-1]["role"] == "tool":
+        assert messages[-1]["tool_call_id"] == messages[-2]["tool_calls"][0]["id"]
+        return f"Answer: {messages[-1]['content'].strip()}"
+    code = SOLVER.split("```python\n")[1].rstrip("`\n")
+    return '<tool_call>\n' + json.dumps({"name": "python", "arguments": {"code": code}}) + '\n</tool_call>'
+
+
+def test_native_tool_calls_go_out_as_tool_calls_and_come_back_as_tool_messages():
+    model = ScriptedModel(native_policy)
+    [r] = episode.run(model, [TASK], expression24, "Solve it.", [], config=episode.EpisodeConfig(native=True))
+    assert r.score.value == 1.0, r.score.feedback
+    assert [m["role"] for m in r.messages] == ["system", "user", "assistant", "tool", "assistant"]
+    call = r.messages[2]["tool_calls"][0]
+    assert call["function"]["name"] == "python" and "permutations" in json.loads(call["function"]["arguments"])["code"]
+    assert all("seconds" not in m for m in model.calls[-1])  # bookkeeping never goes to the model
+    text = render_trajectory(r.messages)
+    assert "[calls python]" in text and "permutations" in text and "Step 2, the assistant" in text
+
+
+def test_native_mode_still_runs_plain_text_code_and_reports_bad_calls():
+    replies = iter(['<tool_call>{"name": "shell", "arguments": {"cmd": "ls"}}</tool_call>',
+                    '<tool_call>{"name": "python", "arguments": {"source": "print(1)"}}</tool_call>',
+                    "```python\nprint(6*4)\n```", "Answer: (8-4)*(7-1)"])
+    model = ScriptedModel(lambda m: next(replies))
+    [r] = episode.run(model, [TASK], expression24, "Solve it.", [], config=episode.EpisodeConfig(native=True))
+    tools = [m["content"] for m in r.messages if m["role"] in ("tool", "user")][1:]
+    assert "no tool named 'shell'" in tools[0] and "no code given" in tools[1] and "24" in tools[2]
+    assert episode.episode_stats(r) == {"steps": 4, "tool_calls": 3}
+
+
+def test_parse_tool_calls_takes_valid_blocks_and_leaves_the_rest():
+    text, calls = parse_tool_calls('Let me run it.\n<tool_call>\n{"name": "python", "arguments": {"code": "print(1)"}}'
+                                   '\n</tool_call>')
+    assert text == "Let me run it." and calls[0].name == "python" and json.loads(calls[0].arguments) == {"code": "print(1)"}
+    assert parse_tool_calls("<tool_call>{not json}</tool_call>") == ("<tool_call>{not json}</tool_call>", ())
+
+
+def test_cached_completions_keep_their_tool_calls(tmp_path):
+    store = LessonStore(tmp_path / "s.db")
+    inner = ScriptedModel(native_policy)
+    model = CachedModel(inner, store)
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+    first = model.chat(msgs, tools=[episode.PYTHON_TOOL])[0]
+    again = model.chat(msgs, tools=[episode.PYTHON_TOOL])[0]
+    assert len(inner.calls) == 1 and again.cached and again.tool_calls == first.tool_calls and first.tool_calls
+    model.chat(msgs)  # without tools it is another call
+    assert len(inner.calls) == 2
+
+
+def test_a_task_set_with_the_python_tool_runs_episodes_through_rollout_run():
+    ts = load_taskset("game24+python")
+    assert ts.name == "game24+python" and ts.tools == ("python",) and slug(ts.name) == "game24_python"
+    assert episode.TOOL_NOTE.splitlines()[0] in ts.instruction and ts.instruction.splitlines()[-1].startswith("Answer:")
+    task = next(t for t in ts.tasks if t.metadata["numbers"] == [4, 7, 8, 8])
+    [r] = rollout.run(ScriptedModel(policy), [task], ts.reward, ts.instruction, [], tools=ts.tools)
+    assert r.score.value == 1.0 and len(r.messages) == 5
+    with pytest.raises(ValueError, match="unknown tool"):
+        load_taskset("game24+shell")
+
+
+def test_a_failed_step_is_named_in_the_feedback():
+    replies = iter(["```python\nprint(1/0)\n```", "Answer: (8-4)*(7-2)"])
+    [r] = episode.run(ScriptedModel(lambda m: next(replies)), [TASK], expression24, "Solve it.", [])
+    assert r.score.value == 0.0 and "step 1" in r.score.feedback and "ZeroDivisionError" in r.score.feedback

@@ -141,7 +141,7 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
         while len(got) <= i:  # items are scored in order, each once per lesson set
             system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
             r = rollout.run(policy, [val[len(got)]], taskset.reward, system, kept, temperature=0.0,
-                            max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
+                            max_tokens=config.max_tokens, seed=config.seed, purpose="val", tools=taskset.tools)[0]
             store.add_rollouts([r], scope=scope)
             spent["rollouts"] += 1
             progress(1, "")

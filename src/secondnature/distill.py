@@ -117,6 +117,9 @@ def distill(policy: Model, taskset: TaskSet, store: LessonStore, config: Distill
     if not isinstance(base, LlamaModel) or base.lora:
         raise ModelError("distillation trains the embedded model's own weights: use a GGUF policy (the default, or "
                          "--policy FILE.gguf), not an endpoint or an already distilled adapter")
+    if taskset.tools:
+        raise ValueError(f"{taskset.name} runs multi-turn episodes with tools; distillation trains on single replies "
+                         f"for now: distil the task set without its tool ({taskset.name.split('+')[0]})")
     scope = taskset.name
     rev = store.revision(revision) if revision is not None else store.head(scope)
     lessons = store.revision_lessons(rev)

@@ -55,7 +55,7 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
     if route is None:
         system, kept = inject.system_prompt(base, lessons, lesson_tokens, count)
         rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0, max_tokens=max_tokens,
-                         seed=seed, purpose=split_name, workers=workers, on_done=on_done)
+                         seed=seed, purpose=split_name, workers=workers, on_done=on_done, tools=taskset.tools)
         ids, ltok, ptok = tuple(x.id for x in kept), inject.lesson_tokens(kept, count), count(system)
     else:
         groups: dict[tuple[Lesson, ...], list[int]] = {}
@@ -67,7 +67,8 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
         for group, idx in groups.items():
             system = inject.render(base, group)  # the router already applied the budget and the order
             out = rollout.run(policy, [tasks[i] for i in idx], taskset.reward, system, group, n=1, temperature=0.0,
-                              max_tokens=max_tokens, seed=seed, purpose=split_name, workers=workers, on_done=on_done)
+                              max_tokens=max_tokens, seed=seed, purpose=split_name, workers=workers, on_done=on_done,
+                              tools=taskset.tools)
             by_index.update(zip(idx, out))
             used.update((x.id, x) for x in group)
             ltok += inject.lesson_tokens(group, count) * len(idx)

@@ -58,7 +58,7 @@ class RolloutAdapter:
         is_val = all(t.id in self.val_ids for t in batch)  # train and val are disjoint splits
         rs = rollout.run(self.policy, batch, self.taskset.reward, candidate[COMPONENT], [], n=1, temperature=0.0,
                          max_tokens=self.max_tokens, seed=self.seed, purpose="val" if is_val else "train",
-                         on_done=lambda r: self.progress(1, ""))
+                         on_done=lambda r: self.progress(1, ""), tools=self.taskset.tools)
         if is_val:
             self.spend.val += len(rs)
             self.progress(0, f"  gepa: a candidate prompt ({len(candidate[COMPONENT])} chars) scored "

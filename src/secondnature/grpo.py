@@ -89,6 +89,9 @@ def train(base_path: Path, taskset: TaskSet, train_tasks: Sequence[Task], config
           progress: Callable[[int, str], None] = lambda _n, _m: None) -> GRPOResult:
     """GRPO on LoRA weights until the budget of samples is spent. `wrap` puts the sampler behind the caller's
     completion cache; `evaluate` (optional) scores a sampler on validation items for the learning curve."""
+    if taskset.tools:
+        raise ValueError(f"{taskset.name} runs multi-turn episodes with tools; the GRPO arm trains on single replies: "
+                         f"run it on {taskset.name.split('+')[0]}")
     torch = lora._require()
     torch.manual_seed(config.seed)
     model, tok = lora.load(base_path)

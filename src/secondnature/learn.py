@@ -133,7 +133,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
     def evaluate(lessons: list[Lesson], tasks: list[Task], on_item=None) -> list[Rollout]:
         system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
         rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0,
-                         max_tokens=config.max_tokens, seed=config.seed, purpose="val", on_done=on_item)
+                         max_tokens=config.max_tokens, seed=config.seed, purpose="val", on_done=on_item, tools=taskset.tools)
         store.add_rollouts(rs, run_id=run_id, scope=scope)
         return rs
 
@@ -155,7 +155,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         """One greedy validation rollout, recorded and counted against the budget."""
         nonlocal used
         r = rollout.run(policy, [task], taskset.reward, system, kept, n=1, temperature=0.0,
-                        max_tokens=config.max_tokens, seed=config.seed, purpose="val")[0]
+                        max_tokens=config.max_tokens, seed=config.seed, purpose="val", tools=taskset.tools)[0]
         store.add_rollouts([r], run_id=run_id, scope=scope)
         used += 1
         stats["val"] += 1
@@ -221,7 +221,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         seed = config.seed * 100_003 + step * 101
         rs = rollout.run(policy, batch, taskset.reward, system, kept, n=config.group_size,
                          temperature=config.temperature, max_tokens=config.max_tokens, seed=seed,
-                         on_done=lambda r: progress(1, ""))
+                         on_done=lambda r: progress(1, ""), tools=taskset.tools)
         store.add_rollouts(rs, run_id=run_id, scope=scope)
         used += len(rs)
         stats["train"] += len(rs)

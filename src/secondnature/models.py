@@ -10,11 +10,12 @@ import atexit
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
-from .types import Completion
+from .types import Completion, ToolCall
 
 
 class ModelError(RuntimeError):
@@ -25,9 +26,50 @@ class Model(Protocol):
     name: str
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
-             max_tokens: int = 512, seed: int | None = None) -> list[Completion]: ...
+             max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+# Hermes/Qwen-style calls written into the reply text, the form chat templates of open models ask for
+TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
+
+
+def parse_tool_calls(text: str) -> tuple[str, tuple[ToolCall, ...]]:
+    """The reply without its <tool_call>{"name": ..., "arguments": {...}}</tool_call> blocks, and the calls.
+    A block that is not a JSON object with a name stays in the text, where the plain-text protocol may read it."""
+    calls: list[ToolCall] = []
+
+    def take(m: re.Match) -> str:
+        try:
+            obj = json.loads(m.group(1))
+            name, args = str(obj["name"]), obj.get("arguments", {})
+        except (ValueError, KeyError, TypeError):
+            return m.group(0)
+        calls.append(ToolCall(f"call_{len(calls)}", name, args if isinstance(args, str) else json.dumps(args)))
+        return ""
+
+    rest = TOOL_CALL.sub(take, text)
+    return (rest.strip() if calls else text), tuple(calls)
+
+
+def _for_template(messages: list[dict]) -> list[dict]:
+    """Chat templates print a call's arguments with `tojson`: hand them the object, not the JSON text the
+    OpenAI format stores, or they come out quoted twice."""
+    out = []
+    for m in messages:
+        if m.get("tool_calls"):
+            calls = []
+            for c in m["tool_calls"]:
+                f = dict(c["function"])
+                try:
+                    f["arguments"] = json.loads(f["arguments"]) if isinstance(f["arguments"], str) else f["arguments"]
+                except ValueError:
+                    pass
+                calls.append({**c, "function": f})
+            m = {**m, "tool_calls": calls}
+        out.append(m)
+    return out
 
 
 # ---------------------------------------------------------------- embedded llama.cpp
@@ -83,18 +125,20 @@ class LlamaModel:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
-             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+             max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]:
         out = []
+        extra = {"tools": tools} if tools else {}  # the GGUF's chat template renders them; calls come back as text
         for i in range(n):
             t0 = time.perf_counter()
             try:
-                r = self.llm.create_chat_completion(messages=messages, temperature=temperature, max_tokens=max_tokens,
-                                                    seed=(seed or 0) + i, top_p=0.95 if temperature > 0 else 1.0)
+                r = self.llm.create_chat_completion(messages=_for_template(messages), temperature=temperature,
+                                                    max_tokens=max_tokens, seed=(seed or 0) + i,
+                                                    top_p=0.95 if temperature > 0 else 1.0, **extra)
                 usage = r.get("usage") or {}
-                out.append(Completion(text=r["choices"][0]["message"].get("content") or "",
-                                      prompt_tokens=usage.get("prompt_tokens", 0),
+                text, calls = parse_tool_calls(r["choices"][0]["message"].get("content") or "")
+                out.append(Completion(text=text, prompt_tokens=usage.get("prompt_tokens", 0),
                                       completion_tokens=usage.get("completion_tokens", 0),
-                                      latency_s=time.perf_counter() - t0))
+                                      latency_s=time.perf_counter() - t0, tool_calls=calls if tools else ()))
             except Exception as e:  # a context overflow or runtime fault costs this sample, not the run
                 out.append(Completion(text="", latency_s=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}"))
         return out
@@ -144,8 +188,9 @@ class OpenAIModel:
         return (len(text) + 2) // 3
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
-             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+             max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]:
         out: list[Completion] = []
+        extra = {"tools": tools} if tools else {}
         attempts = 0
         while len(out) < n and attempts < n + 2:
             attempts += 1
@@ -154,7 +199,7 @@ class OpenAIModel:
             try:
                 r = self.client.chat.completions.create(
                     model=self.model, messages=messages, n=want, temperature=temperature, max_tokens=max_tokens,
-                    seed=None if seed is None else seed + len(out))
+                    seed=None if seed is None else seed + len(out), **extra)
             except self._openai.APIError as e:  # retries with backoff already happened inside the SDK
                 out.extend(Completion(text="", latency_s=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
                            for _ in range(want))
@@ -163,7 +208,9 @@ class OpenAIModel:
             usage = r.usage
             choices = r.choices[:want]
             for c in choices:
-                out.append(Completion(text=c.message.content or "",
+                calls = tuple(ToolCall(t.id, t.function.name, t.function.arguments or "{}")
+                              for t in (c.message.tool_calls or []) if getattr(t, "function", None))
+                out.append(Completion(text=c.message.content or "", tool_calls=calls,
                                       prompt_tokens=(usage.prompt_tokens if usage else 0),
                                       completion_tokens=(usage.completion_tokens if usage else 0) // max(len(choices), 1),
                                       latency_s=dt / max(len(choices), 1)))
@@ -173,10 +220,11 @@ class OpenAIModel:
 # ---------------------------------------------------------------- caching, scripting, record/replay
 
 def cache_key(model_id: str, messages: list[dict], temperature: float, max_tokens: int, seed: int | None,
-              sample: int) -> str:
+              sample: int, tools: list[dict] | None = None) -> str:
     if temperature == 0:
         seed = 0  # greedy decoding ignores the seed: arms and seeds of a benchmark share their greedy calls
-    blob = json.dumps([model_id, messages, round(temperature, 4), max_tokens, seed, sample], sort_keys=True)
+    parts: list = [model_id, messages, round(temperature, 4), max_tokens, seed, sample]
+    blob = json.dumps(parts + [tools] if tools else parts, sort_keys=True)  # calls without tools keep their keys
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -209,14 +257,15 @@ class CachedModel:
         return c
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
-             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+             max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]:
         out = []
+        extra = {"tools": tools} if tools else {}
         for i in range(n):
-            key = cache_key(self.model_id, messages, temperature, max_tokens, seed, i)
+            key = cache_key(self.model_id, messages, temperature, max_tokens, seed, i, tools)
             hit = self.cache.get_completion(key)
             if hit is None:
                 s = None if seed is None else seed + i
-                c = self.inner.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=s)[0]
+                c = self.inner.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=s, **extra)[0]
                 if not c.error:
                     self.cache.put_completion(key, c)
                 out.append(self._tally(c))
@@ -242,10 +291,14 @@ class ScriptedModel:
         return len(text.split())
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
-             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+             max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]:
         self.calls.append(messages)
-        return [Completion(text=self._reply(messages), prompt_tokens=sum(len(m["content"].split()) for m in messages),
-                           completion_tokens=1) for _ in range(n)]
+        out = []
+        for _ in range(n):  # with tools, <tool_call> blocks in a scripted reply come back as calls, as from llama.cpp
+            text, calls = parse_tool_calls(self._reply(messages)) if tools else (self._reply(messages), ())
+            out.append(Completion(text=text, prompt_tokens=sum(len((m.get("content") or "").split()) for m in messages),
+                                  completion_tokens=1, tool_calls=calls))
+        return out
 
 
 class ReplayModel:
@@ -265,7 +318,7 @@ class ReplayModel:
         return len(text.split())
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
-             max_tokens: int = 512, seed: int | None = None) -> list[Completion]:
+             max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]:
         out = []
         for i in range(n):
             k = self.key(messages, seed, i)

@@ -13,6 +13,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
+from .episode import render_trajectory
 from .rewards import extract_answer
 from .types import Edit, Lesson, Rollout, Score, Task
 
@@ -88,26 +89,6 @@ def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
         parts.append(f"Attempt {label} (score {r.score.value:g}, {verdict}, {length} tokens; checker: {r.score.feedback}):\n"
                      f"{render_trajectory(r.messages) if len(r.messages) > 3 else _clip(r.completion)}")
     return "\n\n".join(parts)
-
-
-MAX_TOOL_CHARS = 300  # a tool's output in a trajectory, head and tail kept
-
-
-def render_trajectory(messages: Sequence[dict]) -> str:
-    """A multi-turn attempt, step by step: each reply clipped, each tool output clipped harder (marked), so a
-    reflector can say which step went wrong without reading every line the code printed."""
-    lines, step = [], 0
-    for m in messages[2:]:  # after the system prompt and the question
-        if m["role"] == "assistant":
-            step += 1
-            lines.append(f"Step {step}, the assistant:\n{_clip(m['content'])}")
-        else:
-            text = m["content"].strip()
-            if len(text) > MAX_TOOL_CHARS:
-                half = MAX_TOOL_CHARS // 2
-                text = f"{text[:half]}\n[... {len(text) - 2 * half} characters of tool output elided ...]\n{text[-half:]}"
-            lines.append(f"Step {step}, the tool answered:\n{text}")
-    return "\n".join(lines)
 
 
 def fit_groups(build: Callable[[Sequence[Sequence[Rollout]]], list[dict]], groups: Sequence[Sequence[Rollout]],

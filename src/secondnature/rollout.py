@@ -33,8 +33,14 @@ def rollout_id(model: str, messages: list[dict], seed: int, sample: int, tempera
 
 def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lessons: Sequence[Lesson], *,
         n: int = 1, temperature: float = 0.0, max_tokens: int = 384, seed: int = 0, purpose: str = "train",
-        workers: int = 1, on_done: Callable[[Rollout], None] | None = None) -> list[Rollout]:
-    """`n` attempts at each task; sample i of a task uses seed + i, the same for every lesson set (paired)."""
+        workers: int = 1, on_done: Callable[[Rollout], None] | None = None,
+        tools: Sequence[str] = ()) -> list[Rollout]:
+    """`n` attempts at each task; sample i of a task uses seed + i, the same for every lesson set (paired).
+    With `tools` (a task set's, e.g. ("python",)) each attempt is a multi-turn episode (episode.run)."""
+    if tools:
+        from . import episode  # episode builds on this module
+        return episode.run(model, tasks, reward, system, lessons, n=n, temperature=temperature,
+                           max_tokens=max_tokens, seed=seed, purpose=purpose, on_done=on_done)
     lesson_ids = tuple(lesson.id for lesson in lessons)
 
     def one(task: Task) -> list[Rollout]:

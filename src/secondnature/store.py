@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from .types import Completion, Lesson, Revision, Rollout, Score
+from .types import Completion, Lesson, Revision, Rollout, Score, ToolCall
 
 APP_ID = 0x534E4154  # "SNAT" in PRAGMA application_id: tells our files from foreign SQLite files
 
@@ -70,6 +70,9 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("005_distillations", """
     CREATE TABLE distillations (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, revision INTEGER, adapter TEXT NOT NULL,
         base TEXT NOT NULL, config TEXT NOT NULL, report TEXT NOT NULL, created_at TEXT NOT NULL);
+    """),
+    ("006_tool_calls", """
+    ALTER TABLE completions ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]';
     """),
 ]
 
@@ -167,11 +170,15 @@ class LessonStore:
         r = self.db.execute("SELECT * FROM completions WHERE key=?", (key,)).fetchone()
         if r is None:
             return None
-        return Completion(r["text"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], cached=True)
+        calls = tuple(ToolCall(**t) for t in json.loads(r["tool_calls"]))
+        return Completion(r["text"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], cached=True,
+                          tool_calls=calls)
 
     def put_completion(self, key: str, c: Completion) -> None:
-        self.db.execute("INSERT OR REPLACE INTO completions VALUES (?,?,?,?,?,?)",
-                        (key, c.text, c.prompt_tokens, c.completion_tokens, c.latency_s, now()))
+        self.db.execute("INSERT OR REPLACE INTO completions (key, text, prompt_tokens, completion_tokens, latency_s, "
+                        "created_at, tool_calls) VALUES (?,?,?,?,?,?,?)",
+                        (key, c.text, c.prompt_tokens, c.completion_tokens, c.latency_s, now(),
+                         json.dumps([asdict(t) for t in c.tool_calls])))
 
     # ------------------------------------------------------------ rollouts and reflections
     def add_rollouts(self, rollouts: list[Rollout], *, run_id: int | None = None, scope: str = "") -> None:

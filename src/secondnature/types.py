@@ -34,6 +34,16 @@ class TaskSet:
     tasks: tuple[Task, ...]
     reward: Reward
     instruction: str
+    tools: tuple[str, ...] = ()  # ("python",): every attempt is an episode with the sandboxed Python tool
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call the model made in the chat tool-calling format; `arguments` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class Completion:
     latency_s: float = 0.0
     error: str = ""
     cached: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from secondnature.tasks.builtin import BBH_TASKS, LETTER_TIERS, bbh, game24, gsm
 from secondnature.tasks.jsonl import TaskFileError, load_jsonl
 from secondnature.types import Task, TaskSet
 
-__all__ = ["TaskFileError", "list_tasksets", "load_taskset", "slug", "split"]
+__all__ = ["TaskFileError", "list_tasksets", "load_taskset", "slug", "split", "with_tools"]
 
 
 def slug(name: str) -> str:
     """A task set's name as a file name part ("bbh/object_counting" -> "bbh_object_counting")."""
-    return name.replace("/", "_").replace(":", "_").replace(",", "_")
+    return name.replace("/", "_").replace(":", "_").replace(",", "_").replace("+", "_")
 
 
 def list_tasksets() -> list[str]:
@@ -36,12 +36,28 @@ def _letters(tiers_spec: str) -> TaskSet:
     return letters(tiers)
 
 
+TOOLS = ("python",)
+
+
+def with_tools(taskset: TaskSet, tool: str) -> TaskSet:
+    """The same tasks as multi-turn episodes with a tool; the name says so ('game24+python')."""
+    if tool not in TOOLS:
+        raise ValueError(f"unknown tool {tool!r} in '{taskset.name}+{tool}': the tools are {', '.join(TOOLS)}")
+    from secondnature.episode import tool_instruction
+    return replace(taskset, name=f"{taskset.name}+{tool}", instruction=tool_instruction(taskset.instruction),
+                   tools=(tool,))
+
+
 def load_taskset(spec: str, checker: str | None = None) -> TaskSet:
-    """A task set by spec: 'letters[:tiers]', 'game24', 'gsm8k[:train]', 'bbh/<task>', or a path to a .jsonl file.
+    """A task set by spec: 'letters[:tiers]', 'game24', 'gsm8k[:train]', 'bbh/<task>', or a path to a .jsonl file;
+    '+python' after any of them makes every attempt an episode with the sandboxed Python tool.
 
     `checker` is the default for a file's lines; for a built-in set it replaces the set's own checker.
     """
     spec = spec.strip()
+    if "+" in spec and not spec.endswith(".jsonl"):
+        base, _, tool = spec.rpartition("+")
+        return with_tools(load_taskset(base, checker), tool.strip())
     if spec.endswith(".jsonl"):
         return load_jsonl(spec, checker)
     name, _, arg = spec.partition(":")
