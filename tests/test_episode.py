@@ -9,10 +9,10 @@ import pytest
 from secondnature import episode, rollout
 from secondnature.episode import render_trajectory
 from secondnature.models import CachedModel, ScriptedModel, parse_tool_calls
-from secondnature.store import LessonStore
-from secondnature.tasks import load_taskset, slug
 from secondnature.rewards import expression24
 from secondnature.sandbox import Limits
+from secondnature.store import LessonStore
+from secondnature.tasks import load_taskset, slug
 from secondnature.types import Task
 
 SOLVER = """```python

@@ -85,8 +85,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _table(task: str, recs: list[dict], seeds: int) -> Table:
     t = Table(title=f"{task}: test accuracy, {recs[0]['n']} items, {seeds} seed(s), 95% intervals over seeds and items")
+    episodes = any(r.get("tool_calls") for r in recs) or "+" in task
     for col in ("arm", "accuracy", "vs none", "vs others", "rollouts (train+val)", "reflector calls / tokens",
-                "prompt tokens", "wall s"):
+                "prompt tokens", "wall s") + (("steps / tool calls / s per item",) if episodes else ()):
         t.add_column(col, justify="right" if col != "arm" else "left")
     for r in recs:
         others = "; ".join(f"{k} {v['diff']:+.1%}" for k, v in r["diff_vs"].items() if k not in ("none", "majority"))
@@ -97,5 +98,7 @@ def _table(task: str, recs: list[dict], seeds: int) -> Table:
         label = f"{r['arm']} ({r['answer']!r})" if r["arm"] == "majority" else r["arm"]
         t.add_row(label, f"{r['accuracy']:.1%}{sd} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]",
                   f"{r['diff_vs_none']:+.1%} [{r['diff_ci95'][0]:+.1%}, {r['diff_ci95'][1]:+.1%}]" if r["arm"] != "none" else "",
-                  others, rollouts, refl, f"{r['prompt_tokens']:.0f}", f"{r['wall_s']:.0f}")
+                  others, rollouts, refl, f"{r['prompt_tokens']:.0f}", f"{r['wall_s']:.0f}",
+                  *([f"{r['steps']:.2f} / {r['tool_calls']:.2f} / {r['episode_s']:.1f}" if "steps" in r else "-"]
+                    if episodes else []))
     return t

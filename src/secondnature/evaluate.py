@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from . import gate, inject, rollout
+from .episode import episode_stats
 from .models import Model
 from .tasks import split
 from .types import Lesson, Rollout, Task, TaskSet
@@ -27,6 +28,8 @@ class EvalResult:
     wall_s: float
     completions: tuple[str, ...] = ()
     prompt_tokens: int = 0  # the whole system prompt: instruction and lessons
+    steps: float = 1.0      # model turns per attempt (episodes with tools take several)
+    tool_calls: float = 0.0  # tool calls per attempt
 
 
 def split_tasks(taskset: TaskSet, name: str, seed: int = 0, limit: int | None = None) -> list[Task]:
@@ -79,9 +82,11 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
     scores = tuple(r.score.value for r in rs)
     n = len(scores)
     acc = sum(scores) / n if n else 0.0
+    stats = [episode_stats(r) for r in rs]
     return EvalResult(split_name, n, acc, gate.wilson(sum(scores), n), scores, tuple(r.task_id for r in rs), ids,
                       ltok, sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs),
-                      time.perf_counter() - t0, tuple(r.completion for r in rs), ptok)
+                      time.perf_counter() - t0, tuple(r.completion for r in rs), ptok,
+                      sum(x["steps"] for x in stats) / max(1, n), sum(x["tool_calls"] for x in stats) / max(1, n))
 
 
 def majority_reference(taskset: TaskSet, tasks: Sequence[Task], seed: int = 0) -> tuple[str, tuple[float, ...]]:

@@ -79,9 +79,17 @@ def split(tasks: Sequence[Task], seed: int = 0,
           fractions: tuple[float, float, float] = (0.4, 0.2, 0.4)) -> dict[str, tuple[Task, ...]]:
     """Deterministic train / val / test split: sorted by id first, so input order never matters.
 
-    test = round(fractions[2] * n), val = round(fractions[1] * n), train = the rest.
+    test = round(fractions[2] * n), val = round(fractions[1] * n), train = the rest. A set with a published
+    test split (tasks marked `standard_test`, e.g. game24's ids 900-999) keeps it, and the rest is cut into
+    train and val in the same proportions.
     """
     ordered = sorted(tasks, key=lambda t: (t.id, t.prompt))
+    if ordered and all("standard_test" in t.metadata for t in ordered):
+        test = tuple(t for t in ordered if t.metadata["standard_test"])
+        rest = [t for t in ordered if not t.metadata["standard_test"]]
+        random.Random(seed).shuffle(rest)
+        n_val = round(fractions[1] / (fractions[0] + fractions[1]) * len(rest))
+        return {"train": tuple(rest[n_val:]), "val": tuple(rest[:n_val]), "test": test}
     random.Random(seed).shuffle(ordered)
     n = len(ordered)
     n_test = min(n, round(fractions[2] * n))
