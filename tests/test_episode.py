@@ -34,7 +34,7 @@ TASK = Task("g1", "Use 4 7 8 8 to make 24.", "", {"numbers": [4, 7, 8, 8]})
 def policy(messages: list[dict]) -> str:
     """Writes a brute-force search, then answers with the expression it printed."""
     last = messages[-1]["content"]
-    if last.startswith("Output of your code:"):
+    if last.startswith(episode.OUTPUT_HEADER):
         return f"The search found it.\nAnswer: {last.splitlines()[1].strip()}"
     return SOLVER
 
@@ -50,7 +50,7 @@ def test_an_episode_runs_code_and_answers_with_its_output():
     assert r.messages[0]["content"].endswith("Answer: <expression>")
     assert all(isinstance(m["seconds"], float) for m in r.messages[2:])  # step timings kept beside each step
     assert episode.episode_stats(r) == {"steps": 2, "tool_calls": 1}
-    assert r.messages[3]["content"].startswith("Output of your code:") and "24" not in r.messages[3]["content"][:20]
+    assert r.messages[3]["content"].startswith(episode.OUTPUT_HEADER) and "24" not in r.messages[3]["content"][:20]
     assert r.completion.startswith("The search found it.")
 
 
@@ -59,7 +59,7 @@ def test_a_step_limit_ends_an_episode_that_keeps_running_code():
     [r] = episode.run(model, [TASK], expression24, "Solve it.", [], config=episode.EpisodeConfig(max_steps=3))
     assert r.score.value == 0.0 and "3-step limit" in r.score.feedback
     assert [m["role"] for m in r.messages].count("assistant") == 3
-    assert sum(m["content"].startswith("Output of your code:") for m in r.messages) == 2
+    assert sum(m["content"].startswith(episode.OUTPUT_HEADER) for m in r.messages) == 2
 
 
 def test_a_crashing_tool_call_is_a_tool_error_the_model_reads_not_a_failed_run():
@@ -143,3 +143,26 @@ def test_a_failed_step_is_named_in_the_feedback():
     replies = iter(["```python\nprint(1/0)\n```", "Answer: (8-4)*(7-2)"])
     [r] = episode.run(ScriptedModel(lambda m: next(replies)), [TASK], expression24, "Solve it.", [])
     assert r.score.value == 0.0 and "step 1" in r.score.feedback and "ZeroDivisionError" in r.score.feedback
+
+
+def test_the_calculator_is_exact_and_never_evaluates_anything_else():
+    from secondnature.tools import calculate
+    out = calculate("(48 - 12) / 3\n0.1 + 0.2\n7 / 3\n2 ** 10\n1,250 * 4\n__import__('os').system('ls')\n5 / 0\n3 ** 0.5")
+    lines = out.splitlines()
+    assert lines[:5] == ["(48 - 12) / 3 = 12", "0.1 + 0.2 = 0.3", "7 / 3 = 2.333333333", "2 ** 10 = 1024",
+                         "1,250 * 4 = 5000"]
+    assert "[tool error]" in lines[5] and "Call" in lines[5]
+    assert "division by zero" in lines[6] and "whole exponent" in lines[7]
+    assert calculate("") == "[tool error] no expression given"
+
+
+def test_a_calculator_episode_on_gsm8k():
+    ts = load_taskset("gsm8k+calculator")
+    assert ts.tools == ("calculator",) and "```calc" in ts.instruction
+    task = ts.tasks[0]
+    replies = iter([f"```calc\n{task.answer} * 2 / 2\n```", f"So it is {task.answer}.\nAnswer: {task.answer}"])
+    [r] = rollout.run(ScriptedModel(lambda m: next(replies)), [task], ts.reward, ts.instruction, [], tools=ts.tools)
+    assert r.score.value == 1.0 and r.messages[3]["content"] == f"{episode.OUTPUT_HEADER}\n{task.answer} * 2 / 2 = {task.answer}"
+    # a python block is not a call when only the calculator is offered: the reply is the final answer
+    [r] = rollout.run(ScriptedModel(["```python\nprint(1)\n```"]), [task], ts.reward, ts.instruction, [], tools=ts.tools)
+    assert len(r.messages) == 3

@@ -262,7 +262,7 @@ def test_parse_guide_takes_the_guide_and_applies_the_guards():
 def test_a_trajectory_is_shown_step_by_step_with_long_tool_output_elided():
     msgs = ({"role": "system", "content": "s"}, {"role": "user", "content": "q"},
             {"role": "assistant", "content": "```python\nprint(list(range(1000)))\n```"},
-            {"role": "user", "content": "Output of your code:\n" + "1, " * 2000},
+            {"role": "user", "content": "Tool output:\n" + "1, " * 2000},
             {"role": "assistant", "content": "Answer: 3"})
     r = Rollout("r1", "t", msgs, "Answer: 3", Score(0.0, "expected 4"), (), "m", 0, 0)
     text = reflect.render_group(1, Task("t", "q", "4"), [r])

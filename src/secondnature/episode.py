@@ -4,42 +4,30 @@ A rollout of an episode keeps the whole trajectory in its messages: every reply,
 tool result, each with the seconds it took (a `seconds` key, stripped before messages go back to a
 model). Its completion is the final reply, which the reward scores as for a single-turn task.
 
-Two ways to call the tool, both always accepted:
-- the chat tool-calling format (`tools=[PYTHON_TOOL]`, calls come back as `tool_calls`, results go back
-  as `tool` messages), used with models that call tools reliably: OpenAI-compatible endpoints, or any
+Two ways to call a tool (tools.py), both always accepted:
+- the chat tool-calling format (`tools=[tool.spec()]`, calls come back as `tool_calls`, results go back
+  as `tool` messages), offered to models that call tools reliably: OpenAI-compatible endpoints, or any
   model when SECONDNATURE_TOOL_FORMAT=native;
-- plain text, which every chat model can follow: a reply that holds a ```python block is a tool call,
-  and the output comes back as the next user message. The packaged GGUF models never emitted a
+- plain text, which every chat model can follow: a reply that holds a ```python (or ```calc) block is a
+  call, and the output comes back as the next user message. The packaged GGUF models never emitted a
   structured call in our trials, so this is the default for the embedded runtime.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from . import rollout as single
 from .models import Model
-from .sandbox import Limits, run_python
+from .sandbox import Limits
+from .tools import TOOLS, Tool, fenced_call, structured_call
 from .types import Lesson, Reward, Rollout, Score, Task, ToolCall
 
-TOOL_NOTE = """You can run Python to help you. To run code, reply with one block
-```python
-<code that prints what you need>
-```
-and nothing after it; the next message shows what it printed. Run code as often as you need."""
+PYTHON_TOOL = TOOLS["python"].spec()
+TOOL_NOTE = TOOLS["python"].note
 
-PYTHON_TOOL = {"type": "function", "function": {
-    "name": "python",
-    "description": "Run Python 3 code in a fresh process and return what it prints (stdout and stderr).",
-    "parameters": {"type": "object", "properties": {"code": {"type": "string", "description": "The code; print what "
-                                                                                              "you need to see."}},
-                   "required": ["code"]}}}
-
-CODE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
 WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 
 
@@ -48,16 +36,18 @@ class EpisodeConfig:
     max_steps: int = 4           # model turns per episode; the last one must answer
     limits: Limits = Limits()
     native: bool | None = None   # chat tool-calling format; None: by model (see native_tools)
+    tools: tuple[str, ...] = ("python",)
 
 
-def tool_instruction(instruction: str) -> str:
-    """A task set's instruction for episodes with the Python tool: the tool note, then the answer line it asks for
-    (the single-turn 'keep your reasoning short' is dropped: with a tool, the work happens in the code)."""
+def tool_instruction(instruction: str, tools: tuple[str, ...] = ("python",)) -> str:
+    """A task set's instruction for episodes with tools: how to call them, then the answer line it asks for
+    (the single-turn 'keep your reasoning short' is dropped: with a tool, the work happens in the calls)."""
+    notes = "\n".join(TOOLS[t].note for t in tools)
     lines = instruction.strip().splitlines()
     if lines and lines[-1].startswith("Answer:"):
-        return f"Solve the problem. {TOOL_NOTE}\nWhen you know the answer, end with a final line exactly of the form:\n" \
+        return f"Solve the problem. {notes}\nWhen you know the answer, end with a final line exactly of the form:\n" \
                f"{lines[-1]}"
-    return f"{instruction.strip()}\n\n{TOOL_NOTE}"
+    return f"{instruction.strip()}\n\n{notes}"
 
 
 def native_tools(model: Model) -> bool:
@@ -70,32 +60,19 @@ def native_tools(model: Model) -> bool:
     return type(inner).__name__ == "OpenAIModel"
 
 
-def tool_call(reply: str) -> str:
-    """The code a plain-text reply asks to run ('' if it holds no code block).
-
-    A reply with code is a tool call even when it also states an answer: small models write the code and
-    then guess its output in the same reply; the answer counts only once the output has been read.
-    """
-    blocks = CODE.findall(reply)
-    return blocks[-1].strip() if blocks else ""
+def tool_call(reply: str, tools: tuple[str, ...] = ("python",)) -> str:
+    """The argument of the call a plain-text reply makes ('' if none): see tools.fenced_call."""
+    found = fenced_call(reply, tuple(TOOLS[t] for t in tools))
+    return found[1] if found else ""
 
 
-def _code_of(call: ToolCall) -> tuple[str, str]:
-    """(code, error) of a structured call: the python tool takes {"code": "..."}."""
-    if call.name != "python":
-        return "", f"[tool error] there is no tool named {call.name!r}; the only tool is 'python'"
-    try:
-        args = json.loads(call.arguments) if call.arguments.strip() else {}
-    except ValueError:
-        return "", "[tool error] the arguments were not valid JSON; send {\"code\": \"<python source>\"}"
-    code = args.get("code") if isinstance(args, dict) else None
-    if not isinstance(code, str) or not code.strip():
-        return "", "[tool error] no code given; send {\"code\": \"<python source>\"}"
-    return code, ""
+OUTPUT_HEADER = "Tool output:"  # starts the user message that answers a plain-text call
 
 
-def _run(code: str, limits: Limits) -> str:
-    return run_python(code, limits).as_text()
+def _call(tool: Tool, arg: str, limits: Limits) -> tuple[str, float]:
+    t0 = time.perf_counter()
+    out = tool.run(arg, limits)
+    return out, time.perf_counter() - t0
 
 
 def wire(messages: Sequence[dict]) -> list[dict]:
@@ -108,7 +85,8 @@ def run_episode(model: Model, messages: list[dict], config: EpisodeConfig, *, te
     """Play one episode from `messages`; returns the trajectory, the final reply and its tally
     (steps, tool calls, model and tool seconds, error)."""
     native = native_tools(model) if config.native is None else config.native
-    tools = [PYTHON_TOOL] if native else None
+    offered = tuple(TOOLS[t] for t in config.tools)
+    tools = [t.spec() for t in offered] if native else None
     msgs = list(messages)
     tally = {"steps": 0, "tool_calls": 0, "model_s": 0.0, "tool_s": 0.0, "error": "", "prompt_tokens": 0,
              "completion_tokens": 0, "open": False}
@@ -130,25 +108,21 @@ def run_episode(model: Model, messages: list[dict], config: EpisodeConfig, *, te
             reply["tool_calls"] = [{"id": t.id, "type": "function",
                                     "function": {"name": t.name, "arguments": t.arguments}} for t in calls]
         msgs.append(reply)
-        code = "" if calls else tool_call(c.text)
-        tally["open"] = bool(calls or code)
+        fenced = None if calls else fenced_call(c.text, offered)
+        tally["open"] = bool(calls or fenced)
         if not tally["open"] or step == config.max_steps - 1:
             break  # an answer, or no turn left to read a result: the episode ends on this reply
         for t in calls:  # each structured call gets its own tool message
-            t0 = time.perf_counter()
-            src, err = _code_of(t)
-            out = _run(src, config.limits) if src else err
-            dt = time.perf_counter() - t0
+            tool, arg, err = structured_call(t, offered)
+            out, dt = _call(tool, arg, config.limits) if tool and arg else (err, 0.0)
             tally["tool_calls"] += 1
             tally["tool_s"] += dt
             msgs.append({"role": "tool", "tool_call_id": t.id, "content": out, "seconds": round(dt, 3)})
-        if code:
-            t0 = time.perf_counter()
-            out = _run(code, config.limits)
-            dt = time.perf_counter() - t0
+        if fenced:
+            out, dt = _call(fenced[0], fenced[1], config.limits)
             tally["tool_calls"] += 1
             tally["tool_s"] += dt
-            msgs.append({"role": "user", "content": f"Output of your code:\n{out}", "seconds": round(dt, 3)})
+            msgs.append({"role": "user", "content": f"{OUTPUT_HEADER}\n{out}", "seconds": round(dt, 3)})
     return msgs, final, tally
 
 
@@ -172,12 +146,13 @@ def render_trajectory(messages: Sequence[dict]) -> str:
             step += 1
             body = (m.get("content") or "").strip()
             for c in m.get("tool_calls") or []:
-                code, err = _code_of(ToolCall(c.get("id", ""), c["function"]["name"], c["function"]["arguments"]))
-                body += f"\n[calls {c['function']['name']}]\n" + (f"```python\n{code}\n```" if code else err)
+                tool, arg, err = structured_call(ToolCall(c.get("id", ""), c["function"]["name"],
+                                                          c["function"]["arguments"]), tuple(TOOLS.values()))
+                body += f"\n[calls {c['function']['name']}]\n" + (f"```{tool.fences[0]}\n{arg}\n```" if arg else err)
             lines.append(f"Step {step}, the assistant:\n{_elide(body.strip() or '(empty reply)', MAX_REPLY_CHARS, 'reply')}")
         else:
             text = str(m.get("content") or "").strip()
-            text = text.removeprefix("Output of your code:").strip() or "(no output)"
+            text = text.removeprefix(OUTPUT_HEADER).strip() or "(no output)"
             lines.append(f"Step {step}, the tool answered:\n{_elide(text, MAX_TOOL_CHARS, 'tool output')}")
     return "\n".join(lines)
 
@@ -198,16 +173,16 @@ def failed_steps(messages: Sequence[dict]) -> list[tuple[int, str]]:
 def episode_stats(r: Rollout) -> dict:
     """Steps (model turns) and tool calls of a rollout's trajectory; a single-turn rollout has 1 and 0."""
     steps = sum(m["role"] == "assistant" for m in r.messages) or 1
-    calls = sum(m["role"] == "tool" or (m["role"] == "user" and str(m.get("content", "")).startswith(
-        "Output of your code:")) for m in r.messages)
+    calls = sum(m["role"] == "tool" or (m["role"] == "user" and str(m.get("content", "")).startswith(OUTPUT_HEADER))
+                for m in r.messages)
     return {"steps": steps, "tool_calls": calls}
 
 
 def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lessons: Sequence[Lesson], *,
         n: int = 1, temperature: float = 0.0, max_tokens: int = 384, seed: int = 0, purpose: str = "train",
         config: EpisodeConfig = EpisodeConfig(), on_done: Callable[[Rollout], None] | None = None) -> list[Rollout]:
-    """As rollout.run, but each attempt is an episode with the Python tool; sample i uses seed + i.
-    `system` should already say how to call the tool (tool_instruction)."""
+    """As rollout.run, but each attempt is an episode with the config's tools; sample i uses seed + i.
+    `system` should already say how to call them (tool_instruction)."""
     lesson_ids = tuple(x.id for x in lessons)
     out = []
     for task in tasks:
@@ -222,7 +197,7 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
                 score = Score(0.0, f"{score.feedback}; the episode hit its {config.max_steps}-step limit while "
                                    f"still running code")
             if score.value < 1.0 and (failed := failed_steps(msgs)):
-                score = Score(score.value, f"{score.feedback}; " + "; ".join(f"step {k}'s code failed ({why})"
+                score = Score(score.value, f"{score.feedback}; " + "; ".join(f"step {k}'s tool call failed ({why})"
                                                                              for k, why in failed[:2]))
             r = Rollout(single.rollout_id(model.name, wire(msgs), seed, i, temperature), task.id, tuple(msgs), final,
                         score, lesson_ids, model.name, seed, i, tally["prompt_tokens"], tally["completion_tokens"],

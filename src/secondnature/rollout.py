@@ -40,7 +40,8 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
     if tools:
         from . import episode  # episode builds on this module
         return episode.run(model, tasks, reward, system, lessons, n=n, temperature=temperature,
-                           max_tokens=max_tokens, seed=seed, purpose=purpose, on_done=on_done)
+                           max_tokens=max_tokens, seed=seed, purpose=purpose, on_done=on_done,
+                           config=episode.EpisodeConfig(tools=tuple(tools)))
     lesson_ids = tuple(lesson.id for lesson in lessons)
 
     def one(task: Task) -> list[Rollout]:

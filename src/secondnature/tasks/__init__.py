@@ -36,21 +36,19 @@ def _letters(tiers_spec: str) -> TaskSet:
     return letters(tiers)
 
 
-TOOLS = ("python",)
-
-
 def with_tools(taskset: TaskSet, tool: str) -> TaskSet:
     """The same tasks as multi-turn episodes with a tool; the name says so ('game24+python')."""
+    from secondnature.episode import tool_instruction
+    from secondnature.tools import TOOLS
     if tool not in TOOLS:
         raise ValueError(f"unknown tool {tool!r} in '{taskset.name}+{tool}': the tools are {', '.join(TOOLS)}")
-    from secondnature.episode import tool_instruction
-    return replace(taskset, name=f"{taskset.name}+{tool}", instruction=tool_instruction(taskset.instruction),
+    return replace(taskset, name=f"{taskset.name}+{tool}", instruction=tool_instruction(taskset.instruction, (tool,)),
                    tools=(tool,))
 
 
 def load_taskset(spec: str, checker: str | None = None) -> TaskSet:
     """A task set by spec: 'letters[:tiers]', 'game24', 'gsm8k[:train]', 'bbh/<task>', or a path to a .jsonl file;
-    '+python' after any of them makes every attempt an episode with the sandboxed Python tool.
+    '+python' (or '+calculator') after any of them makes every attempt an episode with that tool.
 
     `checker` is the default for a file's lines; for a built-in set it replaces the set's own checker.
     """
