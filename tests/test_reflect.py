@@ -6,7 +6,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secondnature import reflect
+from secondnature import candidates, reflect
 from secondnature.reflect import EXAMPLE_ADD, EXAMPLE_PREFIX, build_prompt, copied_item, order_groups, parse
 from secondnature.types import Edit, Lesson, Rollout, Score, Task
 
@@ -214,12 +214,12 @@ def test_build_prompt_without_lessons_offers_only_adds() -> None:
 def test_demo_lesson_is_checked_and_cleaned():
     from secondnature.rewards import number
     task = Task("t1", "How many apples are in a box of two apples?", "2")
-    lesson, why = reflect.demo_lesson("Sure! Here is the solution:\n1. apples: 2\nAnswer: 2", task, number)
+    lesson, why = candidates.demo_lesson("Sure! Here is the solution:\n1. apples: 2\nAnswer: 2", task, number)
     assert not why and lesson == ("Worked example. Question: How many apples are in a box of two apples? "
                                   "Good answer: 1. apples: 2 Answer: 2")
-    assert reflect.demo_lesson("```\napples: 3\nAnswer: 3\n```", task, number)[1].startswith("the checker rejects")
-    assert reflect.demo_lesson("", task, number) == ("", "empty demonstration")
-    assert "too long" in reflect.demo_lesson("word " * 200 + "Answer: 2", task, number)[1]
+    assert candidates.demo_lesson("```\napples: 3\nAnswer: 3\n```", task, number)[1].startswith("the checker rejects")
+    assert candidates.demo_lesson("", task, number) == ("", "empty demonstration")
+    assert "too long" in candidates.demo_lesson("word " * 200 + "Answer: 2", task, number)[1]
 
 
 def test_answer_tally_shows_a_skew_no_single_attempt_shows() -> None:
@@ -237,7 +237,7 @@ def test_answer_tally_shows_a_skew_no_single_attempt_shows() -> None:
 
 
 def test_parse_guide_takes_the_guide_and_applies_the_guards():
-    from secondnature.reflect import parse_guide
+    from secondnature.candidates import parse_guide
     text, why = parse_guide("The wrong ones skipped letters.\n<guide>Spell the word letter by letter, "
                               "then count each match.</guide>")
     assert text == "Spell the word letter by letter, then count each match." and not why

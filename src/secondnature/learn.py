@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from . import gate, inject, reflect, rollout
+from .candidates import demo_lesson, demo_prompt, demo_task, parse_guide, rewrite_prompt, worked_example
 from .models import CachedModel, Model, ModelError
 from .store import LessonStore
 from .tasks import split
@@ -175,11 +176,11 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
 
     def demo_candidate(task: Task, has_example: Lesson | None, rid: str, seed: int) -> Edit | None:
         """The reflector's worked solution of a failed task, as an added example or replacing the current one."""
-        msgs = reflect.demo_prompt(taskset.instruction, task)
+        msgs = demo_prompt(taskset.instruction, task)
         c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
         stats["reflections"] += 1
         stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
-        text, why = reflect.demo_lesson(c.text, task, taskset.reward) if not c.error else ("", c.error)
+        text, why = demo_lesson(c.text, task, taskset.reward) if not c.error else ("", c.error)
         edit = None if not text else (Edit("edit", text, has_example.id) if has_example else Edit("add", text))
         store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=[],
                              prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],
@@ -188,12 +189,12 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
 
     def rewrite_candidate(groups: list, batch: list[Rollout], rid: str, seed: int) -> Edit | None:
         """The reflector's rewrite of all rules as one paragraph, recorded like any reflection."""
-        msgs = reflect.rewrite_prompt(taskset.instruction, current, groups, tasks_by_id, batch)
+        msgs = rewrite_prompt(taskset.instruction, current, groups, tasks_by_id, batch)
         c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
         stats["reflections"] += 1
         stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
         shown = [tasks_by_id[g[0].task_id] for g in groups]
-        text, why = reflect.parse_guide(c.text, shown) if not c.error else ("", f"reflector failed: {c.error}")
+        text, why = parse_guide(c.text, shown) if not c.error else ("", f"reflector failed: {c.error}")
         edit = Edit("rewrite", text) if text else None
         store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=[r.id for r in batch],
                              prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],
@@ -260,12 +261,12 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                         candidates.append((e, lessons, rid, evidence))
             candidates = candidates[:config.max_candidates]
             has_example = next((x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)), None)
-            example = reflect.worked_example(groups, tasks_by_id) if config.examples else ""
+            example = worked_example(groups, tasks_by_id) if config.examples else ""
             if example and not has_example:
                 lessons = apply(current, Edit("add", example), new_id, scope)
                 if lessons is not None:
                     candidates.append((Edit("add", example), lessons, "", evidence))
-            task = reflect.demo_task(groups, tasks_by_id) if config.demos else None
+            task = demo_task(groups, tasks_by_id) if config.demos else None
             if task is not None:
                 rid = f"f{run_id}-{step}-demo"
                 demo = demo_candidate(task, has_example, rid, seed)

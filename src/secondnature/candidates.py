@@ -1,0 +1,147 @@
+"""Candidates beside the reflector's edits, each gated like any lesson: the policy's own best attempt as a worked
+example, a demonstration the reflector writes for a failed task (kept only if the reward accepts it), and all the
+rules rewritten as one paragraph that replaces them (the way GEPA proposes whole instructions)."""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from .reflect import (
+    EXAMPLE_PREFIX,
+    FILLER,
+    MAX_EXAMPLE_WORDS,
+    REFLECT_SYSTEM,
+    answer_tally,
+    copied_item,
+    problem_with,
+    render_group,
+)
+from .types import Lesson, Rollout, Score, Task
+
+
+def worked_example(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) -> str:
+    """A lesson made of the policy's own best work: a correct attempt that shows its working, from a group where
+    other attempts failed (SIMBA-style demonstrations). Small models often copy a method from an example that
+    they would not follow as a rule; the gate decides whether it helps. '' if no attempt qualifies."""
+    shows_work = [(len(r.completion.split()), r) for g in groups if min(x.score.value for x in g) < 1
+                  for r in g if r.score.value >= 1.0]
+    shows_work = [(words, r) for words, r in shows_work if 12 <= words <= MAX_EXAMPLE_WORDS - 30]
+    if not shows_work:
+        return ""
+    best = max(shows_work, key=lambda wr: wr[0])[1]  # the first of the longest, as before
+    answer = " ".join(best.completion.split())
+    return f"{EXAMPLE_PREFIX} Question: {' '.join(tasks[best.task_id].prompt.split())} Good answer: {answer}"
+
+
+DEMO_PROMPT = """A small AI assistant answers questions under this instruction:
+<instruction>
+{instruction}
+</instruction>
+
+It got this question wrong:
+<question>
+{question}
+</question>
+The correct answer is: {answer}
+
+Write the reply the assistant should have given. Show the working itself, do not describe it: write out, one by \
+one, every element the answer depends on with its value, then combine them, then end with the final answer line \
+the instruction asks for. Use a method that works for any question of this kind. At most {words} words. Reply with \
+that solution only, no preamble."""
+
+
+def demo_prompt(instruction: str, task: Task) -> list[dict]:
+    """Ask the reflector, who knows the answer, to write the solution the policy should have written.
+
+    A worked solution by a stronger model shows a small policy a method it can copy, where its own
+    correct attempts often show none; the reward checks the solution before it can become a candidate."""
+    user = DEMO_PROMPT.format(instruction=instruction, question=task.prompt.strip(), answer=task.answer,
+                              words=MAX_EXAMPLE_WORDS - 60)
+    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+
+
+def demo_task(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) -> Task | None:
+    """The task to demonstrate: the shortest question among those the policy got wrong at least once."""
+    failed = [tasks[g[0].task_id] for g in groups if min(r.score.value for r in g) < 1]
+    return min(failed, key=lambda t: len(t.prompt)) if failed else None
+
+
+def demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> tuple[str, str]:
+    """(lesson, '') for a demonstration the checker accepts, else ('', why not)."""
+    text = re.sub(r"^```\w*\s*|\s*```$", "", raw.strip()).strip()
+    first, _, rest = text.partition("\n")
+    if FILLER.search(first) and rest.strip():  # "Sure. Here are the steps:" is not part of the solution
+        text = rest.strip()
+    if not text:
+        return "", "empty demonstration"
+    body = " ".join(text.split())
+    lesson = f"{EXAMPLE_PREFIX} Question: {' '.join(task.prompt.split())} Good answer: {body}"
+    if len(lesson.split()) > MAX_EXAMPLE_WORDS:
+        return "", f"demonstration too long ({len(body.split())} words)"
+    score = reward(task, text)
+    if score.value < 1.0:
+        return "", f"the checker rejects the demonstration: {score.feedback}"
+    return lesson, ""
+
+
+REWRITE_PROMPT = """The assistant works under this instruction:
+<instruction>
+{instruction}
+</instruction>
+
+Lessons it follows now:
+{lessons}
+
+Below are its latest attempts at {n_tasks} tasks, scored by an automatic checker (1 = correct, 0 = wrong).
+
+{groups}
+{tally}
+Write the guidance that should replace those lessons: one short paragraph of at most {words} words telling the \
+assistant how to work out the answer to any task of this kind, step by step, and which mistake to avoid. Keep what \
+the correct attempts did, drop advice that misleads. Never mention a task, a word, a number or an answer shown \
+above. Put the paragraph between <guide> and </guide>, and write nothing after it."""
+
+REWRITE_WORDS = 70
+
+
+def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
+                   tasks: dict[str, Task], batch: Sequence[Rollout] = ()) -> list[dict]:
+    """Ask for the whole rule set rewritten as one paragraph, the way GEPA proposes whole instructions.
+
+    Single added lessons change little in a small policy's behaviour; a coherent rewrite can change
+    more at once, and since it is one candidate like any other, the gate still decides. Worked
+    examples are kept apart: a rewrite replaces rules only."""
+    rules = [x for x in lessons if not x.text.startswith(EXAMPLE_PREFIX)]
+    body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
+    user = REWRITE_PROMPT.format(instruction=instruction, lessons="\n".join(f"- {x.text}" for x in rules) or "(none yet)",
+                                 n_tasks=len(groups), groups=body, tally=answer_tally(batch, tasks),
+                                 words=REWRITE_WORDS)
+    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
+    """(guide, '') from a rewrite reply, else ('', why not). Small reflectors often drop the tags: then the
+    first plain paragraph of 12+ words is the guide, cut at a sentence end near the word limit."""
+    m = re.search(r"<guide>(.*?)(?:</guide>|$)", raw, re.S | re.I)
+    if m:
+        text = m.group(1)
+    else:
+        paragraphs = [re.sub(r"[*_#`]+", "", p).strip() for p in re.split(r"\n\s*\n", raw)]
+        plain = [p for p in paragraphs if len(p.split()) >= 12 and not re.match(r"(lesson|step)\s*\d|[{\[]", p, re.I)]
+        if not plain:
+            return "", "no <guide> paragraph in the reply"
+        body = plain[0]
+        for p in paragraphs[paragraphs.index(plain[0]) + 1:]:  # "...step by step:" goes on into its list
+            if not body.rstrip().endswith(":") and not re.match(r"\d+[.)]|[-•]", p):
+                break
+            body += " " + re.sub(r"^\s*(?:\d+[.)]|[-•])\s*", "", p, flags=re.M)
+        text = ""
+        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(body.split())):
+            if text and len((text + " " + sentence).split()) > REWRITE_WORDS + 10:
+                break
+            text = f"{text} {sentence}".strip()
+    text = re.sub(r"\s+", " ", text).strip().strip('"')
+    why = problem_with(text)
+    if not why and (copied := copied_item(text, shown)):
+        why = f"copies {copied!r} from a training task"
+    return ("", f"rewrite rejected: {why}: {text[:60]!r}") if why else (text, "")
