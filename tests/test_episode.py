@@ -166,3 +166,13 @@ def test_a_calculator_episode_on_gsm8k():
     # a python block is not a call when only the calculator is offered: the reply is the final answer
     [r] = rollout.run(ScriptedModel(["```python\nprint(1)\n```"]), [task], ts.reward, ts.instruction, [], tools=ts.tools)
     assert len(r.messages) == 3
+
+
+def test_a_solved_episode_becomes_a_worked_example_with_its_code():
+    from secondnature.candidates import worked_example
+    ok = episode.run(ScriptedModel(policy), [TASK], expression24, "Solve it.", [])[0]
+    bad = episode.run(ScriptedModel(["Answer: 4*7-8+8"]), [TASK], expression24, "Solve it.", [])[0]
+    text = worked_example([[ok, bad]], {TASK.id: TASK})
+    assert text.startswith("Worked example. Question: Use 4 7 8 8 to make 24.")
+    assert "for a, b, c, d in permutations(nums):\n" in text  # code lines kept, not folded into one
+    assert "Step 2, the assistant" in text and "Answer:" in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
+from .episode import render_trajectory
 from .reflect import (
     EXAMPLE_PREFIX,
     FILLER,
@@ -22,15 +23,23 @@ from .types import Lesson, Rollout, Score, Task
 def worked_example(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) -> str:
     """A lesson made of the policy's own best work: a correct attempt that shows its working, from a group where
     other attempts failed (SIMBA-style demonstrations). Small models often copy a method from an example that
-    they would not follow as a rule; the gate decides whether it helps. '' if no attempt qualifies."""
-    shows_work = [(len(r.completion.split()), r) for g in groups if min(x.score.value for x in g) < 1
+    they would not follow as a rule; the gate decides whether it helps. '' if no attempt qualifies.
+
+    From an episode the example is the whole working, step by step: the code that ran (lines kept), what
+    came back and the answer, so a solver the policy once wrote becomes one it can reuse."""
+    shows_work = [(len(_working(r).split()), r) for g in groups if min(x.score.value for x in g) < 1
                   for r in g if r.score.value >= 1.0]
     shows_work = [(words, r) for words, r in shows_work if 12 <= words <= MAX_EXAMPLE_WORDS - 30]
     if not shows_work:
         return ""
     best = max(shows_work, key=lambda wr: wr[0])[1]  # the first of the longest, as before
-    answer = " ".join(best.completion.split())
-    return f"{EXAMPLE_PREFIX} Question: {' '.join(tasks[best.task_id].prompt.split())} Good answer: {answer}"
+    return f"{EXAMPLE_PREFIX} Question: {' '.join(tasks[best.task_id].prompt.split())} Good answer: {_working(best)}"
+
+
+def _working(r: Rollout) -> str:
+    if len(r.messages) <= 3:  # one reply
+        return " ".join(r.completion.split())
+    return "\n" + render_trajectory(r.messages)
 
 
 DEMO_PROMPT = """A small AI assistant answers questions under this instruction:

@@ -204,6 +204,7 @@ def _edits_from_lines(raw: str) -> list[Edit]:
 EXAMPLE_PREFIX = "Worked example."
 MAX_EXAMPLE_WORDS = 160
 
+
 def problem_with(text: str) -> str:
     """Why a proposed lesson text is not a lesson ('' if it is one)."""
     words = text.split()
