@@ -162,7 +162,8 @@ def test_a_calculator_episode_on_gsm8k():
     task = ts.tasks[0]
     replies = iter([f"```calc\n{task.answer} * 2 / 2\n```", f"So it is {task.answer}.\nAnswer: {task.answer}"])
     [r] = rollout.run(ScriptedModel(lambda m: next(replies)), [task], ts.reward, ts.instruction, [], tools=ts.tools)
-    assert r.score.value == 1.0 and r.messages[3]["content"] == f"{episode.OUTPUT_HEADER}\n{task.answer} * 2 / 2 = {task.answer}"
+    assert r.score.value == 1.0
+    assert r.messages[3]["content"] == f"{episode.OUTPUT_HEADER}\n{task.answer} * 2 / 2 = {task.answer}"
     # a python block is not a call when only the calculator is offered: the reply is the final answer
     [r] = rollout.run(ScriptedModel(["```python\nprint(1)\n```"]), [task], ts.reward, ts.instruction, [], tools=ts.tools)
     assert len(r.messages) == 3
@@ -176,3 +177,15 @@ def test_a_solved_episode_becomes_a_worked_example_with_its_code():
     assert text.startswith("Worked example. Question: Use 4 7 8 8 to make 24.")
     assert "for a, b, c, d in permutations(nums):\n" in text  # code lines kept, not folded into one
     assert "Step 2, the assistant" in text and "Answer:" in text
+
+
+def test_the_reflection_prompt_tallies_tool_use_against_success():
+    from secondnature.reflect import build_prompt, order_groups
+    ok = episode.run(ScriptedModel(policy), [TASK], expression24, "Solve it.", [], n=2)
+    bare = episode.run(ScriptedModel(["Answer: 4*7-8+8"]), [TASK], expression24, "Solve it.", [], n=2)
+    crash = episode.run(ScriptedModel(["```python\nprint(1/0)\n```", "Answer: 8*3"]), [TASK], expression24, "S.", [])
+    batch = ok + bare + crash
+    user = build_prompt("Solve it.", [], order_groups(batch), {TASK.id: TASK}, batch, ("python",))[1]["content"]
+    assert "Tools over all 5 attempts of this round: 3 called a tool (2 of them correct; 1 calls ended in a tool " \
+           "error), 2 answered without one (0 correct)" in user
+    assert "Tools over" not in build_prompt("Solve it.", [], order_groups(batch), {TASK.id: TASK}, batch)[1]["content"]

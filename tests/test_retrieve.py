@@ -86,7 +86,8 @@ def test_lessons_of_an_older_store_are_indexed_on_upgrade(tmp_path: Path) -> Non
     path = tmp_path / "old.db"
     LessonStore(path).close()
     db = sqlite3.connect(path)  # make it look like a store from before the retrieval migration
-    db.executescript("DROP TABLE distillations; ALTER TABLE completions DROP COLUMN tool_calls; DROP TABLE prompt_vocab; DROP TABLE lesson_index; DROP TABLE prompt_index;"
+    db.executescript("DROP TABLE distillations; ALTER TABLE completions DROP COLUMN tool_calls;"
+                     "DROP TABLE prompt_vocab; DROP TABLE lesson_index; DROP TABLE prompt_index;"
                      "ALTER TABLE lessons DROP COLUMN tags;"
                      "ALTER TABLE lessons DROP COLUMN loo; ALTER TABLE lessons DROP COLUMN loo_n;"
                      "ALTER TABLE lessons DROP COLUMN note; DELETE FROM migrations WHERE name>='002';")

@@ -16,6 +16,7 @@ from .reflect import (
     copied_item,
     problem_with,
     render_group,
+    tool_tally,
 )
 from .types import Lesson, Rollout, Score, Task
 
@@ -114,7 +115,7 @@ REWRITE_WORDS = 70
 
 
 def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
-                   tasks: dict[str, Task], batch: Sequence[Rollout] = ()) -> list[dict]:
+                   tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = ()) -> list[dict]:
     """Ask for the whole rule set rewritten as one paragraph, the way GEPA proposes whole instructions.
 
     Single added lessons change little in a small policy's behaviour; a coherent rewrite can change
@@ -123,7 +124,8 @@ def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence
     rules = [x for x in lessons if not x.text.startswith(EXAMPLE_PREFIX)]
     body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
     user = REWRITE_PROMPT.format(instruction=instruction, lessons="\n".join(f"- {x.text}" for x in rules) or "(none yet)",
-                                 n_tasks=len(groups), groups=body, tally=answer_tally(batch, tasks),
+                                 n_tasks=len(groups), groups=body,
+                                 tally=answer_tally(batch, tasks) + tool_tally(batch, tools),
                                  words=REWRITE_WORDS)
     return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
 

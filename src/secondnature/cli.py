@@ -157,7 +157,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.retrieve:
         record["routed"] = dict(routed)
     if taskset.tools:
-        record.update(steps=round(r.steps, 2), tool_calls=round(r.tool_calls, 2), seconds_per_item=round(r.wall_s / max(1, r.n), 1))
+        record.update(steps=round(r.steps, 2), tool_calls=round(r.tool_calls, 2),
+                      seconds_per_item=round(r.wall_s / max(1, r.n), 1))
     if args.json:
         print(json.dumps(record, indent=1))
     else:
@@ -165,7 +166,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ui.out.print(f"{taskset.name} {r.split}: {r.accuracy:.1%} ({sum(r.scores):g}/{r.n}), 95% CI {_fmt_ci(r.ci95)}, "
                      f"{len(r.lesson_ids)} lessons ({r.lesson_tokens} tokens{per}), {r.wall_s:.0f}s")
         if taskset.tools:
-            ui.out.print(f"per episode: {r.steps:.2f} steps, {r.tool_calls:.2f} tool calls, {r.wall_s / max(1, r.n):.1f}s")
+            ui.out.print(f"per episode: {r.steps:.2f} steps, {r.tool_calls:.2f} tool calls, "
+                         f"{r.wall_s / max(1, r.n):.1f}s")
         if args.retrieve:
             ui.out.print("routed to: " + ", ".join(f"{k} {v}" for k, v in routed.most_common()))
     return 0

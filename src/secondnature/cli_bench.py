@@ -97,7 +97,8 @@ def _table(task: str, recs: list[dict], seeds: int) -> Table:
         refl = f"{r['reflector_calls']:.0f} / {r['reflector_tokens']:.0f}" if "reflector_calls" in r else "-"
         label = f"{r['arm']} ({r['answer']!r})" if r["arm"] == "majority" else r["arm"]
         t.add_row(label, f"{r['accuracy']:.1%}{sd} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]",
-                  f"{r['diff_vs_none']:+.1%} [{r['diff_ci95'][0]:+.1%}, {r['diff_ci95'][1]:+.1%}]" if r["arm"] != "none" else "",
+                  (f"{r['diff_vs_none']:+.1%} [{r['diff_ci95'][0]:+.1%}, {r['diff_ci95'][1]:+.1%}]"
+                   if r["arm"] != "none" else ""),
                   others, rollouts, refl, f"{r['prompt_tokens']:.0f}", f"{r['wall_s']:.0f}",
                   *([f"{r['steps']:.2f} / {r['tool_calls']:.2f} / {r['episode_s']:.1f}" if "steps" in r else "-"]
                     if episodes else []))

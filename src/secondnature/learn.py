@@ -189,7 +189,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
 
     def rewrite_candidate(groups: list, batch: list[Rollout], rid: str, seed: int) -> Edit | None:
         """The reflector's rewrite of all rules as one paragraph, recorded like any reflection."""
-        msgs = rewrite_prompt(taskset.instruction, current, groups, tasks_by_id, batch)
+        msgs = rewrite_prompt(taskset.instruction, current, groups, tasks_by_id, batch, taskset.tools)
         c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
         stats["reflections"] += 1
         stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
@@ -238,7 +238,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         if groups:
             # the reflector's window holds the prompt and its reply: groups that would overflow it are left out
             msgs, kept_groups = reflect.fit_groups(
-                lambda gs: reflect.build_prompt(taskset.instruction, current, gs, tasks_by_id, rs), groups,
+                lambda gs: reflect.build_prompt(taskset.instruction, current, gs, tasks_by_id, rs, taskset.tools), groups,
                 reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
             groups = groups[:kept_groups]
             evidence = [r.id for g in groups for r in g]

@@ -13,7 +13,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
-from .episode import render_trajectory
+from .episode import episode_stats, failed_steps, render_trajectory
 from .rewards import extract_answer
 from .types import Edit, Lesson, Rollout, Task
 
@@ -131,14 +131,32 @@ def answer_tally(batch: Sequence[Rollout], tasks: dict[str, Task]) -> str:
             f"the correct answers were: {fmt(gold)}.\n")
 
 
+def tool_tally(batch: Sequence[Rollout], tools: Sequence[str]) -> str:
+    """For episodes with tools: how often the round's attempts called a tool and how those fared, against the
+    attempts that answered without one. Which step mattered shows across attempts, not in any one of them."""
+    if not tools or not batch:
+        return ""
+    stats = [(episode_stats(r), r) for r in batch]
+    used = [(s, r) for s, r in stats if s["tool_calls"]]
+    bare = [r for s, r in stats if not s["tool_calls"]]
+    errors = sum(len(failed_steps(r.messages)) for _, r in used)
+    return (f"\nTools over all {len(batch)} attempts of this round: {len(used)} called a tool "
+            f"({sum(r.score.value >= 1 for _, r in used)} of them correct; {errors} calls ended in a tool error), "
+            f"{len(bare)} answered without one ({sum(r.score.value >= 1 for r in bare)} correct). The assistant can "
+            f"call: {', '.join(tools)}. A lesson may say when to call a tool and exactly what to run in it, or name "
+            f"the step of an attempt that went wrong and say what to do at that step instead.\n")
+
+
 def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
-                 tasks: dict[str, Task], batch: Sequence[Rollout] = ()) -> list[dict]:
-    """The reflector's messages; `batch` (every rollout of the round, shown or not) adds the answer tally."""
+                 tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = ()) -> list[dict]:
+    """The reflector's messages; `batch` (every rollout of the round, shown or not) adds the answer tally, and
+    with `tools` the tool tally."""
     lesson_list = "\n".join(f"{x.id}. {x.text}" for x in lessons) or "(none yet)"
     body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
     example = EXAMPLE_ALL % (lessons[0].id, lessons[-1].id) if lessons else EXAMPLE_ADD
+    tally = answer_tally(batch, tasks) + tool_tally(batch, tools)
     user = REFLECT_PROMPT.format(instruction=instruction, lessons=lesson_list, n_tasks=len(groups), groups=body,
-                                 tally=answer_tally(batch, tasks), ops=OPS_NOTE if lessons else "", example=example)
+                                 tally=tally, ops=OPS_NOTE if lessons else "", example=example)
     return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
 
 
