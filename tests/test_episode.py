@@ -189,3 +189,45 @@ def test_the_reflection_prompt_tallies_tool_use_against_success():
     assert "Tools over all 5 attempts of this round: 3 called a tool (2 of them correct; 1 calls ended in a tool " \
            "error), 2 answered without one (0 correct)" in user
     assert "Tools over" not in build_prompt("Solve it.", [], order_groups(batch), {TASK.id: TASK}, batch)[1]["content"]
+
+
+def solver_for(numbers: list[int]) -> str:
+    return SOLVER.replace("nums = [4, 7, 8, 8]", f"nums = {numbers}")
+
+
+def test_a_program_the_reflector_writes_is_run_and_checked_before_it_becomes_a_lesson():
+    from secondnature.candidates import tool_demo_lesson, tool_demo_prompt
+    user = tool_demo_prompt("Solve it.", TASK)[1]["content"]
+    assert "Use 4 7 8 8 to make 24." in user and "not shown" in user
+    lesson, why = tool_demo_lesson(f"Here it is:\n{SOLVER}", TASK, expression24)
+    assert why == "" and "```python\nfrom itertools import permutations" in lesson and "Step 2, the assistant" in lesson
+    assert "rejects" in tool_demo_lesson("```python\nprint('4*7-8+8')\n```", TASK, expression24)[1]
+    assert "failed" in tool_demo_lesson("```python\nprint(1/0)\n```", TASK, expression24)[1]
+    assert "no ```python block" in tool_demo_lesson("(8-4)*(7-1)", TASK, expression24)[1]
+
+
+def test_learning_with_the_tool_accepts_a_checked_program_that_the_policy_then_reuses(tmp_path):
+    """Scripted: the policy guesses unless its lessons hold a program, which it then runs with its own numbers; the
+    reflector writes a solver when asked for a program. The loop must turn that into an accepted lesson."""
+    from secondnature.learn import LearnConfig, learn
+    ts = load_taskset("game24+python")
+
+    def policy_fn(messages: list[dict]) -> str:
+        if messages[-1]["content"].startswith(episode.OUTPUT_HEADER):
+            return f"Answer: {messages[-1]['content'].splitlines()[1].strip()}"
+        numbers = [int(x) for x in messages[1]["content"].split("numbers ")[1].split(" and")[0].split()]
+        return solver_for(numbers) if "permutations" in messages[0]["content"] else "Answer: 1+2+3+4"
+
+    def reflector_fn(messages: list[dict]) -> str:
+        user = messages[-1]["content"]
+        if "Write the Python program" in user:
+            numbers = [int(x) for x in user.split("numbers ")[1].split(" and")[0].split()]
+            return solver_for(numbers)
+        return '{"edits": [{"op": "add", "text": "Think harder about the numbers before you answer."}]}'
+
+    store = LessonStore(tmp_path / "s.db")
+    cfg = LearnConfig(budget=90, tasks_per_step=2, group_size=2, val_size=8, proposals=1, rewrites=False)
+    result = learn(ScriptedModel(policy_fn, "policy"), ScriptedModel(reflector_fn, "reflector"), ts, store, cfg)
+    lessons = store.revision_lessons(result.revision)
+    assert result.accepted == 1 and len(lessons) == 1 and "```python" in lessons[0].text
+    assert result.val_score == 1.0

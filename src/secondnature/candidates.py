@@ -18,6 +18,8 @@ from .reflect import (
     render_group,
     tool_tally,
 )
+from .sandbox import Limits
+from .tools import TOOLS, fenced_call
 from .types import Lesson, Rollout, Score, Task
 
 
@@ -91,6 +93,54 @@ def demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> t
     score = reward(task, text)
     if score.value < 1.0:
         return "", f"the checker rejects the demonstration: {score.feedback}"
+    return lesson, ""
+
+
+TOOL_DEMO_PROMPT = """A small AI assistant solves tasks under this instruction, with a Python tool:
+<instruction>
+{instruction}
+</instruction>
+
+It failed this task:
+<question>
+{question}
+</question>
+
+Write the Python program it should have run: a general method that works for any task of this kind (a systematic \
+search or an exact computation, not a guess), with this task's values in variables at the top, that prints the \
+final answer alone, exactly as the answer line needs it. The answer is not shown to you: the program must find it. \
+Reply with one ```python block only, at most {lines} lines."""
+
+MAX_PROGRAM_WORDS = 240  # a program in a worked example: longer than prose, still well inside the lesson budget
+
+
+def tool_demo_prompt(instruction: str, task: Task) -> list[dict]:
+    """Ask the reflector for the program the policy should have run on a failed task (the answer withheld, so the
+    program has to compute it: printing a given answer would teach nothing)."""
+    user = TOOL_DEMO_PROMPT.format(instruction=instruction, question=task.prompt.strip(), lines=25)
+    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+
+
+def tool_demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score],
+                     limits: Limits = Limits()) -> tuple[str, str]:
+    """(lesson, '') when the program runs in the sandbox and the checker accepts what it prints, else ('', why not).
+    The lesson is a worked example of the episode the policy should play: run the program, read it, answer."""
+    found = fenced_call(raw, (TOOLS["python"],))
+    if not found:
+        return "", "no ```python block in the reply"
+    code = found[1]
+    out = TOOLS["python"].run(code, limits)
+    lines = [x.strip() for x in out.splitlines() if x.strip()]
+    if "[tool error]" in out or not lines:
+        return "", f"the program failed: {(lines or ['no output'])[-1][:160]}"
+    score = reward(task, f"Answer: {lines[-1]}")
+    if score.value < 1.0:
+        return "", f"the checker rejects what the program printed: {score.feedback}"
+    lesson = (f"{EXAMPLE_PREFIX} Question: {' '.join(task.prompt.split())} Good answer:\nStep 1, the assistant:\n"
+              f"```python\n{code}\n```\nStep 1, the tool answered:\n{lines[-1]}\nStep 2, the assistant:\n"
+              f"Answer: {lines[-1]}")
+    if len(lesson.split()) > MAX_PROGRAM_WORDS:
+        return "", f"program too long for a lesson ({len(code.split())} words)"
     return lesson, ""
 
 

@@ -15,7 +15,16 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from . import gate, inject, reflect, rollout
-from .candidates import demo_lesson, demo_prompt, demo_task, parse_guide, rewrite_prompt, worked_example
+from .candidates import (
+    demo_lesson,
+    demo_prompt,
+    demo_task,
+    parse_guide,
+    rewrite_prompt,
+    tool_demo_lesson,
+    tool_demo_prompt,
+    worked_example,
+)
 from .models import CachedModel, Model, ModelError
 from .store import LessonStore
 from .tasks import split
@@ -176,11 +185,13 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
 
     def demo_candidate(task: Task, has_example: Lesson | None, rid: str, seed: int) -> Edit | None:
         """The reflector's worked solution of a failed task, as an added example or replacing the current one."""
-        msgs = demo_prompt(taskset.instruction, task)
+        coded = "python" in taskset.tools  # with the Python tool, a demonstration is a program, run and checked
+        msgs = (tool_demo_prompt if coded else demo_prompt)(taskset.instruction, task)
         c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
         stats["reflections"] += 1
         stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
-        text, why = demo_lesson(c.text, task, taskset.reward) if not c.error else ("", c.error)
+        check = tool_demo_lesson if coded else demo_lesson
+        text, why = check(c.text, task, taskset.reward) if not c.error else ("", c.error)
         edit = None if not text else (Edit("edit", text, has_example.id) if has_example else Edit("add", text))
         store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=[],
                              prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],
