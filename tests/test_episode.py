@@ -202,7 +202,7 @@ def test_a_program_the_reflector_writes_is_run_and_checked_before_it_becomes_a_l
     lesson, why = tool_demo_lesson(f"Here it is:\n{SOLVER}", TASK, expression24)
     assert why == "" and "```python\nfrom itertools import permutations" in lesson and "Step 2, the assistant" in lesson
     assert "rejects" in tool_demo_lesson("```python\nprint('4*7-8+8')\n```", TASK, expression24)[1]
-    assert "failed" in tool_demo_lesson("```python\nprint(1/0)\n```", TASK, expression24)[1]
+    assert "ZeroDivisionError" in tool_demo_lesson("```python\nprint(1/0)\n```", TASK, expression24)[1]
     assert "no ```python block" in tool_demo_lesson("(8-4)*(7-1)", TASK, expression24)[1]
 
 

@@ -132,7 +132,8 @@ def tool_demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score],
     out = TOOLS["python"].run(code, limits)
     lines = [x.strip() for x in out.splitlines() if x.strip()]
     if "[tool error]" in out or not lines:
-        return "", f"the program failed: {(lines or ['no output'])[-1][:160]}"
+        cause = [x for x in lines if not x.startswith("[")] or lines or ["no output"]
+        return "", f"the program failed: {cause[-1][:160]}"
     score = reward(task, f"Answer: {lines[-1]}")
     if score.value < 1.0:
         return "", f"the checker rejects what the program printed: {score.feedback}"
