@@ -2,6 +2,7 @@
 
     python benchmarks/summarize.py                      # every bench_*.json
     python benchmarks/summarize.py benchmarks/results/bench_letters.json
+    python benchmarks/summarize.py benchmarks/results/letters_tools_1.5b.json   # task sets with and without a tool
 """
 from __future__ import annotations
 
@@ -44,7 +45,46 @@ def comparisons(records: list[dict]) -> list[str]:
     return out
 
 
+def with_and_without_tools(records: list[dict]) -> list[str]:
+    """For a task set benchmarked both as X and as X+tool: each arm with the tool against the same arm without it,
+    paired item by item over the same test items (seed 0's scores)."""
+    from secondnature.gate import paired_bootstrap
+    by = {(r["task"], r["arm"]): r for r in records if r["arm"] != "majority"}
+    out = []
+    for (task, arm), r in by.items():
+        base, plus, tool = task.rpartition("+")
+        if not plus or (base, arm) not in by:
+            continue
+        single = by[(base, arm)]
+        d, (lo, hi) = paired_bootstrap(single["test_scores"][0], r["test_scores"][0])
+        out.append(f"{arm} with {tool} - {arm} without: {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] "
+                   f"({pct(r['accuracy'])}% vs {pct(single['accuracy'])}%, {r['n']} items)")
+    return out
+
+
+def episodes_table(records: list[dict]) -> list[str]:
+    """Accuracy, lift and the cost of episodes per arm, for records of task sets with and without a tool."""
+    rows = ["| task | arm | accuracy (95% CI) | diff vs none (95% CI) | steps / tool calls per episode | s per item "
+            "| lesson tokens | rollouts (train+val) | train model s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r["arm"] == "majority":
+            continue
+        diff = f"{100 * r['diff_vs_none']:+.1f} {ci(r['diff_ci95'], True)}" if r["arm"] != "none" else ""
+        rows.append(f"| {r['task']} | {r['arm']} | {pct(r['accuracy'])}% {ci(r['ci95'])} | {diff} "
+                    f"| {r.get('steps', 1):.2f} / {r.get('tool_calls', 0):.2f} | {r.get('episode_s', 0):.1f} "
+                    f"| {r['lesson_tokens']:.0f} | {r['rollouts']:.0f} ({r['train_rollouts']:.0f}+{r['val_rollouts']:.0f}) "
+                    f"| {r.get('train_model_s', 0):.0f} |")
+    return rows
+
+
 def main(paths: list[str]) -> None:
+    if paths and any("+" in r["task"] for p in paths for r in json.loads(Path(p).read_text())):
+        for p in paths:  # episodes with tools: their own table
+            records = json.loads(Path(p).read_text())
+            print("\n".join(episodes_table(records)))
+            for line in with_and_without_tools(records):
+                print(f"- {line}")
+        return
     files = [Path(p) for p in paths] or sorted(p for p in (Path(__file__).parent / "results").glob("bench_*.json")
                                        if not p.stem.endswith("_curves"))
     print("| task | arm | accuracy (95% CI) | by seed | diff vs none (95% CI) | secondnature vs gepa | rollouts (train+val) "

@@ -120,6 +120,9 @@ def test_copied_item_rejects_a_quoted_word_from_a_shown_task() -> None:
     edits, notes = parse(json.dumps([lesson, GOOD]), set(), shown)
     assert edits == adds(GOOD) and "strawberry" in notes[0]
     assert parse(json.dumps([lesson]), set())[0] == adds(lesson)  # nothing shown: nothing to copy
+    # a short quote before it: the quote closing 'n' opens 'obsession' (a lesson learned this way once passed)
+    shown = [Task("t3", "How many times does the letter 'n' appear in the word 'obsession'?", "1")]
+    assert copied_item("Count how many times the letter 'n' appears in the word 'obsession'.", shown) == "obsession"
 
 
 def test_copied_item_rejects_a_copied_sentence_and_a_distinctive_answer() -> None:
