@@ -231,3 +231,11 @@ def test_learning_with_the_tool_accepts_a_checked_program_that_the_policy_then_r
     lessons = store.revision_lessons(result.revision)
     assert result.accepted == 1 and len(lessons) == 1 and "```python" in lessons[0].text
     assert result.val_score == 1.0
+
+
+def test_gepa_reads_an_episode_whole():
+    from secondnature.gepa_arm import RolloutAdapter
+    [r] = episode.run(ScriptedModel(policy), [TASK], expression24, "Solve it.", [])
+    batch = type("EB", (), {"trajectories": [{"task": TASK, "rollout": r}]})()
+    records = RolloutAdapter.make_reflective_dataset(None, {}, batch, ["instruction"])["instruction"]
+    assert "permutations" in records[0]["Generated Outputs"] and "Step 2, the assistant" in records[0]["Generated Outputs"]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import rollout
+from .episode import render_trajectory
 from .models import Model
 from .reflect import _clip
 from .types import Rollout, Task, TaskSet
@@ -71,7 +72,10 @@ class RolloutAdapter:
 
     def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: Any,
                                 components_to_update: list[str]) -> dict[str, list[dict]]:
-        records = [{"Inputs": tr["task"].prompt, "Generated Outputs": _clip(tr["rollout"].completion),
+        # an episode's output is its whole trajectory, rendered as our reflector sees it: GEPA reads the same evidence
+        records = [{"Inputs": tr["task"].prompt,
+                    "Generated Outputs": (render_trajectory(tr["rollout"].messages) if len(tr["rollout"].messages) > 3
+                                          else _clip(tr["rollout"].completion)),
                     "Feedback": feedback(tr["task"], tr["rollout"])} for tr in eval_batch.trajectories or []]
         return {c: records for c in components_to_update}
 
