@@ -72,9 +72,11 @@ def test_a_crashing_tool_call_is_a_tool_error_the_model_reads_not_a_failed_run()
 
 
 def test_code_is_a_tool_call_even_with_a_guessed_answer_after_it():
-    assert episode.tool_call("```python\nprint(1)\n```\nAnswer: 3") == "print(1)"
-    assert episode.tool_call("Let me check.\n```python\nprint(2+2)\n```") == "print(2+2)"
-    assert episode.tool_call("No code here.\nAnswer: 3") == ""
+    from secondnature.tools import TOOLS, fenced_call
+    py = (TOOLS["python"],)
+    assert fenced_call("```python\nprint(1)\n```\nAnswer: 3", py)[1] == "print(1)"
+    assert fenced_call("Let me check.\n```python\nprint(2+2)\n```", py)[1] == "print(2+2)"
+    assert fenced_call("No code here.\nAnswer: 3", py) is None
 
 
 def native_policy(messages: list[dict]) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from . import rollout as single
-from .models import Model
+from .models import Model, OpenAIModel
 from .sandbox import Limits
 from .tools import TOOLS, Tool, fenced_call, structured_call
 from .types import Lesson, Reward, Rollout, Score, Task, ToolCall
@@ -56,14 +56,7 @@ def native_tools(model: Model) -> bool:
     choice = os.environ.get("SECONDNATURE_TOOL_FORMAT", "").strip().lower()
     if choice in ("native", "text"):
         return choice == "native"
-    inner = getattr(model, "inner", model)
-    return type(inner).__name__ == "OpenAIModel"
-
-
-def tool_call(reply: str, tools: tuple[str, ...] = ("python",)) -> str:
-    """The argument of the call a plain-text reply makes ('' if none): see tools.fenced_call."""
-    found = fenced_call(reply, tuple(TOOLS[t] for t in tools))
-    return found[1] if found else ""
+    return isinstance(getattr(model, "inner", model), OpenAIModel)
 
 
 OUTPUT_HEADER = "Tool output:"  # starts the user message that answers a plain-text call
