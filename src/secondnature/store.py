@@ -1,4 +1,4 @@
-"""The lesson store: one SQLite file (WAL), named migrations, and the only SQL in the package.
+"""The lesson store: one SQLite file (WAL), named migrations (schema.py), and the only other SQL in the package.
 
 Rollouts and reflections are kept because they are the evidence behind every lesson. Lessons are
 immutable rows (an edit adds a row whose `parent` is the old one); a revision is an immutable list
@@ -18,63 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from .schema import MIGRATIONS
 from .types import Completion, Lesson, Revision, Rollout, Score, ToolCall
 
 APP_ID = 0x534E4154  # "SNAT" in PRAGMA application_id: tells our files from foreign SQLite files
-
-MIGRATIONS: list[tuple[str, str]] = [
-    ("001_initial", """
-    CREATE TABLE runs (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, config TEXT NOT NULL, status TEXT NOT NULL,
-        steps_done INTEGER NOT NULL DEFAULT 0, rollouts_used INTEGER NOT NULL DEFAULT 0,
-        created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-    CREATE TABLE rollouts (id TEXT PRIMARY KEY, run_id INTEGER, scope TEXT, task_id TEXT NOT NULL,
-        messages TEXT NOT NULL, completion TEXT NOT NULL, score REAL NOT NULL, feedback TEXT NOT NULL,
-        lesson_ids TEXT NOT NULL, model TEXT NOT NULL, seed INTEGER, sample INTEGER,
-        prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL, error TEXT, purpose TEXT,
-        created_at TEXT NOT NULL);
-    CREATE INDEX rollouts_run ON rollouts(run_id);
-    CREATE TABLE reflections (id TEXT PRIMARY KEY, run_id INTEGER, scope TEXT, model TEXT NOT NULL,
-        rollout_ids TEXT NOT NULL, prompt TEXT NOT NULL, raw TEXT NOT NULL, edits TEXT NOT NULL,
-        parse_error TEXT NOT NULL, created_at TEXT NOT NULL);
-    CREATE TABLE lessons (id TEXT PRIMARY KEY, seq INTEGER UNIQUE NOT NULL, text TEXT NOT NULL,
-        scope TEXT NOT NULL, evidence TEXT NOT NULL, reflection_id TEXT, parent TEXT,
-        uses INTEGER NOT NULL DEFAULT 0, gain REAL NOT NULL DEFAULT 0, status TEXT NOT NULL,
-        created_at TEXT NOT NULL);
-    CREATE TABLE revisions (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, parent INTEGER, lesson_ids TEXT NOT NULL,
-        note TEXT NOT NULL, created_at TEXT NOT NULL);
-    CREATE INDEX revisions_scope ON revisions(scope, id);
-    CREATE TABLE gates (id INTEGER PRIMARY KEY, run_id INTEGER, scope TEXT NOT NULL, current_revision INTEGER,
-        proposed TEXT NOT NULL, reflection_id TEXT, n INTEGER NOT NULL, current_score REAL NOT NULL,
-        proposed_score REAL NOT NULL, wins INTEGER NOT NULL, losses INTEGER NOT NULL, p_value REAL NOT NULL,
-        decision TEXT NOT NULL, reason TEXT NOT NULL, revision_id INTEGER, created_at TEXT NOT NULL);
-    CREATE TABLE completions (key TEXT PRIMARY KEY, text TEXT NOT NULL, prompt_tokens INTEGER,
-        completion_tokens INTEGER, latency_s REAL, created_at TEXT NOT NULL);
-    """),
-    # full-text indexes for retrieval: lesson text and tags, and the prompts of the tasks each scope learned on
-    ("002_retrieval", """
-    ALTER TABLE lessons ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
-    CREATE VIRTUAL TABLE lesson_index USING fts5(id UNINDEXED, scope UNINDEXED, text, tags);
-    INSERT INTO lesson_index SELECT id, scope, text, '' FROM lessons;
-    CREATE VIRTUAL TABLE prompt_index USING fts5(scope UNINDEXED, task_id UNINDEXED, prompt);
-    """),
-    # leave-one-out credit measured by curation, and why a lesson was retired
-    ("003_credit", """
-    ALTER TABLE lessons ADD COLUMN loo REAL;
-    ALTER TABLE lessons ADD COLUMN loo_n INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE lessons ADD COLUMN note TEXT NOT NULL DEFAULT '';
-    """),
-    # document frequencies of the prompt index's words, so routing can query the rarest words first
-    ("004_prompt_vocab", """
-    CREATE VIRTUAL TABLE prompt_vocab USING fts5vocab(prompt_index, 'row');
-    """),
-    ("005_distillations", """
-    CREATE TABLE distillations (id INTEGER PRIMARY KEY, scope TEXT NOT NULL, revision INTEGER, adapter TEXT NOT NULL,
-        base TEXT NOT NULL, config TEXT NOT NULL, report TEXT NOT NULL, created_at TEXT NOT NULL);
-    """),
-    ("006_tool_calls", """
-    ALTER TABLE completions ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]';
-    """),
-]
 
 
 def query_words(text: str, limit: int = 64) -> list[str]:
