@@ -104,6 +104,9 @@ def test_cli_bench_on_a_jsonl_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert all(r["task"] == "toy" and r["seeds"] == [0] for r in recs)
     assert (out_dir / "toy_curves.png").exists()
     assert set(json.loads((out_dir / "toy_curves.json").read_text())["toy"]) == {"none", "secondnature", "gepa"}
+    # the learned store is kept under the benchmark's name and named in the output, for `lessons` and `distill`
+    (store,) = next(r for r in recs if r["arm"] == "secondnature")["stores"]
+    assert Path(store).parent.name == "toy" and Path(store).exists() and store in captured.out.replace("\n", "")
 
 
 def test_cli_bench_rejects_unknown_arm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

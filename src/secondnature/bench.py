@@ -68,6 +68,7 @@ class ArmRun:
     model_s: float                # summed model latency: the compute cost, the same on a cached rerun
     test: EvalResult | None = None
     adapter: Path | None = None   # grpo: the trained weights the test runs with
+    store: Path | None = None     # secondnature: the learned store, kept for `lessons` and `distill`
     peak_rss_mb: float = 0.0      # grpo: the process's peak memory while training
 
 
@@ -87,6 +88,7 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
         curve = ({"rollouts": 0, "val": base.accuracy}, {"rollouts": config.budget, "val": base.accuracy})
         run = ArmRun(arm, seed, taskset.instruction, (), curve, 0, 0, 0, 0, 0.0, 0.0)
     elif arm == "secondnature":
+        workdir.mkdir(parents=True, exist_ok=True)
         db = workdir / f"{slug(taskset.name)}-s{seed}.db"
         for suffix in ("", "-wal", "-shm"):  # a fresh store per run: lessons learned before must not leak in
             Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -98,7 +100,7 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
             store.close()
         curve = tuple({"rollouts": h["rollouts"], "val": h["val"]} for h in result.history)
         run = ArmRun(arm, seed, taskset.instruction, lessons, curve, result.train_rollouts, result.val_rollouts,
-                     result.reflections, result.reflector_tokens, 0.0, 0.0)
+                     result.reflections, result.reflector_tokens, 0.0, 0.0, store=db)
     elif arm == "gepa":
         prompt, spend, _ = gepa_arm.optimize(policy, reflector, taskset, train, val, budget=config.budget, seed=seed,
                                              max_tokens=config.max_tokens,
@@ -231,6 +233,8 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
                           "lessons": [x.text for x in r.lessons]} for r in rs],
                 val_curves=[{"seed": r.seed, "points": list(r.curve)} for r in rs],
                 test_scores=[list(r.test.scores) for r in rs])  # per seed, in test order: for paired re-analysis
+            if any(r.store for r in rs):
+                rec["stores"] = [str(r.store) for r in rs if r.store]
             if any(r.peak_rss_mb for r in rs):
                 rec["peak_rss_mb"] = round(max(r.peak_rss_mb for r in rs))
         out.append(rec)

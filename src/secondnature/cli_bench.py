@@ -63,7 +63,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     by_task: dict[str, list[dict]] = {}
     with progress_bar(training, f"bench {name}") as progress:
         for ts in tasksets:
-            runs = run_bench(policy, reflector, ts, config, workdir, progress)
+            # each benchmark keeps its learned stores apart, so a run under another name (another policy, say)
+            # never overwrites the lessons a finished one learned
+            runs = run_bench(policy, reflector, ts, config, workdir / "runs" / name, progress)
             recs = records(runs, ts, common, test_limit=args.test_limit)
             by_task[ts.name] = recs
             all_records += recs
@@ -78,6 +80,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for task, recs in by_task.items():
         ui.out.print(_table(task, recs, len(config.seeds)))
     ui.out.print(f"results: {out / f'{name}.json'}")
+    stores = [p for recs in by_task.values() for r in recs for p in r.get("stores", [])]
+    if stores:
+        ui.out.print("learned stores (secondnature --store PATH lessons list): " + ", ".join(stores))
     if args.plot:
         ui.out.print(f"learning curves: {png}")
     return 0
