@@ -94,6 +94,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--max-tokens", type=int, default=384)
     ap.add_argument("--match", choices=["tokens", "logits"], default="logits")
     ap.add_argument("--no-balance", action="store_true", help="keep the leading answer's surplus of examples")
+    ap.add_argument("--seed", type=int, default=0, help="teacher sampling and training order")
     ap.add_argument("--name", default="distill")
     args = ap.parse_args(argv)
 
@@ -107,7 +108,8 @@ def main(argv: list[str]) -> None:
     policy = CachedModel(base, cache)
     lessons = store.revision_lessons(store.head(ts.name))
     config = DistillConfig(tasks=args.tasks, samples=args.samples, epochs=args.epochs, rank=args.rank, lr=args.lr,
-                           max_tokens=args.max_tokens, balance=not args.no_balance, match=args.match)
+                           max_tokens=args.max_tokens, balance=not args.no_balance, match=args.match,
+                           seed=args.seed)
 
     def say(_n: int, message: str) -> None:
         if message:
@@ -133,7 +135,8 @@ def main(argv: list[str]) -> None:
         records.append({**common, "benchmark": "distill", "arm": arm, "n": r.n, "accuracy": r.accuracy,
                         "ci95": list(r.ci95), "diff_vs_none": diff, "diff_ci95": list(ci),
                         "lesson_tokens": r.lesson_tokens, "prompt_tokens": r.prompt_tokens,
-                        "answers": dict(Counter(final_label(c) for c in r.completions).most_common(6))})
+                        "answers": dict(Counter(final_label(c) for c in r.completions).most_common(6)),
+                        "scores": list(r.scores)})  # in test order: to pair across runs and seeds
         print(f"{arm:18s} {r.accuracy:.1%} [{r.ci95[0]:.1%}, {r.ci95[1]:.1%}]  vs none {diff:+.3f} "
               f"[{ci[0]:+.3f}, {ci[1]:+.3f}]  lesson tokens {r.lesson_tokens}  answers {records[-1]['answers']}",
               flush=True)
@@ -150,7 +153,10 @@ def main(argv: list[str]) -> None:
                "losses": list(d.report.losses), "train_seconds": d.report.seconds,
                "teacher_seconds": d.teacher_seconds, "peak_rss_mb": d.report.peak_rss_mb,
                "config": asdict(config), "lessons": [x.text for x in lessons]}
-    print(f"retained gain {point} [{lo}, {hi}] (undefined in {undefined:.0%} of resamples)", flush=True)
+    gap, gap_ci = paired(arms["secondnature"], arms["distilled"])  # what the weights lost against the text
+    summary.update(distilled_vs_lessons=gap, distilled_vs_lessons_ci95=list(gap_ci))
+    print(f"retained gain {point} [{lo}, {hi}] (undefined in {undefined:.0%} of resamples); distilled - "
+          f"secondnature {gap:+.3f} [{gap_ci[0]:+.3f}, {gap_ci[1]:+.3f}]", flush=True)
     if args.collapse:
         other = load_taskset(args.collapse)
         ctasks = split_tasks(other, "test", limit=args.collapse_limit)

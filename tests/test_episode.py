@@ -3,6 +3,7 @@ the next message, the final reply is scored, and the trajectory is kept whole.""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -128,6 +129,22 @@ def test_cached_completions_keep_their_tool_calls(tmp_path):
     assert len(inner.calls) == 1 and again.cached and again.tool_calls == first.tool_calls and first.tool_calls
     model.chat(msgs)  # without tools it is another call
     assert len(inner.calls) == 2
+
+
+class Slow(ScriptedModel):
+    """Every reply reports 0.5 s of latency, as a real model's would."""
+
+    def chat(self, messages, **kw):
+        return [replace(c, latency_s=0.5) for c in super().chat(messages, **kw)]
+
+
+def test_an_episode_costs_its_model_latency_and_tool_time_even_when_replayed(tmp_path):
+    model = CachedModel(Slow(policy), LessonStore(tmp_path / "s.db"))
+    [r] = episode.run(model, [TASK], expression24, "Solve it.", [])
+    tool_s = r.messages[3]["seconds"]
+    assert r.latency_s == pytest.approx(1.0 + tool_s, abs=0.01)  # two model turns and one tool run
+    [again] = episode.run(model, [TASK], expression24, "Solve it.", [])  # replayed from the cache
+    assert again.latency_s >= 1.0 and len(model.inner.calls) == 2
 
 
 def test_a_task_set_with_the_python_tool_runs_episodes_through_rollout_run():

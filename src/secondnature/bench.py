@@ -227,7 +227,7 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
                 train_model_s=round(mean(lambda r: r.model_s), 1),
                 eval_completion_tokens=mean(lambda r: r.test.completion_tokens),
                 steps=round(mean(lambda r: r.test.steps), 2), tool_calls=round(mean(lambda r: r.test.tool_calls), 2),
-                episode_s=round(mean(lambda r: r.test.wall_s / max(1, r.test.n)), 2),
+                episode_s=round(mean(lambda r: r.test.model_s / max(1, r.test.n)), 2),  # cost per item, cached or not
                 answers=_answers([c for r in rs for c in r.test.completions]),
                 prompts=[{"seed": r.seed, "system": r.instruction if not r.lessons else None,
                           "lessons": [x.text for x in r.lessons]} for r in rs],

@@ -181,7 +181,6 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
     for task in tasks:
         start = single.messages_for(task, system)
         for i in range(n):
-            t0 = time.perf_counter()
             msgs, final, tally = run_episode(model, start, config, temperature=temperature, max_tokens=max_tokens,
                                              seed=seed + i)
             score = (Score(0.0, f"model call failed: {tally['error']}") if tally["error"] and not final
@@ -194,7 +193,8 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
                                                                              for k, why in failed[:2]))
             r = Rollout(single.rollout_id(model.name, wire(msgs), seed, i, temperature), task.id, tuple(msgs), final,
                         score, lesson_ids, model.name, seed, i, tally["prompt_tokens"], tally["completion_tokens"],
-                        time.perf_counter() - t0, tally["error"], purpose)
+                        # model latency (as first measured, so a cached replay reports it too) plus the tools' time
+                        tally["model_s"] + tally["tool_s"], tally["error"], purpose)
             out.append(r)
             if on_done:
                 on_done(r)

@@ -30,6 +30,7 @@ class EvalResult:
     prompt_tokens: int = 0  # the whole system prompt: instruction and lessons
     steps: float = 1.0      # model turns per attempt (episodes with tools take several)
     tool_calls: float = 0.0  # tool calls per attempt
+    model_s: float = 0.0     # summed latency of the attempts (tools included): their cost, the same on a cached rerun
 
 
 def split_tasks(taskset: TaskSet, name: str, seed: int = 0, limit: int | None = None) -> list[Task]:
@@ -86,7 +87,8 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
     return EvalResult(split_name, n, acc, gate.wilson(sum(scores), n), scores, tuple(r.task_id for r in rs), ids,
                       ltok, sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs),
                       time.perf_counter() - t0, tuple(r.completion for r in rs), ptok,
-                      sum(x["steps"] for x in stats) / max(1, n), sum(x["tool_calls"] for x in stats) / max(1, n))
+                      sum(x["steps"] for x in stats) / max(1, n), sum(x["tool_calls"] for x in stats) / max(1, n),
+                      sum(r.latency_s for r in rs))
 
 
 def majority_reference(taskset: TaskSet, tasks: Sequence[Task], seed: int = 0) -> tuple[str, tuple[float, ...]]:
