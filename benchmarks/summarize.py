@@ -3,10 +3,12 @@
     python benchmarks/summarize.py                      # every bench_*.json
     python benchmarks/summarize.py benchmarks/results/bench_letters.json
     python benchmarks/summarize.py benchmarks/results/letters_tools_1.5b.json   # task sets with and without a tool
+    python benchmarks/summarize.py benchmarks/results/distill_object_counting*.json  # distillation, seeds pooled
 """
 from __future__ import annotations
 
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -77,7 +79,55 @@ def episodes_table(records: list[dict]) -> list[str]:
     return rows
 
 
+def pooled_retained_gain(none: list[float], lessons: list[float], distilled: list[list[float]],
+                         resamples: int = 5000, seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """Retained gain over distillation seeds: sum(distilled - none) / sum(lessons - none) over (seed, item), with
+    a 95% interval that resamples seeds and items together (none and lessons are greedy: the same every seed)."""
+    s_n, n = len(distilled), len(none)
+
+    def ratio(seeds: list[int], items: list[int]) -> float | None:
+        lift = sum(lessons[i] - none[i] for i in items) * len(seeds)
+        return sum(distilled[s][i] - none[i] for s in seeds for i in items) / lift if lift > 0 else None
+
+    rng = random.Random(seed)
+    draws = sorted(d for d in (ratio([rng.randrange(s_n) for _ in range(s_n)], [rng.randrange(n) for _ in range(n)])
+                               for _ in range(resamples)) if d is not None)
+    return ratio(list(range(s_n)), list(range(n))), (draws[int(0.025 * len(draws))], draws[int(0.975 * len(draws)) - 1])
+
+
+def distill_table(paths: list[str]) -> list[str]:
+    """One row per distillation seed, then the seeds pooled."""
+    out = ["| run | seed | examples | none | secondnature | distilled (0 lesson tokens) | distilled + lessons "
+           "| distilled - secondnature | retained gain | collapse check | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    runs = []
+    for p in paths:
+        recs = json.loads(Path(p).read_text())
+        arm = {r["arm"]: r for r in recs if r.get("benchmark") == "distill"}
+        summ = next(r for r in recs if r.get("benchmark") == "distill_summary")
+        runs.append((arm, summ))
+        gap = (f"{100 * summ['distilled_vs_lessons']:+.1f} {ci(summ['distilled_vs_lessons_ci95'], True)}"
+               if "distilled_vs_lessons" in summ else "")
+        col = summ.get("collapse_check", {})
+        out.append(f"| {Path(p).stem} | {summ['config']['seed']} | {summ['examples']} | {pct(arm['none']['accuracy'])}% "
+                   f"| {pct(arm['secondnature']['accuracy'])}% | {pct(arm['distilled']['accuracy'])}% "
+                   f"({100 * arm['distilled']['diff_vs_none']:+.1f} {ci(arm['distilled']['diff_ci95'], True)}) "
+                   f"| {pct(arm['distilled+lessons']['accuracy'])}% | {gap} | {summ['retained_gain']:.2f} "
+                   f"{'[{:.2f}, {:.2f}]'.format(*summ['retained_gain_ci95']) if None not in summ['retained_gain_ci95'] else ''} "
+                   f"| {col.get('task', '')} {100 * col.get('diff', 0):+.1f} {ci(col['diff_ci95'], True) if col else ''} "
+                   f"| {summ['train_seconds']:.0f} |")
+    scored = [(a, s) for a, s in runs if "scores" in a["none"]]
+    if len(scored) > 1:
+        point, (lo, hi) = pooled_retained_gain(scored[0][0]["none"]["scores"], scored[0][0]["secondnature"]["scores"],
+                                               [a["distilled"]["scores"] for a, _ in scored])
+        out.append(f"\n{len(scored)} seeds pooled: retained gain {point:.2f} [{lo:.2f}, {hi:.2f}] "
+                   f"(seeds and items resampled together)")
+    return out
+
+
 def main(paths: list[str]) -> None:
+    if paths and all(r.get("benchmark", "").startswith("distill") for p in paths for r in json.loads(Path(p).read_text())):
+        print("\n".join(distill_table(paths)))
+        return
     if paths and any("+" in r["task"] for p in paths for r in json.loads(Path(p).read_text())):
         for p in paths:  # episodes with tools: their own table
             records = json.loads(Path(p).read_text())
