@@ -73,6 +73,8 @@ def plot(records: list[dict], path: Path) -> Path:
         if str(r.get("arm", "")).startswith("majority"):
             ax.axhline(r["accuracy"] * 100, color="k", ls="--", lw=1, label=f"always {r['arm'][9:].strip('()')}")
             ax.legend(loc="upper left", fontsize=8)
+    refs = [r["accuracy"] * 100 for r in records if str(r.get("arm", "")).startswith("majority")]
+    ax.set_ylim(0, min(100, max([r["ci95"][1] * 100 for r in main] + refs) + 8))  # room for the reference line's label
     ax.set_title(f"{main[0]['task']}: lessons in the prompt vs distilled into weights")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
