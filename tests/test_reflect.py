@@ -167,6 +167,25 @@ def test_parse_never_raises_and_only_returns_valid_edits(raw: str) -> None:
             assert 4 <= len(e.text.split()) <= 80
 
 
+def test_a_list_item_that_names_its_operation_is_that_operation() -> None:
+    raw = """My edits:
+1. **Edit L1**: Count each object once, then add up the totals at the end.
+2. **Add Lesson 2:** Always list every item with its quantity before adding.
+3. Delete L2:
+4. Remove duplicate items before you count anything in the list.
+Edit 2: Write every number as a digit before you add them together.
+"""
+    edits, _ = parse(raw, {"L1", "L2"})
+    assert edits == [Edit("edit", "Count each object once, then add up the totals at the end.", "L1"),
+                     Edit("add", "Always list every item with its quantity before adding."),
+                     Edit("delete", "", "L2"),
+                     # no bold, no colon: a lesson that starts with an operation's word stays a lesson
+                     Edit("add", "Remove duplicate items before you count anything in the list."),
+                     Edit("edit", "Write every number as a digit before you add them together.", "L2")]
+    sent_as_json = json.dumps([{"op": "add", "text": "**Edit L1**: Count each object once, then add them all up."}])
+    assert parse(sent_as_json, {"L1"})[0] == [Edit("edit", "Count each object once, then add them all up.", "L1")]
+
+
 def test_parse_survives_deeply_nested_brackets() -> None:
     edits, notes = parse("[" * 1100 + "]" * 1100, {"L1"})
     assert edits == [] and notes

@@ -210,12 +210,34 @@ def _edits_from_obj(obj: object) -> list[Edit] | None:
     return edits
 
 
+# A list item that names its operation ("**Edit L1**: ...", "Delete L2:", "**Add lesson 3:** ..."): only a bold
+# or colon-ended label counts, so a lesson that merely starts with "Add" or "Remove" stays a lesson.
+_LABEL = r"(?P<op>add|new|edit|replace|revise|update|delete|remove|drop)(?:\s+(?:lesson|rule))?(?:\s+(?P<id>L?\d+))?"
+_OP_LABEL = re.compile(rf"\*\*\s*{_LABEL}\s*:?\s*\*\*\s*:?\s*(?P<rest>.*)|{_LABEL.replace('?P<', '?P<c')}\s*:\s*(?P<crest>.*)",
+                       re.I)
+_LABEL_OPS = {"add": "add", "new": "add", "edit": "edit", "replace": "edit", "revise": "edit", "update": "edit",
+              "delete": "delete", "remove": "delete", "drop": "delete"}
+
+
+def _labelled(item: str) -> Edit | None:
+    m = _OP_LABEL.fullmatch(item.strip())
+    if not m:
+        return None
+    op = _LABEL_OPS[(m.group("op") or m.group("cop")).lower()]
+    num, rest = m.group("id") or m.group("cid") or "", (m.group("rest") or m.group("crest") or "").strip()
+    lid = f"L{num.lstrip('Ll')}" if num else ""
+    if op == "add" or not lid:  # "Add lesson 3:" numbers the list; an edit that names no lesson is new advice
+        return Edit("add", rest)
+    return Edit(op, "" if op == "delete" else rest, lid)
+
+
 def _edits_from_lines(raw: str) -> list[Edit]:
     edits = []
     for line in raw.splitlines():
         m = re.match(r"\s*(?:[-*•]|\d+[.)])\s+(.*)", line) or re.match(r"\s*(?:ADD|LESSON)\s*:\s*(.*)", line, re.I)
-        if m and len(m.group(1).split()) >= 4:
-            edits.append(Edit("add", m.group(1).strip()))
+        item = (m.group(1) if m else line).strip()
+        if _OP_LABEL.fullmatch(item) or (m and len(item.split()) >= 4):  # parse() reads the label
+            edits.append(Edit("add", item))
     return edits
 
 
@@ -293,6 +315,8 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
         edits = _edits_from_lines(raw)
     notes, good, seen = [], [], set()
     for e in edits:
+        if e.op == "add" and (labelled := _labelled(e.text)):  # '**Edit L1**: ...' sent as an addition, in JSON too
+            e = labelled
         text = re.sub(r"\s+", " ", e.text).strip().strip('"')
         text = re.sub(r"^(L\d+|\d+)[.:)]\s+", "", text)  # "L3. Do X" -> "Do X": the id is not part of the lesson
         if e.op not in ("add", "edit", "delete"):
