@@ -122,3 +122,6 @@ def test_a_few_grpo_steps_change_the_adapter_and_the_bench_arm_runs(policy_path,
                      tmp_path)
     assert runs[0].arm == "grpo" and runs[0].train_rollouts == 8 and runs[0].test.n == 2
     assert runs[0].adapter is not None and runs[0].curve[0]["rollouts"] == 0
+    # the arm's samplers share the base model with the policy: freeing them must leave it usable (a second
+    # seed used to crash the process in llama.cpp here)
+    assert policy.count_tokens("How many r are in strawberry?") > 0

@@ -87,7 +87,10 @@ def _close_models() -> None:
 
 
 def release(model: object) -> None:
-    """Free an embedded model's native memory now (GRPO loads a new adapter every step)."""
+    """Free an adapter model's native memory now (GRPO loads a new adapter every step). A base model is
+    left loaded: every LlamaModel of that file shares it, and closing it under them crashes the process."""
+    if getattr(model, "lora", None) is None:
+        return
     for key, llm in list(_LOADED.items()):
         if llm is getattr(model, "llm", None):
             llm.close()
