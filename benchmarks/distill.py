@@ -38,19 +38,25 @@ RESULTS = Path(__file__).parent / "results"
 RUNS = Path(__file__).parent / "runs"
 
 
-def retained_gain(none: list[float], lessons: list[float], distilled: list[float], resamples: int = 5000,
+def retained_gain(none: list[float], lessons: list[float], distilled: list[list[float]], resamples: int = 5000,
                   seed: int = 0) -> tuple[float | None, tuple[float | None, float | None], float]:
-    """(distilled - none) / (lessons - none), its 95% bootstrap interval, and the share of resamples where the
-    lessons' own gain was <= 0 (the ratio is then undefined and left out)."""
-    n = len(none)
+    """(distilled - none) / (lessons - none) over every (distillation seed, item), its 95% bootstrap interval, and
+    the share of resamples where the lessons' own gain was <= 0 (the ratio is then undefined and left out).
 
-    def ratio(idx: list[int]) -> float | None:
-        lift = sum(lessons[i] - none[i] for i in idx)
-        return sum(distilled[i] - none[i] for i in idx) / lift if lift > 0 else None
+    `distilled` holds one score list per distillation seed; `none` and `lessons` are greedy, the same for every
+    seed. With several seeds a resample draws seeds and items together; with one it is an item bootstrap."""
+    s_n, n = len(distilled), len(none)
 
-    point = ratio(list(range(n)))
+    def ratio(seeds: list[int], items: list[int]) -> float | None:
+        lift = sum(lessons[i] - none[i] for i in items) * len(seeds)
+        return sum(distilled[s][i] - none[i] for s in seeds for i in items) / lift if lift > 0 else None
+
+    point = ratio(list(range(s_n)), list(range(n)))
     rng = random.Random(seed)
-    draws = [ratio([rng.randrange(n) for _ in range(n)]) for _ in range(resamples)]
+    draws = []
+    for _ in range(resamples):
+        seeds = [rng.randrange(s_n) for _ in range(s_n)] if s_n > 1 else [0]
+        draws.append(ratio(seeds, [rng.randrange(n) for _ in range(n)]))
     ok = sorted(d for d in draws if d is not None)
     if not ok:
         return point, (None, None), 1.0
@@ -148,7 +154,7 @@ def main(argv: list[str]) -> None:
                     "diff_ci95": [None, None], "lesson_tokens": 0, "prompt_tokens": 0})
     print(f"always '{answer}' scores {sum(const) / len(const):.1%}: a student that learned only the prior scores that")
     point, (lo, hi), undefined = retained_gain(list(arms["none"].scores), list(arms["secondnature"].scores),
-                                               list(arms["distilled"].scores))
+                                               [list(arms["distilled"].scores)])
     summary = {**common, "benchmark": "distill_summary", "retained_gain": point, "retained_gain_ci95": [lo, hi],
                "retained_gain_undefined_share": undefined, "teacher_rollouts": d.teacher_rollouts,
                "teacher_accuracy": d.teacher_accuracy, "examples": d.examples, "steps": d.report.steps,

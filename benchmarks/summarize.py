@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -79,22 +78,6 @@ def episodes_table(records: list[dict]) -> list[str]:
     return rows
 
 
-def pooled_retained_gain(none: list[float], lessons: list[float], distilled: list[list[float]],
-                         resamples: int = 5000, seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """Retained gain over distillation seeds: sum(distilled - none) / sum(lessons - none) over (seed, item), with
-    a 95% interval that resamples seeds and items together (none and lessons are greedy: the same every seed)."""
-    s_n, n = len(distilled), len(none)
-
-    def ratio(seeds: list[int], items: list[int]) -> float | None:
-        lift = sum(lessons[i] - none[i] for i in items) * len(seeds)
-        return sum(distilled[s][i] - none[i] for s in seeds for i in items) / lift if lift > 0 else None
-
-    rng = random.Random(seed)
-    draws = sorted(d for d in (ratio([rng.randrange(s_n) for _ in range(s_n)], [rng.randrange(n) for _ in range(n)])
-                               for _ in range(resamples)) if d is not None)
-    return ratio(list(range(s_n)), list(range(n))), (draws[int(0.025 * len(draws))], draws[int(0.975 * len(draws)) - 1])
-
-
 def distill_table(paths: list[str]) -> list[str]:
     """One row per distillation seed, then the seeds pooled."""
     out = ["| run | seed | examples | none | secondnature | distilled (0 lesson tokens) | distilled + lessons "
@@ -117,8 +100,9 @@ def distill_table(paths: list[str]) -> list[str]:
                    f"| {summ['train_seconds']:.0f} |")
     scored = [(a, s) for a, s in runs if "scores" in a["none"]]
     if len(scored) > 1:
-        point, (lo, hi) = pooled_retained_gain(scored[0][0]["none"]["scores"], scored[0][0]["secondnature"]["scores"],
-                                               [a["distilled"]["scores"] for a, _ in scored])
+        from distill import retained_gain  # benchmarks/distill.py: one definition of the ratio and its interval
+        point, (lo, hi), _ = retained_gain(scored[0][0]["none"]["scores"], scored[0][0]["secondnature"]["scores"],
+                                           [a["distilled"]["scores"] for a, _ in scored])
         out.append(f"\n{len(scored)} seeds pooled: retained gain {point:.2f} [{lo:.2f}, {hi:.2f}] "
                    f"(seeds and items resampled together)")
     return out
