@@ -213,18 +213,22 @@ def _edits_from_obj(obj: object) -> list[Edit] | None:
 # A list item that names its operation ("**Edit L1**: ...", "Delete L2:", "**Add lesson 3:** ..."): only a bold
 # or colon-ended label counts, so a lesson that merely starts with "Add" or "Remove" stays a lesson.
 _LABEL = r"(?P<op>add|new|edit|replace|revise|update|delete|remove|drop)(?:\s+(?:lesson|rule))?(?:\s+(?P<id>L?\d+))?"
-_OP_LABEL = re.compile(rf"\*\*\s*{_LABEL}\s*:?\s*\*\*\s*:?\s*(?P<rest>.*)|{_LABEL.replace('?P<', '?P<c')}\s*:\s*(?P<crest>.*)",
-                       re.I)
+_OP_LABELS = (re.compile(rf"\*\*\s*{_LABEL}\s*:?\s*\*\*\s*:?\s*(?P<rest>.*)", re.I),  # bold
+              re.compile(rf"{_LABEL}\s*:\s*(?P<rest>.*)", re.I))                        # colon-ended
 _LABEL_OPS = {"add": "add", "new": "add", "edit": "edit", "replace": "edit", "revise": "edit", "update": "edit",
               "delete": "delete", "remove": "delete", "drop": "delete"}
 
 
+def _label(item: str) -> re.Match | None:
+    return next((m for p in _OP_LABELS if (m := p.fullmatch(item.strip()))), None)
+
+
 def _labelled(item: str) -> Edit | None:
-    m = _OP_LABEL.fullmatch(item.strip())
+    m = _label(item)
     if not m:
         return None
-    op = _LABEL_OPS[(m.group("op") or m.group("cop")).lower()]
-    num, rest = m.group("id") or m.group("cid") or "", (m.group("rest") or m.group("crest") or "").strip()
+    op = _LABEL_OPS[m.group("op").lower()]
+    num, rest = m.group("id") or "", m.group("rest").strip()
     lid = f"L{num.lstrip('Ll')}" if num else ""
     if op == "add" or not lid:  # "Add lesson 3:" numbers the list; an edit that names no lesson is new advice
         return Edit("add", rest)
@@ -236,7 +240,7 @@ def _edits_from_lines(raw: str) -> list[Edit]:
     for line in raw.splitlines():
         m = re.match(r"\s*(?:[-*•]|\d+[.)])\s+(.*)", line) or re.match(r"\s*(?:ADD|LESSON)\s*:\s*(.*)", line, re.I)
         item = (m.group(1) if m else line).strip()
-        if _OP_LABEL.fullmatch(item) or (m and len(item.split()) >= 4):  # parse() reads the label
+        if _label(item) or (m and len(item.split()) >= 4):  # parse() reads the label
             edits.append(Edit("add", item))
     return edits
 
