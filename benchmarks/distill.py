@@ -102,6 +102,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--max-tokens", type=int, default=384)
     ap.add_argument("--match", choices=["tokens", "logits"], default="logits")
     ap.add_argument("--no-balance", action="store_true", help="keep the leading answer's surplus of examples")
+    ap.add_argument("--min-reward", type=float, default=1.0,
+                    help="keep teacher answers scoring at least this (0: every answer, mistakes included)")
     ap.add_argument("--seed", type=int, default=0, help="teacher sampling and training order")
     ap.add_argument("--name", default="distill")
     args = ap.parse_args(argv)
@@ -117,7 +119,7 @@ def main(argv: list[str]) -> None:
     lessons = store.revision_lessons(store.head(ts.name))
     config = DistillConfig(tasks=args.tasks, samples=args.samples, epochs=args.epochs, rank=args.rank, lr=args.lr,
                            max_tokens=args.max_tokens, balance=not args.no_balance, match=args.match,
-                           seed=args.seed)
+                           min_reward=args.min_reward, seed=args.seed)
 
     def say(_n: int, message: str) -> None:
         if message:

@@ -168,3 +168,26 @@ def test_logit_matching_is_zero_when_the_student_already_is_the_teacher():
     assert kl.item() > 1e-4
     kl.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_" in n)
+
+
+def test_the_reward_filter_keeps_accepted_answers_and_min_reward_0_keeps_all(tmp_path):
+    """The teacher's answers the reward rejects are not training examples, unless the user asks for every answer."""
+    from secondnature.distill import DistillConfig, teacher_examples
+    from secondnature.models import ScriptedModel
+    from secondnature.tasks import load_taskset
+    from secondnature.types import Lesson
+    ts = load_taskset("letters:medium,hard")
+    replies = iter(["Answer: 1", "Answer: 2", "Answer: 3", "Answer: 4"] * 100)
+    teacher = ScriptedModel(lambda _m: next(replies))
+    store = LessonStore(tmp_path / "s.db")
+    lessons = [Lesson("L1", "Count each letter once.", ts.name)]
+    strict = DistillConfig(tasks=8, samples=4, per_task=4, balance=False)
+    kept, rs = teacher_examples(teacher, ts, lessons, store, strict, lambda _n, _m: None)
+    right = [r for r in rs if r.score.value >= 1.0]
+    assert len(rs) == 32 and 0 < len(kept) == len(right) < 32
+    assert all("Count each letter once." in ex.teacher[0]["content"] for ex in kept)  # the teacher read the lessons
+    assert all("Count each letter once." not in ex.messages[0]["content"] for ex in kept)  # the student does not
+    everything, _ = teacher_examples(teacher, ts, lessons, store, DistillConfig(tasks=8, samples=4, per_task=4,
+                                                                                balance=False, min_reward=0.0),
+                                     lambda _n, _m: None)
+    assert len(everything) == 32

