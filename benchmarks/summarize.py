@@ -87,7 +87,7 @@ def distill_table(paths: list[str]) -> list[str]:
         recs = json.loads(Path(p).read_text())
         arm = {r["arm"]: r for r in recs if r.get("benchmark") == "distill"}
         summ = next(r for r in recs if r.get("benchmark") == "distill_summary")
-        runs.append((arm, summ))
+        runs.append((p, arm, summ))
         gap = (f"{100 * summ['distilled_vs_lessons']:+.1f} {ci(summ['distilled_vs_lessons_ci95'], True)}"
                if "distilled_vs_lessons" in summ else "")
         col = summ.get("collapse_check", {})
@@ -98,14 +98,35 @@ def distill_table(paths: list[str]) -> list[str]:
                    f"{'[{:.2f}, {:.2f}]'.format(*summ['retained_gain_ci95']) if None not in summ['retained_gain_ci95'] else ''} "
                    f"| {col.get('task', '')} {100 * col.get('diff', 0):+.1f} {ci(col['diff_ci95'], True) if col else ''} "
                    f"| {summ['train_seconds']:.0f} |")
-    scored = [(a, s) for a, s in runs if "scores" in a["none"]]
+    scored = [(p, a) for p, a, _ in runs if "scores" in a["none"]]
+    out += balanced_rows(scored)
     if len(scored) > 1:
         from distill import retained_gain  # benchmarks/distill.py: one definition of the ratio and its interval
-        point, (lo, hi), _ = retained_gain(scored[0][0]["none"]["scores"], scored[0][0]["secondnature"]["scores"],
-                                           [a["distilled"]["scores"] for a, _ in scored])
+        point, (lo, hi), _ = retained_gain(scored[0][1]["none"]["scores"], scored[0][1]["secondnature"]["scores"],
+                                           [a["distilled"]["scores"] for _, a in scored])
         out.append(f"\n{len(scored)} seeds pooled: retained gain {point:.2f} [{lo:.2f}, {hi:.2f}] "
                    f"(seeds and items resampled together)")
     return out
+
+
+def balanced_rows(scored: list[tuple[str, dict]]) -> list[str]:
+    """Balanced accuracy per arm (mean per-answer accuracy, which a constant answer cannot raise), when the test
+    answers are labels: it tells a student that learned to tell items apart from one that moved to the prior."""
+    if not scored:
+        return []
+    from secondnature.evaluate import balanced_accuracy, split_tasks
+    from secondnature.tasks import load_taskset
+    tasks = split_tasks(load_taskset(scored[0][1]["none"]["task"]), "test")
+    rows = []
+    for p, arm in scored:
+        bal = {k: balanced_accuracy(tasks[:arm[k]["n"]], arm[k]["scores"]) for k in
+               ("none", "secondnature", "distilled", "distilled+lessons")}
+        if None in bal.values():
+            return []
+        rows.append(f"| {Path(p).stem} | " + " | ".join(f"{pct(v)}%" for v in bal.values())
+                    + f" | {arm['distilled'].get('answers', '')} |")
+    return ["", "| run | balanced accuracy: none | secondnature | distilled | distilled + lessons | distilled's answers |",
+            "|---|---|---|---|---|---|", *rows]
 
 
 def main(paths: list[str]) -> None:

@@ -100,6 +100,19 @@ def majority_reference(taskset: TaskSet, tasks: Sequence[Task], seed: int = 0) -
     return answer, tuple(taskset.reward(t, f"Answer: {answer}").value for t in tasks)
 
 
+def balanced_accuracy(tasks: Sequence[Task], scores: Sequence[float], min_items: int = 5) -> float | None:
+    """Mean over the correct answers of the accuracy on the items with that answer, counting answers that at least
+    `min_items` items have; None unless two answers do.
+
+    Plain accuracy rewards moving towards the most common answer; this does not: always giving one answer
+    scores 1/k here (k answers counted), so a gain in it is a gain in telling the items apart."""
+    by: dict[str, list[float]] = {}
+    for t, v in zip(tasks, scores, strict=True):
+        by.setdefault(t.answer.strip(), []).append(v)
+    groups = [v for v in by.values() if len(v) >= min_items]
+    return sum(sum(v) / len(v) for v in groups) / len(groups) if len(groups) >= 2 else None
+
+
 def paired(base: EvalResult, other: EvalResult, seed: int = 0) -> tuple[float, tuple[float, float]]:
     """Mean paired difference other - base with a 95% paired-bootstrap interval (same tasks, same order)."""
     if base.task_ids != other.task_ids:
