@@ -14,7 +14,7 @@ def test_majority_reference_on_letters_matches_the_reported_figure():
 def test_balanced_accuracy_gives_a_constant_answer_one_over_k():
     taskset = load_taskset("letters:medium,hard")
     tasks = split_tasks(taskset, "test")
-    answer, constant = majority_reference(taskset, tasks)
+    _, constant = majority_reference(taskset, tasks)
     assert sum(constant) / len(constant) > 0.6
     # answers 1, 2 and 0 have 5+ test items: always "1" is right on one of the three
     assert abs(balanced_accuracy(tasks, constant) - 1 / 3) < 1e-9
