@@ -191,3 +191,12 @@ def test_confirm_gate_pools_both_samples_and_refuses_a_reversal() -> None:
     assert not worse.accepted and len(calls) == 4 and "did not hold" in worse.reason  # 4 losses: no way back
     weak = decide([0.0] * 24, [1.0] * 2 + [0.0] * 22)  # won 2, lost 0 (p=0.25): pooled with a tie, still weak
     assert not confirm_gate([1.0, 0.0], lambda i: [1.0, 0.0][i], weak).accepted
+
+
+def test_each_candidate_gets_its_own_draw_of_the_failed_items_to_screen_on() -> None:
+    base = [0.0] * 18 + [1.0] * 6
+    orders = [screen_order(base, seed=s) for s in range(20)]
+    assert all(sorted(o) == list(range(24)) and set(o[:18]) == set(range(18)) for o in orders)  # failed first
+    assert orders[3] == screen_order(base, seed=3)  # reproducible
+    assert len({tuple(o[:6]) for o in orders}) == 20  # different screens
+    assert len({i for o in orders for i in o[:6]}) == 18  # between them, every failed item is screened on

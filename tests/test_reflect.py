@@ -275,6 +275,10 @@ def test_parse_guide_takes_the_guide_and_applies_the_guards():
               "2. Write how many of each there are.\n\n3. Add the numbers up one by one.\n\nThat is all.")
     text, _ = parse_guide(listed)
     assert text.endswith("Add the numbers up one by one.") and "Name every object" in text
+    # a tagged guide over the word limit keeps its first sentences instead of being lost
+    long = "<guide>List every item on its own line. Write how many of each there are. " + "Then check it. " * 60 + "</guide>"
+    text, why = parse_guide(long)
+    assert not why and text.startswith("List every item") and text.endswith(".") and len(text.split()) <= 80
     assert "filler" in parse_guide("<guide>Sure! Please provide the inputs and I will help.</guide>")[1]
     task = Task("t", "How many times does the letter 'r' appear in 'strawberry'?", "3")
     assert "copies" in parse_guide("<guide>Count the letters in 'strawberry' one at a time always.</guide>",

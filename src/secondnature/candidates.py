@@ -186,7 +186,7 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
     first plain paragraph of 12+ words is the guide, cut at a sentence end near the word limit."""
     m = re.search(r"<guide>(.*?)(?:</guide>|$)", raw, re.S | re.I)
     if m:
-        text = m.group(1)
+        body = m.group(1)
     else:
         paragraphs = [re.sub(r"[*_#`]+", "", p).strip() for p in re.split(r"\n\s*\n", raw)]
         plain = [p for p in paragraphs if len(p.split()) >= 12 and not re.match(r"(lesson|step)\s*\d|[{\[]", p, re.I)]
@@ -197,11 +197,13 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
             if not body.rstrip().endswith(":") and not re.match(r"\d+[.)]|[-•]", p):
                 break
             body += " " + re.sub(r"^\s*(?:\d+[.)]|[-•])\s*", "", p, flags=re.M)
-        text = ""
-        for sentence in re.split(r"(?<=[.!?])\s+", " ".join(body.split())):
-            if text and len((text + " " + sentence).split()) > REWRITE_WORDS + 10:
-                break
-            text = f"{text} {sentence}".strip()
+    # the reflector often overshoots the word limit (a third of its guides on object_counting): keep its first
+    # sentences up to the limit rather than lose the guide
+    text = ""
+    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(body.split())):
+        if text and len((text + " " + sentence).split()) > REWRITE_WORDS + 10:
+            break
+        text = f"{text} {sentence}".strip()
     text = re.sub(r"\s+", " ", text).strip().strip('"')
     why = problem_with(text)
     if not why and (copied := copied_item(text, shown)):

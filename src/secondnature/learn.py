@@ -295,23 +295,24 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
 
         # 3. gate each candidate against the current revision on the same validation items and seeds
         base_val = val_scores(current)
-        order = gate.screen_order(base_val)  # items the current revision fails first, for the screen
-        base = [base_val[i] for i in order]
-        screen = gate.screenable(base, config.screen)
-        passed: list[tuple] = []  # (result, lessons, reflection id, evidence, edit, gate record, val scores)
-        for e, lessons, rid, evidence in candidates:
+        screen = gate.screenable(base_val, config.screen)
+        passed: list[tuple] = []  # (result, lessons, reflection id, evidence, edit, gate record, val scores by item)
+        for k, (e, lessons, rid, evidence) in enumerate(candidates):
             if inject.select(lessons, config.lesson_tokens, count) == inject.select(current, config.lesson_tokens, count):
                 continue  # the edit does not survive the token budget: nothing to test
             if used + to_accept() > config.budget:
                 break  # a gate or confirmation that cannot see every item would decide on less evidence than promised
             system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
-            scores: list[float] = []
+            # items the current revision fails first (the screen), in an order of this candidate's own
+            order = gate.screen_order(base_val, seed=seed + k)
+            scores: dict[int, float] = {}
 
             def score_item(i: int) -> float:
-                scores.append(val_rollout(system, kept, val[order[i]]))
-                return scores[-1]
+                scores[order[i]] = val_rollout(system, kept, val[order[i]])
+                return scores[order[i]]
 
-            result = gate.sequential_gate(base, score_item, config.gate_alpha, config.reject_margin, screen)
+            result = gate.sequential_gate([base_val[i] for i in order], score_item, config.gate_alpha,
+                                          config.reject_margin, screen)
             record = {"run_id": run_id, "scope": scope, "current_revision": head.id if head else None,
                       "proposed": [{"op": e.op, "id": e.id, "text": e.text}], "reflection_id": rid, "n": result.n,
                       "current_score": result.current_score, "proposed_score": result.proposed_score,
@@ -361,10 +362,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                                              gate={"reason": result.reason, **record},
                                              run_progress=(run_id, step, used))
             current = final
-            by_item = [0.0] * len(val)
-            for j, i in enumerate(order):
-                by_item[i] = scores[j]
-            val_cache[tuple(x.text for x in current)] = by_item
+            val_cache[tuple(x.text for x in current)] = [scores[i] for i in range(len(val))]  # a winner saw every item
             stats["accepted"] += 1
             progress(0, f"accepted revision {head.id}: val {result.current_score:.2f} -> {result.proposed_score:.2f}")
         else:
