@@ -26,8 +26,20 @@ def rollouts_to_reach(points: list[dict], target: float) -> float | None:
     return next((p["rollouts"] for p in points if p["val"] >= target - 1e-9), None)
 
 
+def balanced(r: dict) -> float | None:
+    """An arm's balanced accuracy (mean over seeds): from the record, or from its per-item scores (older records)."""
+    if r.get("balanced_accuracy") is not None or "test_scores" not in r:
+        return r.get("balanced_accuracy")
+    from secondnature.evaluate import balanced_accuracy, split_tasks
+    from secondnature.tasks import load_taskset
+    tasks = split_tasks(load_taskset(r["task"]), "test")
+    per_seed = [balanced_accuracy(tasks[:len(x)], x) for x in r["test_scores"]]
+    return None if None in per_seed else sum(per_seed) / len(per_seed)
+
+
 def comparisons(records: list[dict]) -> list[str]:
-    """The lift ratio secondnature/gepa, and rollouts-to-score between the lesson loop and GRPO, per task."""
+    """The lift ratio secondnature/gepa (in accuracy, and in balanced accuracy where answers are labels), and
+    rollouts-to-score between the lesson loop and GRPO, per task."""
     arm = {r["arm"]: r for r in records}
     out = []
     sn, gepa, grpo = arm.get("secondnature"), arm.get("gepa"), arm.get("grpo")
@@ -35,6 +47,11 @@ def comparisons(records: list[dict]) -> list[str]:
         ratio = sn["diff_vs_none"] / gepa["diff_vs_none"] if gepa["diff_vs_none"] > 0 else None
         out.append(f"{sn['task']}: lift ratio secondnature/gepa = "
                    f"{f'{ratio:.2f}' if ratio is not None else 'undefined (gepa lift <= 0)'}")
+    bal = {a: balanced(r) for a, r in arm.items() if a != "majority"}
+    if "none" in bal and None not in bal.values():
+        lifts = ", ".join(f"{a} {pct(v)}%" + (f" ({100 * (v - bal['none']):+.1f})" if a != "none" else "")
+                          for a, v in bal.items())
+        out.append(f"{records[0]['task']}: balanced accuracy (a constant answer scores 1/k): {lifts}")
     if sn and grpo:
         for a, b in ((sn, grpo), (grpo, sn)):
             for ca, cb in zip(a["val_curves"], b["val_curves"]):

@@ -57,6 +57,8 @@ def test_arms_learn_and_records_pair_them(tmp_path: Path) -> None:
     assert learned["diff_ci95"][0] > 0 and learned["diff_vs"]["gepa"]["diff"] == 0.0
     assert learned["prompt_tokens"] > none["prompt_tokens"] and learned["lesson_tokens"] > 0
     assert recs["majority"]["answer"] in {"1", "2", "3"}
+    # answers are labels here: the constant's balanced accuracy is 1/k, the learners' (always right) 1
+    assert learned["balanced_accuracy"] == 1.0 and recs["majority"]["balanced_accuracy"] <= 1 / 2
     for arm in ("none", "secondnature", "gepa"):  # every arm has a curve per seed, rising for the learners
         curves = recs[arm]["val_curves"]
         assert [c["seed"] for c in curves] == [0, 1]

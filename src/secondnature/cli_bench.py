@@ -79,6 +79,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     for task, recs in by_task.items():
         ui.out.print(_table(task, recs, len(config.seeds)))
+    if any(r.get("balanced_accuracy") is not None for r in all_records):
+        ui.out.print("balanced: the mean over correct answers of the accuracy on items with that answer; always giving "
+                     "one answer scores 1/k there, so a lift in it is not a shift towards the common answer")
     ui.out.print(f"results: {out / f'{name}.json'}")
     stores = [p for recs in by_task.values() for r in recs for p in r.get("stores", [])]
     if stores:
@@ -91,8 +94,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def _table(task: str, recs: list[dict], seeds: int) -> Table:
     t = Table(title=f"{task}: test accuracy, {recs[0]['n']} items, {seeds} seed(s), 95% intervals over seeds and items")
     episodes = any(r.get("tool_calls") for r in recs) or "+" in task
-    for col in ("arm", "accuracy", "vs none", "vs others", "rollouts (train+val)", "reflector calls / tokens",
-                "prompt tokens", "wall s") + (("steps / tool calls / s per item",) if episodes else ()):
+    labels = all(r.get("balanced_accuracy") is not None for r in recs)  # answers are labels: a constant can't score here
+    for col in ("arm", "accuracy", *(("balanced",) if labels else ()), "vs none", "vs others", "rollouts (train+val)",
+                "reflector calls / tokens", "prompt tokens", "wall s") + (("steps / tool calls / s per item",) if episodes else ()):
         t.add_column(col, justify="right" if col != "arm" else "left")
     for r in recs:
         others = "; ".join(f"{k} {v['diff']:+.1%}" for k, v in r["diff_vs"].items() if k not in ("none", "majority"))
@@ -102,6 +106,7 @@ def _table(task: str, recs: list[dict], seeds: int) -> Table:
         refl = f"{r['reflector_calls']:.0f} / {r['reflector_tokens']:.0f}" if "reflector_calls" in r else "-"
         label = f"{r['arm']} ({r['answer']!r})" if r["arm"] == "majority" else r["arm"]
         t.add_row(label, f"{r['accuracy']:.1%}{sd} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]",
+                  *([f"{r['balanced_accuracy']:.1%}"] if labels else []),
                   (f"{r['diff_vs_none']:+.1%} [{r['diff_ci95'][0]:+.1%}, {r['diff_ci95'][1]:+.1%}]"
                    if r["arm"] != "none" else ""),
                   others, rollouts, refl, f"{r['prompt_tokens']:.0f}", f"{r['wall_s']:.0f}",
