@@ -46,7 +46,6 @@ def cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("distill", help="bake a revision's lessons into the policy's weights (LoRA, GGUF adapter)")
     p.add_argument("taskset")

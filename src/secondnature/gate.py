@@ -7,9 +7,9 @@ early once the proposal has lost `reject_margin` more items than it has won, can
 has not won a single item in the first half: most bad or inert lessons are cheap to reject.
 
 Screening: the caller may order the items so that those the current revision fails come first
-(`screen_order`, in a different order for each candidate) and pass `screen=k`. A proposal can only win where the current revision falls
-short, so one that wins none of the first k such items is stopped there, after k rollouts instead
-of half the sample. Every accepted proposal is still scored on every item.
+(`screen_order`, in a different order for each candidate) and pass `screen=k`. A proposal can only
+win where the current revision falls short, so one that wins none of the first k such items is
+stopped there, after k rollouts instead of half the sample. Every accepted proposal is still scored on every item.
 """
 from __future__ import annotations
 
