@@ -16,7 +16,7 @@ from rich.table import Table
 
 from . import inject, retrieve, ui
 from .cli_lessons import cmd_gates, cmd_lessons, cmd_revisions, head_lessons
-from .evaluate import EvalResult, evaluate, majority_reference, paired, split_tasks
+from .evaluate import EvalResult, balanced_accuracy, evaluate, majority_reference, paired, split_tasks
 from .learn import LearnConfig, learn
 from .models import ModelError, load_model
 from .store import StoreError, open_store
@@ -153,7 +153,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     r = _run_eval(policy, taskset, tasks, lessons, args, f"eval {taskset.name}/{args.split}", route)
     record = {"task": taskset.name, "split": r.split, "n": r.n, "accuracy": r.accuracy, "ci95": list(r.ci95),
               "lessons": list(r.lesson_ids), "lesson_tokens": r.lesson_tokens, "errors": r.errors,
-              "policy": policy.name, "wall_s": round(r.wall_s, 1)}
+              "policy": policy.name, "wall_s": round(r.wall_s, 1), "balanced_accuracy": balanced_accuracy(tasks, r.scores)}
     if args.retrieve:
         record["routed"] = dict(routed)
     if taskset.tools:
@@ -165,6 +165,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         per = " per task on average" if args.retrieve else ""
         ui.out.print(f"{taskset.name} {r.split}: {r.accuracy:.1%} ({sum(r.scores):g}/{r.n}), 95% CI {_fmt_ci(r.ci95)}, "
                      f"{len(r.lesson_ids)} lessons ({r.lesson_tokens} tokens{per}), {r.wall_s:.0f}s")
+        if record["balanced_accuracy"] is not None:  # answers are labels: a shift towards one of them shows here as none
+            ui.out.print(f"balanced accuracy (mean accuracy per correct answer): {record['balanced_accuracy']:.1%}")
         if taskset.tools:
             ui.out.print(f"per episode: {r.steps:.2f} steps, {r.tool_calls:.2f} tool calls, "
                          f"{r.wall_s / max(1, r.n):.1f}s")
@@ -205,9 +207,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ui.out.print(f"baseline {before.accuracy:.1%} -> after {after.accuracy:.1%} on {after.n} held-out test items; "
               f"paired difference {diff:+.1%}, 95% CI [{ci[0]:+.1%}, {ci[1]:+.1%}]; "
               f"{result.rollouts_used} learning rollouts, {after.lesson_tokens} lesson tokens")
+    balanced = [balanced_accuracy(tasks, r.scores) for r in (before, after)]
+    if None not in balanced:  # a gain that is only a shift towards one answer shows here as none
+        ui.out.print(f"balanced accuracy (the mean over correct answers of the accuracy on items with that answer, "
+                     f"which a shift towards one answer cannot raise): {balanced[0]:.1%} -> {balanced[1]:.1%}")
     if args.json:
         print(json.dumps({"before": before.accuracy, "after": after.accuracy, "majority": const,
-                          "diff": diff, "diff_ci95": list(ci),
+                          "diff": diff, "diff_ci95": list(ci), "balanced": balanced,
                           "n": after.n, "lessons": [x.text for x in lessons]}, indent=1))
     ui.out.print(f"inspect: secondnature --store {store.path} lessons list | lessons show ID | revisions list")
     return 0
