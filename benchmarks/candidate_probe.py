@@ -18,7 +18,7 @@ from statistics import mean
 
 from secondnature import inject, reflect, rollout
 from secondnature.candidates import parse_guide, rewrite_prompt
-from secondnature.learn import LearnConfig, learn_split
+from secondnature.learn import LearnConfig, learn_split, step_batch
 from secondnature.models import CachedModel, load_model
 from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
@@ -79,9 +79,7 @@ def main() -> None:
     print(f"{ts.name} seed {args.seed}: bare prompt {sum(base):.0f}/{len(base)}, {base_tokens:.0f} reply tokens")
     results: dict[str, list[tuple[int, int, float]]] = {k: [] for k in args.kinds.split(",")}
     for step in range(args.steps):
-        start = (step * config.tasks_per_step) % len(train)
-        batch = (train + train)[start:start + config.tasks_per_step]
-        seed = config.seed * 100_003 + step * 101  # as learn() seeds its step
+        batch, seed = step_batch(train, config, step)  # the batch and seed learn() uses at this step
         rs = rollout.run(policy, batch, ts.reward, ts.instruction, [], n=config.group_size,
                          temperature=config.temperature, max_tokens=config.max_tokens, seed=seed)
         groups = reflect.order_groups(rs)[:config.tasks_per_step]

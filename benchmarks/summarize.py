@@ -30,11 +30,10 @@ def balanced(r: dict) -> float | None:
     """An arm's balanced accuracy (mean over seeds): from the record, or from its per-item scores (older records)."""
     if r.get("balanced_accuracy") is not None or "test_scores" not in r:
         return r.get("balanced_accuracy")
-    from secondnature.evaluate import balanced_accuracy, split_tasks
+    from secondnature.evaluate import balanced_over_seeds, split_tasks
     from secondnature.tasks import load_taskset
-    tasks = split_tasks(load_taskset(r["task"]), "test")
-    per_seed = [balanced_accuracy(tasks[:len(x)], x) for x in r["test_scores"]]
-    return None if None in per_seed else sum(per_seed) / len(per_seed)
+    scores = r["test_scores"]
+    return balanced_over_seeds(split_tasks(load_taskset(r["task"]), "test")[:len(scores[0])], scores)
 
 
 def comparisons(records: list[dict]) -> list[str]:

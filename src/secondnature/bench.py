@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import gepa_arm
-from .evaluate import EvalResult, balanced_accuracy, evaluate, majority_reference, split_tasks
+from .evaluate import EvalResult, balanced_over_seeds, evaluate, majority_reference, split_tasks
 from .learn import LearnConfig, learn, learn_split
 from .models import CachedModel
 from .rewards import extract_answer
@@ -208,13 +208,12 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
                 diff, dci = seed_item_bootstrap(d)
                 vs[other] = {"diff": diff, "ci95": list(dci)}
         per_seed = [sum(s) / len(s) for s in mine]
-        balanced = [balanced_accuracy(test, s) for s in mine]  # None unless the answers are labels
         rec = {**common, "task": taskset.name, "arm": arm, "seeds": seeds, "n": len(test), "accuracy": acc,
                "ci95": list(ci), "accuracy_by_seed": per_seed,
                "accuracy_sd": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
                "diff_vs_none": vs.get("none", {"diff": 0.0})["diff"],
                "diff_ci95": vs.get("none", {"ci95": [0.0, 0.0]})["ci95"], "diff_vs": vs,
-               "balanced_accuracy": None if None in balanced else sum(balanced) / len(balanced)}
+               "balanced_accuracy": balanced_over_seeds(test, mine)}  # None unless the answers are labels
         if arm == "majority":
             rec.update(answer=answer, rollouts=0, prompt_tokens=0, lesson_tokens=0, wall_s=0.0)
         else:

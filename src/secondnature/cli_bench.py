@@ -96,7 +96,8 @@ def _table(task: str, recs: list[dict], seeds: int) -> Table:
     episodes = any(r.get("tool_calls") for r in recs) or "+" in task
     labels = all(r.get("balanced_accuracy") is not None for r in recs)  # answers are labels: a constant can't score here
     for col in ("arm", "accuracy", *(("balanced",) if labels else ()), "vs none", "vs others", "rollouts (train+val)",
-                "reflector calls / tokens", "prompt tokens", "wall s") + (("steps / tool calls / s per item",) if episodes else ()):
+                "reflector calls / tokens", "prompt tokens", "wall s",
+                *(("steps / tool calls / s per item",) if episodes else ())):
         t.add_column(col, justify="right" if col != "arm" else "left")
     for r in recs:
         others = "; ".join(f"{k} {v['diff']:+.1%}" for k, v in r["diff_vs"].items() if k not in ("none", "majority"))

@@ -113,6 +113,12 @@ def balanced_accuracy(tasks: Sequence[Task], scores: Sequence[float], min_items:
     return sum(sum(v) / len(v) for v in groups) / len(groups) if len(groups) >= 2 else None
 
 
+def balanced_over_seeds(tasks: Sequence[Task], per_seed: Sequence[Sequence[float]]) -> float | None:
+    """The mean over seeds of `balanced_accuracy` (each seed's scores on the same tasks); None where it is."""
+    values = [balanced_accuracy(tasks, scores) for scores in per_seed]
+    return None if None in values or not values else sum(values) / len(values)
+
+
 def paired(base: EvalResult, other: EvalResult, seed: int = 0) -> tuple[float, tuple[float, float]]:
     """Mean paired difference other - base with a 95% paired-bootstrap interval (same tasks, same order)."""
     if base.task_ids != other.task_ids:

@@ -113,6 +113,12 @@ def learn_split(taskset: TaskSet, config: LearnConfig) -> tuple[list[Task], list
     return train, random.Random(config.seed + 1).sample(val, min(config.val_size, len(val)))
 
 
+def step_batch(train: list[Task], config: LearnConfig, step: int) -> tuple[list[Task], int]:
+    """The training tasks and the sampling seed of step `step`: the shuffled train split, cycled through."""
+    start = (step * config.tasks_per_step) % len(train)
+    return (train + train)[start:start + config.tasks_per_step], config.seed * 100_003 + step * 101
+
+
 def confirm_split(taskset: TaskSet, config: LearnConfig) -> list[Task]:
     """The confirmation sample: validation items outside the gate's sample, up to as many again."""
     gate_ids = {t.id for t in learn_split(taskset, config)[1]}
@@ -227,10 +233,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
     # a step starts only if one of its candidates could still be gated, confirmed and accepted
     while used + per_step + to_accept() <= config.budget:
         # 1. rollouts: K attempts at each of a few training tasks, cycling through the shuffled train split
-        start = (step * config.tasks_per_step) % len(train)
-        batch = (train + train)[start:start + config.tasks_per_step]
+        batch, seed = step_batch(train, config, step)
         system, kept = inject.system_prompt(taskset.instruction, current, config.lesson_tokens, count)
-        seed = config.seed * 100_003 + step * 101
         rs = rollout.run(policy, batch, taskset.reward, system, kept, n=config.group_size,
                          temperature=config.temperature, max_tokens=config.max_tokens, seed=seed,
                          on_done=lambda r: progress(1, ""), tools=taskset.tools)
