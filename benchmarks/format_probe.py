@@ -34,8 +34,8 @@ def prompts(instruction: str) -> list[tuple[str, str, list[Lesson]]]:
             ("+ process lesson", instruction, lesson),
             ("without 'keep it short'", unhurried, []),
             ("without 'keep it short' + lesson", unhurried, lesson),
-            ("process as instruction", "List every object with how many there are, one per line, then add the "
-                                       f"numbers up. {FORMAT}", []),
+            ("process as instruction", ("List every object with how many there are, one per line, then add the "
+                                        f"numbers up. {FORMAT}"), []),
             ("no answer line", "Solve the problem.", [])]
 
 

@@ -55,6 +55,20 @@ def test_op_synonyms_are_normalised() -> None:
     assert edits == [Edit("edit", GOOD, "L1"), Edit("delete", "", "L2"), Edit("add", GOOD2)] and notes == []
 
 
+def test_a_narrated_edit_keeps_only_the_lesson() -> None:
+    """Seen on gsm8k: the reflector's sentence about the edit arrived as the lesson's text."""
+    narrated = f'Add a lesson that provides a general guideline for solving problems: "{GOOD}'
+    assert parse(json.dumps([narrated, f"New lesson: {GOOD2}"]), set())[0] == adds(GOOD, GOOD2)
+    plain = "Write each step on its own line: the quantity, the operation, then the result."
+    assert parse(json.dumps([plain]), set())[0] == adds(plain)  # an instruction that starts with a verb stays
+
+
+def test_an_escaped_quote_inside_a_json_string_in_chatter() -> None:
+    lesson = 'Give a length such as 5" as the bare number 5 on the answer line, with no unit.'  # one quote: odd
+    raw = "My edits:\n" + json.dumps({"edits": [{"op": "add", "text": lesson}]}) + "\nThat is all."
+    assert parse(raw, set())[0] == adds(lesson)
+
+
 def test_duplicates_are_kept_once() -> None:
     assert parse(json.dumps([GOOD, GOOD.upper(), f"  {GOOD}  "]), set())[0] == adds(GOOD)
 

@@ -170,9 +170,12 @@ def _json_candidates(raw: str) -> list[str]:
             depth, in_str, esc = 0, False, False
             for j in range(start, len(raw)):
                 ch = raw[j]
-                if in_str:
-                    esc = ch == "\\" and not esc
-                    if ch == '"' and not esc:
+                if in_str:  # an escaped quote (\") stays inside the string
+                    if esc:
+                        esc = False
+                    elif ch == "\\":
+                        esc = True
+                    elif ch == '"':
                         in_str = False
                     continue
                 if ch == '"':
@@ -244,6 +247,10 @@ def _edits_from_lines(raw: str) -> list[Edit]:
             edits.append(Edit("add", item))
     return edits
 
+
+# a reflector that narrates its edit ('Add a lesson that gives a general guideline: "Always ..."'): the lesson is
+# what follows the colon (such a preamble reached a store on gsm8k)
+META = re.compile(r"^(?:add|create|write|include|here is|new)\b[^:\"“]{0,80}?\blesson\b[^:\"“]*:\s*", re.I)
 
 EXAMPLE_PREFIX = "Worked example."
 MAX_EXAMPLE_WORDS = 160
@@ -323,6 +330,7 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
             e = labelled
         text = re.sub(r"\s+", " ", e.text).strip().strip('"')
         text = re.sub(r"^(L\d+|\d+)[.:)]\s+", "", text)  # "L3. Do X" -> "Do X": the id is not part of the lesson
+        text = META.sub("", text).strip().strip('"“”')  # 'Add a lesson that ...: "Do X"' -> 'Do X'
         if e.op not in ("add", "edit", "delete"):
             notes.append(f"unknown op {e.op!r}")
             continue
