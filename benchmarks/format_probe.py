@@ -21,21 +21,19 @@ from secondnature.tasks import load_taskset
 from secondnature.types import Lesson
 from secondnature.weights import home
 
-PROCESS = ("Before the answer line, list every object with how many there are, one per line, "
-           "then add the numbers up.")
-FORMAT = "Then end with a final line exactly of the form:\nAnswer: <number>"
+PROCESS = "list every object with how many there are, one per line, then add the numbers up."
 
 
 def prompts(instruction: str) -> list[tuple[str, str, list[Lesson]]]:
-    """(name, instruction, lessons) for each arm of the probe."""
-    lesson = [Lesson("L1", PROCESS, "")]
-    unhurried = f"Solve the problem. {FORMAT}"
+    """(name, instruction, lessons) for each arm of the probe; the answer-line format is the task instruction's own."""
+    fmt = instruction[instruction.index("Then end with"):]
+    lesson = [Lesson("L1", f"Before the answer line, {PROCESS}", "")]
+    unhurried = f"Solve the problem. {fmt}"
     return [("task instruction", instruction, []),
             ("+ process lesson", instruction, lesson),
             ("without 'keep it short'", unhurried, []),
             ("without 'keep it short' + lesson", unhurried, lesson),
-            ("process as instruction", ("List every object with how many there are, one per line, then add the "
-                                        f"numbers up. {FORMAT}"), []),
+            ("process as instruction", f"{PROCESS.capitalize()} {fmt}", []),
             ("no answer line", "Solve the problem.", [])]
 
 
