@@ -109,7 +109,8 @@ def main(argv: list[str]) -> None:
                        "queries": args.queries,
                        "routed": routed / args.queries, "lessons_injected": statistics.mean(injected),
                        "lesson_token_budget": args.budget, "tokenizer": tokenizer, "date": str(date.today()),
-                       "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}"}
+                       "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+                                  f"python {platform.python_version()}"}
                 records.append(rec)
                 print(f"{layout:9s} {n:>6} lessons: median {rec['select_render_ms']:.2f} ms, p95 {rec['p95_ms']:.2f} ms, "
                       f"cold {rec['cold_ms']:.2f} ms (p95 {rec['cold_p95_ms']:.2f}), "

@@ -81,8 +81,8 @@ def with_and_without_tools(records: list[dict]) -> list[str]:
 
 def episodes_table(records: list[dict]) -> list[str]:
     """Accuracy, lift and the cost of episodes per arm, for records of task sets with and without a tool."""
-    rows = ["| task | arm | accuracy (95% CI) | diff vs none (95% CI) | steps / tool calls per episode | s per item "
-            "| lesson tokens | rollouts (train+val) | train model s |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("| task | arm | accuracy (95% CI) | diff vs none (95% CI) | steps / tool calls per episode | s per item "
+             "| lesson tokens | rollouts (train+val) | train model s |"), "|---" * 9 + "|"]
     for r in records:
         if r["arm"] == "majority":
             continue
@@ -96,8 +96,8 @@ def episodes_table(records: list[dict]) -> list[str]:
 
 def distill_table(paths: list[str]) -> list[str]:
     """One row per distillation seed, then the seeds pooled."""
-    out = ["| run | seed | examples | none | secondnature | distilled (0 lesson tokens) | distilled + lessons "
-           "| distilled - secondnature | retained gain | collapse check | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = [("| run | seed | examples | none | secondnature | distilled (0 lesson tokens) | distilled + lessons "
+            "| distilled - secondnature | retained gain | collapse check | train s |"), "|---" * 11 + "|"]
     runs = []
     for p in paths:
         recs = json.loads(Path(p).read_text())
@@ -107,11 +107,13 @@ def distill_table(paths: list[str]) -> list[str]:
         gap = (f"{100 * summ['distilled_vs_lessons']:+.1f} {ci(summ['distilled_vs_lessons_ci95'], True)}"
                if "distilled_vs_lessons" in summ else "")
         col = summ.get("collapse_check", {})
+        gain_ci = summ["retained_gain_ci95"]
+        ci_text = "[{:.2f}, {:.2f}]".format(*gain_ci) if None not in gain_ci else ""
         out.append(f"| {Path(p).stem} | {summ['config']['seed']} | {summ['examples']} | {pct(arm['none']['accuracy'])}% "
                    f"| {pct(arm['secondnature']['accuracy'])}% | {pct(arm['distilled']['accuracy'])}% "
                    f"({100 * arm['distilled']['diff_vs_none']:+.1f} {ci(arm['distilled']['diff_ci95'], True)}) "
                    f"| {pct(arm['distilled+lessons']['accuracy'])}% | {gap} | {summ['retained_gain']:.2f} "
-                   f"{'[{:.2f}, {:.2f}]'.format(*summ['retained_gain_ci95']) if None not in summ['retained_gain_ci95'] else ''} "
+                   f"{ci_text} "
                    f"| {col.get('task', '')} {100 * col.get('diff', 0):+.1f} {ci(col['diff_ci95'], True) if col else ''} "
                    f"| {summ['train_seconds']:.0f} |")
     scored = [(p, a) for p, a, _ in runs if "scores" in a["none"]]
