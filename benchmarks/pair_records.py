@@ -1,0 +1,41 @@
+"""Pair two arms from two `secondnature bench` records of the same task, item by item (seed 0's test scores).
+
+    python benchmarks/pair_records.py benchmarks/results/A.json:secondnature benchmarks/results/B.json:gepa
+
+For arms trained in separate runs (one ran out of time): the records must hold the same `none` arm scores, which
+shows they scored the same test items with the same model and greedy decoding. Prints b - a with its interval.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from secondnature.gate import paired_bootstrap
+
+
+def load(spec: str) -> tuple[dict, dict]:
+    path, _, arm = spec.rpartition(":")
+    records = {r["arm"]: r for r in json.loads(Path(path).read_text())}
+    if arm not in records:
+        sys.exit(f"{path} has no arm {arm!r} (it has {', '.join(records)})")
+    return records[arm], records["none"]
+
+
+def main(a_spec: str, b_spec: str) -> None:
+    (a, a_none), (b, b_none) = load(a_spec), load(b_spec)
+    if a_none["test_scores"] != b_none["test_scores"] or a["task"] != b["task"]:
+        sys.exit("the two records' none arms differ: they did not score the same items the same way")
+    x, y = a["test_scores"][0], b["test_scores"][0]
+    d, (lo, hi) = paired_bootstrap(x, y)
+    right = [(p > 0, q > 0) for p, q in zip(x, y)]
+    both, only_a, only_b = right.count((True, True)), right.count((True, False)), right.count((False, True))
+    print(f"{b['arm']} {100 * sum(y) / len(y):.1f}% - {a['arm']} {100 * sum(x) / len(x):.1f}% on {len(x)} {a['task']} "
+          f"items: {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]; right in both {both}, "
+          f"only {a['arm']} {only_a}, only {b['arm']} {only_b}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])
