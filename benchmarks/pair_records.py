@@ -18,8 +18,9 @@ from secondnature.gate import paired_bootstrap
 def load(spec: str) -> tuple[dict, dict]:
     path, _, arm = spec.rpartition(":")
     records = {r["arm"]: r for r in json.loads(Path(path).read_text())}
-    if arm not in records:
-        sys.exit(f"{path} has no arm {arm!r} (it has {', '.join(records)})")
+    for name in (arm, "none"):  # the none arm is what shows whether the two runs scored alike
+        if name not in records:
+            sys.exit(f"{path} has no arm {name!r} (it has {', '.join(records)}); give a record of `secondnature bench`")
     return records[arm], records["none"]
 
 
