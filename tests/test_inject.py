@@ -108,3 +108,14 @@ def test_select_prefers_gain_per_token() -> None:
     budget = lesson_tokens(short, words)  # room for the two short ones or for the long one
     assert lesson_tokens([long], words) <= budget < lesson_tokens([long, short[0]], words)
     assert select([long, *short], budget, words) == short  # more gain than the long one in the same room
+
+
+def test_an_instruction_lesson_takes_the_instructions_place_and_is_not_listed() -> None:
+    from secondnature.inject import INSTRUCTION_PREFIX, in_force
+    own = lesson(4, f"{INSTRUCTION_PREFIX}\nWork it out step by step.\nAnswer: <number>")
+    rule = lesson(2, "Spell it out first.")
+    assert render("Be brief.\nAnswer: <number>", [rule, own]) == (
+        f"Work it out step by step.\nAnswer: <number>\n\n{LESSONS_HEADER}\n1. Spell it out first.")
+    assert render("Be brief.", [own]) == "Work it out step by step.\nAnswer: <number>"
+    assert in_force("Be brief.", [rule]) == ("Be brief.", [rule])
+    assert lesson_tokens([own], words) == words("Work it out step by step.\nAnswer: <number>")

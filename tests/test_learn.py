@@ -257,3 +257,44 @@ def test_rewrite_replaces_the_rules_when_the_gate_says_it_helps(tmp_path):
     result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), taskset(), store2,
                    config(examples=False, demos=False, rewrites=False, budget=120))
     assert result.revision is None  # without the rewrite the loop has nothing that helps
+
+
+def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_helps(tmp_path):
+    """A policy held back by a line of the task instruction itself: no added lesson can remove that line, a rewritten
+    instruction can. It wins, keeps the answer line, renders in the instruction's place, and a later rule rewrite
+    leaves it in force."""
+    limit = "Never show any working."
+    ts = TaskSet("toy", taskset().tasks, number, f"{limit}\nAnswer: <number>")
+
+    def reply(messages: list[dict]) -> str:
+        if "Write a better instruction" in messages[-1]["content"]:
+            return "<instruction>Work the problem out step by step, showing each count you make.</instruction>"
+        return json.dumps({"edits": [{"op": "add", "text": "Read the question carefully before you answer it."}]})
+
+    def policy(messages: list[dict]) -> str:  # right whenever the limit is gone from the system prompt
+        return policy_fn(messages) if limit in messages[0]["content"] else policy_fn(
+            [{"role": "system", "content": GOOD}, messages[-1]])
+
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), ts, store,
+                   config(examples=False, demos=False, rewrites=False, budget=120))
+    texts = [x.text for x in store.revision_lessons(result.revision)]
+    assert texts == [f"{inject.INSTRUCTION_PREFIX}\nWork the problem out step by step, showing each count you make."
+                     "\nAnswer: <number>"]
+    assert result.val_score == 1.0
+    system = inject.render(ts.instruction, store.revision_lessons(result.revision))
+    assert system.startswith("Work the problem out") and limit not in system
+    assert any(g["decision"] == "accepted" and "instruct" in g["proposed"] for g in store.gates("toy"))
+
+    from secondnature.learn import apply
+    from secondnature.types import Edit, Lesson
+    current = store.revision_lessons(result.revision) + [Lesson("L9", "Check the count twice.", "toy")]
+    after = apply(current, Edit("rewrite", "One paragraph that replaces the rules."), "L10", "toy")
+    assert [x.text for x in after][0] == texts[0] and len(after) == 2  # the instruction stays
+    after = apply(current, Edit("instruct", f"{inject.INSTRUCTION_PREFIX}\nAnother one.\nAnswer: <number>"), "L10", "toy")
+    assert [x.id for x in after] == ["L9", "L10"] and after[-1].parent == current[0].id  # one instruction at a time
+
+    store2 = LessonStore(tmp_path / "s2.db")
+    result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), ts, store2,
+                   config(examples=False, demos=False, rewrites=False, instructions=False, budget=120))
+    assert result.revision is None  # lessons alone cannot lift the limit

@@ -325,3 +325,35 @@ def test_the_reflection_prompt_never_exceeds_the_window():
     assert 1 <= kept < 6 and sum(count(m["content"]) for m in msgs) <= full // 2
     assert fit_groups(build, groups, count, 10)[1] == 1  # one group at least, even if it overflows
     assert fit_groups(build, groups, count, 10 ** 6)[1] == 6
+
+
+def test_parse_instruction_keeps_the_answer_line_and_applies_the_guards():
+    from secondnature.candidates import parse_instruction
+    from secondnature.inject import INSTRUCTION_PREFIX
+    base = "Solve the problem. Keep your reasoning short.\nAnswer: <number>"
+    text, why = parse_instruction("Here is the new one.\n<instruction>\nWork through the problem step by step, "
+                                  "writing each quantity you find.\nAnswer: <number>\n</instruction>", base)
+    assert not why and text == (f"{INSTRUCTION_PREFIX}\nWork through the problem step by step, writing each quantity "
+                                "you find.\nAnswer: <number>")
+    # without tags: the reply less its chat preamble; a lost answer line is put back, the checker needs it
+    text, why = parse_instruction("Certainly! Here is a better instruction:\nRead the problem twice, write every "
+                                  "quantity with its unit, then combine them one step at a time.", base)
+    assert not why and text.endswith("one step at a time.\nAnswer: <number>") and "Certainly" not in text
+    assert "no <instruction>" in parse_instruction('{"edits": [{"op": "add", "text": "x"}]}', base)[1]
+    assert "too short" in parse_instruction("<instruction>Solve it.</instruction>", base)[1]
+    assert "too long" in parse_instruction("<instruction>" + "Check each step. " * 50 + "</instruction>", base)[1]
+    assert "the same" in parse_instruction(f"<instruction>{base}</instruction>", base)[1]
+    task = Task("t", "Janet has 16 ducks and sells the eggs at the farmers market every single day.", "18")
+    copied = "<instruction>Remember that Janet has 16 ducks and sells the eggs at the farmers market.</instruction>"
+    assert "copies" in parse_instruction(copied, base, [task])[1]
+
+
+def test_instruct_prompt_shows_the_instruction_in_force_the_lengths_and_the_answer_line():
+    from secondnature.candidates import instruct_prompt
+    task = Task("t1", "What is 2+3?", "5")
+    group = [Rollout("a", "t1", (), "2+3=5\nAnswer: 5", Score(1.0, "ok"), (), "m", 0, 0, 10, 40),
+             Rollout("b", "t1", (), "Answer: 6", Score(0.0, "wrong"), (), "m", 0, 1, 10, 384)]
+    user = instruct_prompt("Be brief.\nAnswer: <number>", [Lesson("L1", GOOD, "s")], [group], {"t1": task},
+                           group, max_tokens=384)[-1]["content"]
+    assert "Be brief." in user and GOOD in user and "unchanged:\nAnswer: <number>" in user
+    assert "correct ones 40 tokens on average, wrong ones 384 tokens; 1 of 2 were cut off" in user

@@ -1,12 +1,14 @@
 """Candidates beside the reflector's edits, each gated like any lesson: the policy's own best attempt as a worked
-example, a demonstration the reflector writes for a failed task (kept only if the reward accepts it), and all the
-rules rewritten as one paragraph that replaces them (the way GEPA proposes whole instructions)."""
+example, a demonstration the reflector writes for a failed task (kept only if the reward accepts it), all the
+rules rewritten as one paragraph that replaces them, and the task instruction itself rewritten (the way GEPA
+evolves whole prompts)."""
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
 
 from .episode import render_trajectory
+from .inject import INSTRUCTION_PREFIX
 from .reflect import (
     EXAMPLE_PREFIX,
     FILLER,
@@ -209,3 +211,84 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
     if not why and (copied := copied_item(text, shown)):
         why = f"copies {copied!r} from a training task"
     return ("", f"rewrite rejected: {why}: {text[:60]!r}") if why else (text, "")
+
+
+INSTRUCT_PROMPT = """A small AI assistant works under this instruction (its whole system prompt):
+<instruction>
+{instruction}
+</instruction>
+{lessons}
+Below are its latest attempts at {n_tasks} tasks, scored by an automatic checker (1 = correct, 0 = wrong).
+
+{groups}
+{tally}{lengths}
+Write a better instruction to take the place of the one above, so that the assistant gets more tasks of this kind \
+right. Anything in it may change: the method it asks for, how much working it asks to see, the order of the steps, \
+any limit it sets, if the attempts show that it hurts. {answer_rule}Never mention a task, a word, a number or an \
+answer shown above. At most {words} words. Put the new instruction between <instruction> and </instruction>, and \
+write nothing after it."""
+
+INSTRUCT_WORDS = 90
+ANSWER_LINE = re.compile(r"^\s*Answer:.*$", re.M)
+
+
+def length_tally(batch: Sequence[Rollout], max_tokens: int) -> str:
+    """How long the correct and the wrong attempts were, and how many ran into the length limit: whether to ask
+    for more working or less shows over the whole round, not in any one attempt."""
+    def mean(rs: list[Rollout]) -> str:
+        return f"{sum(r.completion_tokens for r in rs) / len(rs):.0f} tokens" if rs else "none"
+    right = [r for r in batch if r.score.value >= 1.0]
+    wrong = [r for r in batch if r.score.value < 1.0]
+    cut = sum(r.completion_tokens >= max_tokens for r in batch)
+    if not batch or not any(r.completion_tokens for r in batch):
+        return ""
+    return (f"Length of the replies this round: correct ones {mean(right)} on average, wrong ones {mean(wrong)}; "
+            f"{cut} of {len(batch)} were cut off at the limit of {max_tokens} tokens.\n")
+
+
+def instruct_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
+                    tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = (),
+                    max_tokens: int = 384) -> list[dict]:
+    """Ask for the task instruction itself rewritten, the way GEPA evolves its prompt. Lessons can only add to an
+    instruction; this candidate can also drop what in it holds the policy back (a length limit, a method), and
+    the gate judges it like any lesson. The answer line the checker reads is kept (parse_instruction)."""
+    rules = [x for x in lessons if not x.text.startswith(EXAMPLE_PREFIX)]
+    listed = "\nIt also follows these lessons:\n" + "\n".join(f"- {x.text}" for x in rules) + "\n" if rules else ""
+    line = ANSWER_LINE.search(instruction)
+    rule = (f"End it with the line the checker reads, unchanged:\n{line.group(0).strip()}\n" if line else
+            "Keep what it says about the form of the final answer: the checker reads it. ")
+    body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
+    user = INSTRUCT_PROMPT.format(instruction=instruction, lessons=listed, n_tasks=len(groups), groups=body,
+                                  tally=answer_tally(batch, tasks) + tool_tally(batch, tools),
+                                  lengths=length_tally(batch, max_tokens), answer_rule=rule, words=INSTRUCT_WORDS)
+    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+
+
+def parse_instruction(raw: str, instruction: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
+    """(lesson text, '') from an instruction rewrite, else ('', why not). Without tags the reply less any chat
+    preamble is the instruction. The current instruction's answer line is put back if the rewrite lost it: the
+    checker needs it, and a candidate the checker cannot read would only waste its gate."""
+    m = re.search(r"<instruction>(.*?)(?:</instruction>|$)", raw, re.S | re.I)
+    text = m.group(1) if m else re.sub(r"^```\w*\s*|\s*```$", "", raw.strip())
+    first, _, rest = text.strip().partition("\n")
+    if FILLER.search(first) and rest.strip():
+        text = rest
+    lines = [" ".join(x.split()) for x in text.strip().splitlines()]
+    text = "\n".join(x for x in lines if x)
+    if not m and re.match(r"\s*[{\[]", text):  # a JSON edit list or such: the reflector answered another prompt
+        return "", "no <instruction> in the reply"
+    answer = ANSWER_LINE.search(instruction)
+    if answer and not ANSWER_LINE.search(text):
+        text = f"{text}\n{answer.group(0).strip()}"
+    words = len(text.split())
+    if words < 8:
+        return "", f"instruction rewrite rejected: too short: {text[:60]!r}"
+    if words > INSTRUCT_WORDS + 30:
+        return "", f"instruction rewrite rejected: too long ({words} words; at most {INSTRUCT_WORDS})"
+    if " ".join(text.split()) == " ".join(instruction.split()):
+        return "", "instruction rewrite rejected: the same as the current instruction"
+    if FILLER.search(text):
+        return "", f"instruction rewrite rejected: chat filler: {text[:60]!r}"
+    if copied := copied_item(text, shown):
+        return "", f"instruction rewrite rejected: copies {copied!r} from a training task"
+    return f"{INSTRUCTION_PREFIX}\n{text}", ""

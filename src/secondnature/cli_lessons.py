@@ -73,7 +73,9 @@ def cmd_lessons(args: argparse.Namespace) -> int:
     if args.action == "edit":
         x = _scope_of(store, args.id)
         text = args.text if args.text is not None else _edit_in_editor(x.text)
-        text = " ".join(text.split())
+        # one line, except where lines carry meaning: an instruction's answer line, a worked example's steps
+        text = ("\n".join(" ".join(x.split()) for x in text.strip().splitlines() if x.strip()) if "\n" in x.text
+                else " ".join(text.split()))
         if not text or text == x.text:
             ui.out.print("unchanged")
             return 0

@@ -205,12 +205,13 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
         x = next((y for y in current if y.id == lid), None)
         if x is not None and effect <= 0:
             propose("retire", [y for y in current if y.id != lid], [x], f"leave-one-out {effect:+.3f}")
-    for a, b in [(a, b) for i, a in enumerate(current) for b in current[i + 1:]]:
+    rules = [x for x in current if not inject.is_instruction(x)]  # an instruction is not merged into a rule
+    for a, b in [(a, b) for i, a in enumerate(rules) for b in rules[i + 1:]]:
         if a in current and b in current and similarity(a.text, b.text) >= config.duplicate:
             weaker = min((a, b), key=lambda y: (loo.get(y.id, (0.0,))[0], y.gain, -inject.lesson_order(y)))
             propose("dedupe", [y for y in current if y.id != weaker.id], [weaker],
                     f"{weaker.id} repeats {(b if weaker is a else a).id}")
-    for a, b in [(a, b) for i, a in enumerate(current) for b in current[i + 1:]]:
+    for a, b in [(a, b) for i, a in enumerate(rules) for b in rules[i + 1:]]:
         if a in current and b in current and config.overlap <= similarity(a.text, b.text) < config.duplicate:
             text = _rewrite(reflector, MERGE_PROMPT.format(a=a.text, b=b.text), config, spent)
             if text and count(text) < count(a.text) + count(b.text) and not reflect.problem_with(text):
@@ -218,7 +219,7 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
                                 tags=a.tags)
                 propose("merge", [y for y in current if y.id not in (a.id, b.id)] + [merged], [a, b],
                         f"{a.id} and {b.id} merged")
-    for x in list(current):
+    for x in rules:
         if x in current and not x.text.startswith(reflect.EXAMPLE_PREFIX) and count(x.text) > config.compress_over:
             words = max(8, len(x.text.split()) // 2)
             text = _rewrite(reflector, COMPRESS_PROMPT.format(a=x.text, words=words), config, spent)

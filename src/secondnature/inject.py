@@ -12,6 +12,21 @@ from typing import Callable, Sequence
 from .types import Lesson
 
 LESSONS_HEADER = "Lessons learned from earlier attempts (follow them):"
+# A lesson that starts so is a rewritten task instruction: it takes the instruction's place instead of joining
+# the list (a revision holds at most one). It is text like any lesson, so a person reads and edits it the same way.
+INSTRUCTION_PREFIX = "Instruction (replaces the task's own):"
+
+
+def is_instruction(lesson: Lesson) -> bool:
+    return lesson.text.startswith(INSTRUCTION_PREFIX)
+
+
+def in_force(instruction: str, lessons: Sequence[Lesson]) -> tuple[str, list[Lesson]]:
+    """The instruction the policy gets (the task's own, or the last instruction lesson's text) and the other lessons."""
+    own = [x for x in lessons if is_instruction(x)]
+    if own:
+        instruction = own[-1].text[len(INSTRUCTION_PREFIX):].strip()
+    return instruction, [x for x in lessons if not is_instruction(x)]
 
 
 def lesson_order(lesson: Lesson) -> int:
@@ -19,6 +34,7 @@ def lesson_order(lesson: Lesson) -> int:
 
 
 def render(instruction: str, lessons: Sequence[Lesson]) -> str:
+    instruction, lessons = in_force(instruction, lessons)
     if not lessons:
         return instruction
     items = "\n".join(f"{i}. {lesson.text}" for i, lesson in enumerate(lessons, 1))
@@ -60,7 +76,7 @@ def lesson_tokens(lessons: Sequence[Lesson], count_tokens: Callable[[str], int])
     """Tokens the lessons add to the system prompt (header and numbering included)."""
     if not lessons:
         return 0
-    return count_tokens(render("", lessons))
+    return count_tokens(render("", lessons))  # an instruction lesson counts whole: it is text the loop chose
 
 
 def system_prompt(instruction: str, lessons: Sequence[Lesson], budget_tokens: int | None,

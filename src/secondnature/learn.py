@@ -19,7 +19,9 @@ from .candidates import (
     demo_lesson,
     demo_prompt,
     demo_task,
+    instruct_prompt,
     parse_guide,
+    parse_instruction,
     rewrite_prompt,
     tool_demo_lesson,
     tool_demo_prompt,
@@ -44,6 +46,7 @@ class LearnConfig:
     examples: bool = True        # also gate a worked example taken from the policy's own best attempt
     demos: bool = True           # and one written by the reflector for a failed task, checked by the reward
     rewrites: bool = True        # and the rules rewritten whole as one paragraph (a GEPA-style candidate)
+    instructions: bool = True    # and the task instruction itself rewritten, answer line kept (GEPA's own kind)
     gate_alpha: float = 0.2
     reject_margin: int = 3
     screen: int = 6              # val items the current revision fails, scored first: no win there, no full gate
@@ -84,12 +87,15 @@ def apply(current: list[Lesson], edit: Edit, new_id: str, scope: str) -> list[Le
         if any(x.text.strip().lower() == edit.text.lower() for x in current):
             return None
         return current + [Lesson(new_id, edit.text, scope)]
-    if edit.op == "rewrite":  # the rules give way to one paragraph; worked examples stay
-        examples = [x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)]
-        rules = [x for x in current if x not in examples]
+    if edit.op in ("rewrite", "instruct"):
+        # a rewrite: the rules give way to one paragraph, worked examples and the instruction stay;
+        # "instruct": the instruction lesson (if any) gives way to a new one, every other lesson stays
+        gone = ([x for x in current if inject.is_instruction(x)] if edit.op == "instruct" else
+                [x for x in current if not x.text.startswith(reflect.EXAMPLE_PREFIX) and not inject.is_instruction(x)])
         if any(x.text.strip().lower() == edit.text.lower() for x in current):
             return None
-        return examples + [Lesson(new_id, edit.text, scope, parent=rules[-1].id if rules else "")]
+        return [x for x in current if x not in gone] + [Lesson(new_id, edit.text, scope,
+                                                               parent=gone[-1].id if gone else "")]
     rest = [x for x in current if x.id != edit.id]
     if len(rest) == len(current):
         return None
@@ -189,31 +195,17 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             got += [val_rollout(system, kept, task) for task in confirm[len(got):upto]]
         return got[:upto]
 
-    def demo_candidate(task: Task, has_example: Lesson | None, rid: str, seed: int) -> Edit | None:
-        """The reflector's worked solution of a failed task, as an added example or replacing the current one."""
-        coded = "python" in taskset.tools  # with the Python tool, a demonstration is a program, run and checked
-        msgs = (tool_demo_prompt if coded else demo_prompt)(taskset.instruction, task)
+    def propose(msgs: list[dict], check: Callable[[str], tuple[str, str]], op: str, rid: str, seed: int,
+                evidence: list[str]) -> Edit | None:
+        """One reflector call for a candidate of its own kind, checked, and recorded like any reflection."""
         c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
         stats["reflections"] += 1
         stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
-        check = tool_demo_lesson if coded else demo_lesson
-        text, why = check(c.text, task, taskset.reward) if not c.error else ("", c.error)
-        edit = None if not text else (Edit("edit", text, has_example.id) if has_example else Edit("add", text))
-        store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=[],
-                             prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],
-                             parse_error=why)
-        return edit
-
-    def rewrite_candidate(groups: list, batch: list[Rollout], rid: str, seed: int) -> Edit | None:
-        """The reflector's rewrite of all rules as one paragraph, recorded like any reflection."""
-        msgs = rewrite_prompt(taskset.instruction, current, groups, tasks_by_id, batch, taskset.tools)
-        c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
-        stats["reflections"] += 1
-        stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
-        shown = [tasks_by_id[g[0].task_id] for g in groups]
-        text, why = parse_guide(c.text, shown) if not c.error else ("", f"reflector failed: {c.error}")
-        edit = Edit("rewrite", text) if text else None
-        store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=[r.id for r in batch],
+        text, why = check(c.text) if not c.error else ("", f"reflector failed: {c.error}")
+        has_example = next((x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)), None)
+        edit = (None if not text else Edit("edit", text, has_example.id) if op == "demo" and has_example
+                else Edit("add" if op == "demo" else op, text))
+        store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=evidence,
                              prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],
                              parse_error=why)
         return edit
@@ -252,49 +244,52 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         candidates: list[tuple[Edit, list[Lesson], str, list[str]]] = []
         if groups:
             # the reflector's window holds the prompt and its reply: groups that would overflow it are left out
+            instruction, others = inject.in_force(taskset.instruction, current)  # a rewritten instruction in force
             msgs, kept_groups = reflect.fit_groups(
-                lambda gs: reflect.build_prompt(taskset.instruction, current, gs, tasks_by_id, rs, taskset.tools), groups,
+                lambda gs: reflect.build_prompt(instruction, others, gs, tasks_by_id, rs, taskset.tools), groups,
                 reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
             groups = groups[:kept_groups]
             evidence = [r.id for g in groups for r in g]
-            known = {x.id for x in current}
+            shown = [tasks_by_id[g[0].task_id] for g in groups]
             new_id = store.next_lesson_id()
+
+            def offer(edit: Edit | None, rid: str) -> None:
+                lessons = apply(current, edit, new_id, scope) if edit else None
+                if lessons is not None and all(lessons != cand[1] for cand in candidates):
+                    candidates.append((edit, lessons, rid, evidence))
+
             for i, c in enumerate(reflector.chat(msgs, n=config.proposals, temperature=0.7,
                                                  max_tokens=config.reflect_max_tokens, seed=seed)):
                 stats["reflections"] += 1
                 stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
                 rid = f"f{run_id}-{step}-{i}"
-                shown = [tasks_by_id[g[0].task_id] for g in groups]
-                edits, notes = (reflect.parse(c.text, known, shown) if not c.error
+                edits, notes = (reflect.parse(c.text, {x.id for x in others}, shown) if not c.error
                                 else ([], [f"reflector failed: {c.error}"]))
                 store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=evidence,
                                      prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(e) for e in edits],
                                      parse_error="; ".join(notes))
                 for e in edits:
-                    lessons = apply(current, e, new_id, scope)
-                    if lessons is not None and all(lessons != cand[1] for cand in candidates):
-                        candidates.append((e, lessons, rid, evidence))
-            candidates = candidates[:config.max_candidates]
-            has_example = next((x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)), None)
-            example = worked_example(groups, tasks_by_id) if config.examples else ""
-            if example and not has_example:
-                lessons = apply(current, Edit("add", example), new_id, scope)
-                if lessons is not None:
-                    candidates.append((Edit("add", example), lessons, "", evidence))
+                    offer(e, rid)
+            del candidates[config.max_candidates:]  # the reflector's edits; the other kinds come after
+            has_example = any(x.text.startswith(reflect.EXAMPLE_PREFIX) for x in current)
+            example = worked_example(groups, tasks_by_id) if config.examples and not has_example else ""
+            offer(Edit("add", example) if example else None, "")
             task = demo_task(groups, tasks_by_id) if config.demos else None
-            if task is not None:
-                rid = f"f{run_id}-{step}-demo"
-                demo = demo_candidate(task, has_example, rid, seed)
-                if demo is not None:
-                    lessons = apply(current, demo, new_id, scope)
-                    if lessons is not None:
-                        candidates.append((demo, lessons, rid, evidence))
+            if task is not None:  # with the Python tool, a demonstration is a program, run and checked
+                coded = "python" in taskset.tools
+                offer(propose((tool_demo_prompt if coded else demo_prompt)(instruction, task),
+                              lambda raw: (tool_demo_lesson if coded else demo_lesson)(raw, task, taskset.reward),
+                              "demo", f"f{run_id}-{step}-demo", seed, []), f"f{run_id}-{step}-demo")
+            batch_ids = [r.id for r in rs]
             if config.rewrites:
-                rid = f"f{run_id}-{step}-rewrite"
-                rewrite = rewrite_candidate(groups, rs, rid, seed + 1)
-                lessons = apply(current, rewrite, new_id, scope) if rewrite else None
-                if lessons is not None and all(lessons != cand[1] for cand in candidates):
-                    candidates.append((rewrite, lessons, rid, evidence))
+                offer(propose(rewrite_prompt(instruction, others, groups, tasks_by_id, rs, taskset.tools),
+                              lambda raw: parse_guide(raw, shown), "rewrite", f"f{run_id}-{step}-rewrite", seed + 1,
+                              batch_ids), f"f{run_id}-{step}-rewrite")
+            if config.instructions:
+                offer(propose(instruct_prompt(instruction, others, groups, tasks_by_id, rs, taskset.tools,
+                                              config.max_tokens),
+                              lambda raw: parse_instruction(raw, instruction, shown), "instruct",
+                              f"f{run_id}-{step}-instruct", seed + 2, batch_ids), f"f{run_id}-{step}-instruct")
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 from .episode import episode_stats, failed_steps, render_trajectory
+from .inject import INSTRUCTION_PREFIX
 from .rewards import extract_answer
 from .types import Edit, Lesson, Rollout, Task
 
@@ -261,7 +262,8 @@ def problem_with(text: str) -> str:
     words = text.split()
     if len(words) < 4:
         return "too short to be a lesson"
-    limit = MAX_EXAMPLE_WORDS if text.startswith(EXAMPLE_PREFIX) else 80
+    limit = (MAX_EXAMPLE_WORDS if text.startswith(EXAMPLE_PREFIX) else
+             130 if text.startswith(INSTRUCTION_PREFIX) else 80)  # an instruction is a whole prompt
     if len(words) > limit:
         return f"too long ({len(words)} words; at most {limit})"
     if FILLER.search(text):

@@ -94,7 +94,9 @@ def lessons_for(store: LessonStore, query: str, budget_tokens: int | None, count
     want = extra if head else k
     if not want:
         return Injected(scope, tuple(stable), ())
-    pool = {x.id: x for x in (store.live_lessons() if live is None else live) if x.scope != scope}
+    # another scope's rewritten instruction would replace this query's own: never borrowed
+    pool = {x.id: x for x in (store.live_lessons() if live is None else live)
+            if x.scope != scope and not inject.is_instruction(x)}
     found = relevant(store, query, pool, want)
     retrieved = inject.select(found, budget_tokens, count_tokens, reserved=inject.lesson_tokens(stable, count_tokens))
     return Injected(scope, tuple(stable), tuple(retrieved))
