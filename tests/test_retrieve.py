@@ -151,3 +151,14 @@ def test_routing_queries_the_rarest_indexed_words_first(store: LessonStore) -> N
     assert rare == '"pepper" OR "z"' or rare.startswith('"pepper"')  # in one indexed prompt; "the" is in all ten
     assert store.rare_words("nothing indexed here at all xyzzy") == ""
     assert retrieve.route(store, query) == "letters"
+
+
+def test_another_scopes_rewritten_instruction_is_never_borrowed(store: LessonStore) -> None:
+    from secondnature.inject import INSTRUCTION_PREFIX
+    own = store.add_lesson(Lesson("", f"{INSTRUCTION_PREFIX}\nCount each letter of the word one by one.\nAnswer: "
+                                      "<number>", "letters", gain=0.9))
+    store.commit_revision("letters", ["L1", "L2", own.id], "test")
+    query = "Count each letter of the word rhythm: how many are there?"
+    assert own.id not in [x.id for x in retrieve.lessons_for(store, query, None, words, scope="nowhere").retrieved]
+    home = retrieve.lessons_for(store, "How many times does the letter a appear in the word banana?", None, words)
+    assert retrieve.system_prompt("Answer.", home).startswith("Count each letter of the word one by one.")
