@@ -267,8 +267,9 @@ def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_he
     ts = TaskSet("toy", taskset().tasks, number, f"{limit}\nAnswer: <number>")
 
     def reply(messages: list[dict]) -> str:
-        if "Write a better instruction" in messages[-1]["content"]:
-            return "<instruction>Work the problem out step by step, showing each count you make.</instruction>"
+        if "<new_instruction>" in messages[-1]["content"]:  # a copy of the current one first, as small models do
+            return (f"<new_instruction>{limit}\nAnswer: <number></new_instruction>\n<new_instruction>Work the problem "
+                    "out step by step, showing each count you make.</new_instruction>")
         return json.dumps({"edits": [{"op": "add", "text": "Read the question carefully before you answer it."}]})
 
     def policy(messages: list[dict]) -> str:  # right whenever the limit is gone from the system prompt
@@ -298,3 +299,30 @@ def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_he
     result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), ts, store2,
                    config(examples=False, demos=False, rewrites=False, instructions=False, budget=120))
     assert result.revision is None  # lessons alone cannot lift the limit
+
+
+def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_reflector_never_drops(tmp_path):
+    """The reflector only copies the instruction; leaving out each of its sentences in turn finds the one that holds
+    the policy back. An ablation the gate rejected is not gated again against the same revision."""
+    limit = "Never show any working."
+    ts = TaskSet("toy", taskset().tasks, number, f"Solve the problem. {limit} Then end with a final line:\n"
+                                                 "Answer: <number>")
+
+    def reply(messages: list[dict]) -> str:
+        if "<new_instruction>" in messages[-1]["content"]:
+            return f"<new_instruction>{ts.instruction}</new_instruction>"
+        return json.dumps({"edits": [{"op": "add", "text": "Read the question carefully before you answer it."}]})
+
+    def policy(messages: list[dict]) -> str:
+        return policy_fn(messages) if limit in messages[0]["content"] else policy_fn(
+            [{"role": "system", "content": GOOD}, messages[-1]])
+
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), ts, store,
+                   config(examples=False, demos=False, rewrites=False, budget=200))
+    texts = [x.text for x in store.revision_lessons(result.revision)]
+    assert texts == [f"{inject.INSTRUCTION_PREFIX}\nSolve the problem. Then end with a final line:\nAnswer: <number>"]
+    notes = [r["parse_error"] for r in store.reflections() if r["id"].endswith("-instruct")]
+    assert notes and all("copy of the current one" in n for n in notes)
+    proposed = [g["proposed"] for g in store.gates("toy")]
+    assert len(proposed) == len(set(proposed))  # no lesson set gated twice

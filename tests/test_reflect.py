@@ -331,20 +331,23 @@ def test_parse_instruction_keeps_the_answer_line_and_applies_the_guards():
     from secondnature.candidates import parse_instruction
     from secondnature.inject import INSTRUCTION_PREFIX
     base = "Solve the problem. Keep your reasoning short.\nAnswer: <number>"
-    text, why = parse_instruction("Here is the new one.\n<instruction>\nWork through the problem step by step, "
-                                  "writing each quantity you find.\nAnswer: <number>\n</instruction>", base)
+    reply = ("The right ones showed their work.\n<new_instruction>\n" + base + "\n</new_instruction>\n"
+             "<new_instruction>\nWork through the problem step by step,   writing each quantity you find.\n"
+             "Answer: <number>\n</new_instruction>")
+    text, why = parse_instruction(reply, base)  # a copy of the current one is passed over
     assert not why and text == (f"{INSTRUCTION_PREFIX}\nWork through the problem step by step, writing each quantity "
                                 "you find.\nAnswer: <number>")
-    # without tags: the reply less its chat preamble; a lost answer line is put back, the checker needs it
-    text, why = parse_instruction("Certainly! Here is a better instruction:\nRead the problem twice, write every "
-                                  "quantity with its unit, then combine them one step at a time.", base)
-    assert not why and text.endswith("one step at a time.\nAnswer: <number>") and "Certainly" not in text
-    assert "no <instruction>" in parse_instruction('{"edits": [{"op": "add", "text": "x"}]}', base)[1]
-    assert "too short" in parse_instruction("<instruction>Solve it.</instruction>", base)[1]
-    assert "too long" in parse_instruction("<instruction>" + "Check each step. " * 50 + "</instruction>", base)[1]
-    assert "the same" in parse_instruction(f"<instruction>{base}</instruction>", base)[1]
+    # a lost answer line is put back, the checker needs it
+    text, why = parse_instruction("<new_instruction>Read the problem twice, write every quantity with its unit, "
+                                  "then combine them one step at a time.</new_instruction>", base)
+    assert not why and text.endswith("one step at a time.\nAnswer: <number>")
+    assert "no <new_instruction>" in parse_instruction("Read the problem twice and write every quantity down.", base)[1]
+    assert "no <new_instruction>" in parse_instruction(f"<new_instruction>{base}</new_instruction>", base)[1]
+    assert "too long" in parse_instruction("<new_instruction>" + "Check each step. " * 50 + "</new_instruction>",
+                                           base)[1]
     task = Task("t", "Janet has 16 ducks and sells the eggs at the farmers market every single day.", "18")
-    copied = "<instruction>Remember that Janet has 16 ducks and sells the eggs at the farmers market.</instruction>"
+    copied = ("<new_instruction>Remember that Janet has 16 ducks and sells the eggs at the farmers market."
+              "</new_instruction>")
     assert "copies" in parse_instruction(copied, base, [task])[1]
 
 
@@ -357,3 +360,14 @@ def test_instruct_prompt_shows_the_instruction_in_force_the_lengths_and_the_answ
                            group, max_tokens=384)[-1]["content"]
     assert "Be brief." in user and GOOD in user and "unchanged:\nAnswer: <number>" in user
     assert "correct ones 40 tokens on average, wrong ones 384 tokens; 1 of 2 were cut off" in user
+
+
+
+def test_ablations_leave_out_each_sentence_but_the_answer_lines():
+    from secondnature.candidates import ablations
+    from secondnature.inject import INSTRUCTION_PREFIX
+    got = ablations("Solve the problem. Keep it short: a few lines.  Then end with a line:\nAnswer: <number>")
+    assert got == [f"{INSTRUCTION_PREFIX}\nKeep it short: a few lines.  Then end with a line:\nAnswer: <number>",
+                   f"{INSTRUCTION_PREFIX}\nSolve the problem. Then end with a line:\nAnswer: <number>"]
+    assert ablations("Answer with a final line 'Answer: <number>'.") == []
+    assert ablations("Count every item. Check it twice!")[-1] == f"{INSTRUCTION_PREFIX}\nCount every item."

@@ -214,19 +214,20 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
 
 
 INSTRUCT_PROMPT = """A small AI assistant works under this instruction (its whole system prompt):
-<instruction>
+<current_instruction>
 {instruction}
-</instruction>
+</current_instruction>
 {lessons}
 Below are its latest attempts at {n_tasks} tasks, scored by an automatic checker (1 = correct, 0 = wrong).
 
 {groups}
 {tally}{lengths}
-Write a better instruction to take the place of the one above, so that the assistant gets more tasks of this kind \
-right. Anything in it may change: the method it asks for, how much working it asks to see, the order of the steps, \
-any limit it sets, if the attempts show that it hurts. {answer_rule}Never mention a task, a word, a number or an \
-answer shown above. At most {words} words. Put the new instruction between <instruction> and </instruction>, and \
-write nothing after it."""
+First, in one sentence, say what the correct replies did that the wrong ones did not. Then write a NEW \
+instruction to take the place of the current one, so that the assistant gets more tasks of this kind right; a copy \
+of the current instruction is worthless. Anything in it may change: the method it asks for, how much working it \
+asks to see, the order of the steps, any limit it sets, if the attempts show that it hurts. {answer_rule}Never \
+mention a task, a word, a number or an answer shown above. At most {words} words. Put the new instruction between \
+<new_instruction> and </new_instruction>."""
 
 INSTRUCT_WORDS = 90
 ANSWER_LINE = re.compile(r"^\s*Answer:.*$", re.M)
@@ -265,18 +266,18 @@ def instruct_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequenc
 
 
 def parse_instruction(raw: str, instruction: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
-    """(lesson text, '') from an instruction rewrite, else ('', why not). Without tags the reply less any chat
-    preamble is the instruction. The current instruction's answer line is put back if the rewrite lost it: the
-    checker needs it, and a candidate the checker cannot read would only waste its gate."""
-    m = re.search(r"<instruction>(.*?)(?:</instruction>|$)", raw, re.S | re.I)
-    text = m.group(1) if m else re.sub(r"^```\w*\s*|\s*```$", "", raw.strip())
-    first, _, rest = text.strip().partition("\n")
-    if FILLER.search(first) and rest.strip():
-        text = rest
+    """(lesson text, '') from an instruction rewrite, else ('', why not): the first tagged block that is not a copy
+    of the current instruction. Its answer line is put back if the rewrite lost it: the checker needs it, and a
+    candidate the checker cannot read would only waste its gate."""
+    same = " ".join(instruction.split()).lower()
+    tagged = [b for b in re.findall(r"<(?:new_|current_)?instruction>(.*?)(?:</(?:new_|current_)?instruction>|$)",
+                                    raw, re.S | re.I)
+              if len(b.split()) >= 8 and " ".join(b.split()).lower() != same]  # small reflectors often echo it
+    if not tagged:  # untagged replies of a small reflector are diagnosis and headings, not an instruction
+        return "", "no <new_instruction> in the reply, or only a copy of the current one"
+    text = re.sub(r"^```\w*\s*|\s*```$", "", tagged[0].strip())
     lines = [" ".join(x.split()) for x in text.strip().splitlines()]
     text = "\n".join(x for x in lines if x)
-    if not m and re.match(r"\s*[{\[]", text):  # a JSON edit list or such: the reflector answered another prompt
-        return "", "no <instruction> in the reply"
     answer = ANSWER_LINE.search(instruction)
     if answer and not ANSWER_LINE.search(text):
         text = f"{text}\n{answer.group(0).strip()}"
@@ -292,3 +293,20 @@ def parse_instruction(raw: str, instruction: str, shown: Sequence[Task] = ()) ->
     if copied := copied_item(text, shown):
         return "", f"instruction rewrite rejected: copies {copied!r} from a training task"
     return f"{INSTRUCTION_PREFIX}\n{text}", ""
+
+
+def ablations(instruction: str) -> list[str]:
+    """Instruction lessons for the instruction less one of its sentences, each sentence but the answer line's.
+
+    A weak reflector mostly copies the instruction it is asked to rewrite, so a limit in it that holds the policy
+    back ("keep your reasoning short") is never dropped; leaving out each sentence in turn, judged by the gate,
+    finds such a limit without the reflector (leave-one-out, as curation does for lessons)."""
+    parts = re.split(r"(?<=[.!?])([ \t]+)", instruction.strip())  # sentences at even places, their gaps at odd
+    out = []
+    for i in range(0, len(parts), 2):
+        if ANSWER_LINE.search(parts[i]) or len(parts) < 3:
+            continue
+        rest = "".join(parts[:i] + parts[i + 2:] if i + 2 < len(parts) else parts[:max(0, i - 1)]).strip()
+        if len(rest.split()) >= 3:
+            out.append(f"{INSTRUCTION_PREFIX}\n{rest}")
+    return out

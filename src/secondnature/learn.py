@@ -16,6 +16,7 @@ from typing import Callable
 
 from . import gate, inject, reflect, rollout
 from .candidates import (
+    ablations,
     demo_lesson,
     demo_prompt,
     demo_task,
@@ -210,6 +211,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                              parse_error=why)
         return edit
 
+    tried: set[tuple[str, ...]] = set()  # lesson sets a gate has rejected (deterministic ablations come back)
     base_val = val_scores(current)
     history.append({"step": step, "rollouts": used, "val": sum(base_val) / len(base_val), "lessons": len(current)})
     per_step = config.tasks_per_step * config.group_size
@@ -290,6 +292,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                                               config.max_tokens),
                               lambda raw: parse_instruction(raw, instruction, shown), "instruct",
                               f"f{run_id}-{step}-instruct", seed + 2, batch_ids), f"f{run_id}-{step}-instruct")
+                for text in ablations(instruction):
+                    offer(Edit("instruct", text), "")
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds
@@ -299,6 +303,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         for k, (e, lessons, rid, evidence) in enumerate(candidates):
             if inject.select(lessons, config.lesson_tokens, count) == inject.select(current, config.lesson_tokens, count):
                 continue  # the edit does not survive the token budget: nothing to test
+            if tuple(x.text for x in lessons) in tried:
+                continue  # gated against this very revision before and rejected: the same items would say the same
             if used + to_accept() > config.budget:
                 break  # a gate or confirmation that cannot see every item would decide on less evidence than promised
             system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
@@ -321,6 +327,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             else:
                 store.add_gate({**record, "decision": "rejected", "reason": result.reason})
                 stats["rejected"] += 1
+                tried.add(tuple(x.text for x in lessons))
             progress(0, f"  {e.op} {e.text[:70]!r}: {'passes' if result.accepted else 'rejected'} ({result.reason})")
 
         # 3b. the best of the candidates that passed must hold on fresh items (confirmation sample), else the next
