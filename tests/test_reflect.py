@@ -363,11 +363,12 @@ def test_instruct_prompt_shows_the_instruction_in_force_the_lengths_and_the_answ
 
 
 
-def test_ablations_leave_out_each_sentence_but_the_answer_lines():
+def test_ablations_leave_out_each_sentence_in_turn():
     from secondnature.candidates import ablations
     from secondnature.inject import INSTRUCTION_PREFIX
     got = ablations("Solve the problem. Keep it short: a few lines.  Then end with a line:\nAnswer: <number>")
     assert got == [f"{INSTRUCTION_PREFIX}\nKeep it short: a few lines.  Then end with a line:\nAnswer: <number>",
-                   f"{INSTRUCTION_PREFIX}\nSolve the problem. Then end with a line:\nAnswer: <number>"]
+                   f"{INSTRUCTION_PREFIX}\nSolve the problem. Then end with a line:\nAnswer: <number>",
+                   f"{INSTRUCTION_PREFIX}\nSolve the problem. Keep it short: a few lines."]
     assert ablations("Answer with a final line 'Answer: <number>'.") == []
     assert ablations("Count every item. Check it twice!")[-1] == f"{INSTRUCTION_PREFIX}\nCount every item."

@@ -296,15 +296,17 @@ def parse_instruction(raw: str, instruction: str, shown: Sequence[Task] = ()) ->
 
 
 def ablations(instruction: str) -> list[str]:
-    """Instruction lessons for the instruction less one of its sentences, each sentence but the answer line's.
+    """Instruction lessons for the instruction less one of its sentences, for each sentence in turn.
 
-    A weak reflector mostly copies the instruction it is asked to rewrite, so a limit in it that holds the policy
-    back ("keep your reasoning short") is never dropped; leaving out each sentence in turn, judged by the gate,
-    finds such a limit without the reflector (leave-one-out, as curation does for lessons)."""
+    A weak reflector mostly copies the instruction it is asked to rewrite, so a constraint in it that holds the
+    policy back is never dropped; leaving out each sentence, judged by the gate, finds it without the reflector
+    (leave-one-out, as curation does for lessons). The answer-line sentence is left out too: a small policy
+    answers at once whenever its prompt ends on an answer format, and a checker that reads the last number needs
+    no answer line (if the checker does need it, the gate's screen rejects the candidate)."""
     parts = re.split(r"(?<=[.!?])([ \t]+)", instruction.strip())  # sentences at even places, their gaps at odd
     out = []
     for i in range(0, len(parts), 2):
-        if ANSWER_LINE.search(parts[i]) or len(parts) < 3:
+        if len(parts) < 3:
             continue
         rest = "".join(parts[:i] + parts[i + 2:] if i + 2 < len(parts) else parts[:max(0, i - 1)]).strip()
         if len(rest.split()) >= 3:
