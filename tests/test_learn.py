@@ -302,8 +302,8 @@ def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_he
 
 
 def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_reflector_never_drops(tmp_path):
-    """The reflector only copies the instruction; leaving out each of its sentences in turn finds the one that holds
-    the policy back. An ablation the gate rejected is not gated again against the same revision."""
+    """The reflector only copies the instruction; leaving out each of its sentences in turn, one a step, finds the
+    one that holds the policy back."""
     limit = "Never show any working."
     ts = TaskSet("toy", taskset().tasks, number, f"Solve the problem. {limit} Then end with a final line:\n"
                                                  "Answer: <number>")
@@ -324,5 +324,5 @@ def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_ref
     assert texts == [f"{inject.INSTRUCTION_PREFIX}\nSolve the problem. Then end with a final line:\nAnswer: <number>"]
     notes = [r["parse_error"] for r in store.reflections() if r["id"].endswith("-instruct")]
     assert notes and all("copy of the current one" in n for n in notes)
-    proposed = [g["proposed"] for g in store.gates("toy")]
-    assert len(proposed) == len(set(proposed))  # no lesson set gated twice
+    cuts = [json.loads(g["proposed"])[0]["text"] for g in store.gates("toy") if '"instruct"' in g["proposed"]]
+    assert "Never show any working" in cuts[0] and "Solve the problem" not in cuts[0]  # step 0: the first sentence

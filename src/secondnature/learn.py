@@ -211,7 +211,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                              parse_error=why)
         return edit
 
-    tried: set[tuple[str, ...]] = set()  # lesson sets a gate has rejected (deterministic ablations come back)
+    tried: set[tuple[str, ...]] = set()  # lesson sets rejected on every gate item or on confirmation
     base_val = val_scores(current)
     history.append({"step": step, "rollouts": used, "val": sum(base_val) / len(base_val), "lessons": len(current)})
     per_step = config.tasks_per_step * config.group_size
@@ -292,8 +292,9 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                                               config.max_tokens),
                               lambda raw: parse_instruction(raw, instruction, shown), "instruct",
                               f"f{run_id}-{step}-instruct", seed + 2, batch_ids), f"f{run_id}-{step}-instruct")
-                for text in ablations(instruction):
-                    offer(Edit("instruct", text), "")
+                cut = ablations(instruction)  # one a step, in turn: a 6-item screen is weak evidence, so each
+                if cut:                       # comes back on other items, at a sixth of the cost of all at once
+                    offer(Edit("instruct", cut[step % len(cut)]), "")
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds
@@ -304,7 +305,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             if inject.select(lessons, config.lesson_tokens, count) == inject.select(current, config.lesson_tokens, count):
                 continue  # the edit does not survive the token budget: nothing to test
             if tuple(x.text for x in lessons) in tried:
-                continue  # gated against this very revision before and rejected: the same items would say the same
+                continue  # rejected against this revision on the very items its gate would use again
             if used + to_accept() > config.budget:
                 break  # a gate or confirmation that cannot see every item would decide on less evidence than promised
             system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
@@ -327,7 +328,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             else:
                 store.add_gate({**record, "decision": "rejected", "reason": result.reason})
                 stats["rejected"] += 1
-                tried.add(tuple(x.text for x in lessons))
+                if result.n == len(val):  # a screen's draw changes each step; the whole sample does not
+                    tried.add(tuple(x.text for x in lessons))
             progress(0, f"  {e.op} {e.text[:70]!r}: {'passes' if result.accepted else 'rejected'} ({result.reason})")
 
         # 3b. the best of the candidates that passed must hold on fresh items (confirmation sample), else the next
@@ -350,6 +352,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                             held.proposed_score - held.current_score)
                     continue
                 reason = f"passed ({result.reason}) but {held.reason}"
+                tried.add(tuple(x.text for x in lessons))
             store.add_gate({**record, "decision": "rejected", "reason": reason})
             stats["rejected"] += 1
 
