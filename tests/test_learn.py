@@ -259,32 +259,38 @@ def test_rewrite_replaces_the_rules_when_the_gate_says_it_helps(tmp_path):
     assert result.revision is None  # without the rewrite the loop has nothing that helps
 
 
+LIMIT = "Never show any working."
+
+
+def held_back(messages: list[dict]) -> str:
+    """A policy held back by LIMIT: right whenever it is gone from the system prompt."""
+    return policy_fn(messages) if LIMIT in messages[0]["content"] else policy_fn(
+        [{"role": "system", "content": GOOD}, messages[-1]])
+
+
+def instructing(new_instruction: str) -> ScriptedModel:
+    """A reflector that answers the instruction prompt with `new_instruction` and proposes an inert lesson else."""
+    inert = json.dumps({"edits": [{"op": "add", "text": "Read the question carefully before you answer it."}]})
+    return ScriptedModel(lambda m: new_instruction if "<new_instruction>" in m[-1]["content"] else inert, "reflector")
+
+
 def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_helps(tmp_path):
     """A policy held back by a line of the task instruction itself: no added lesson can remove that line, a rewritten
     instruction can. It wins, keeps the answer line, renders in the instruction's place, and a later rule rewrite
     leaves it in force."""
-    limit = "Never show any working."
-    ts = TaskSet("toy", taskset().tasks, number, f"{limit}\nAnswer: <number>")
-
-    def reply(messages: list[dict]) -> str:
-        if "<new_instruction>" in messages[-1]["content"]:  # a copy of the current one first, as small models do
-            return (f"<new_instruction>{limit}\nAnswer: <number></new_instruction>\n<new_instruction>Work the problem "
-                    "out step by step, showing each count you make.</new_instruction>")
-        return json.dumps({"edits": [{"op": "add", "text": "Read the question carefully before you answer it."}]})
-
-    def policy(messages: list[dict]) -> str:  # right whenever the limit is gone from the system prompt
-        return policy_fn(messages) if limit in messages[0]["content"] else policy_fn(
-            [{"role": "system", "content": GOOD}, messages[-1]])
-
+    ts = TaskSet("toy", taskset().tasks, number, f"{LIMIT}\nAnswer: <number>")
+    # a copy of the current instruction first, as small reflectors do
+    reflector = instructing(f"<new_instruction>{ts.instruction}</new_instruction>\n<new_instruction>Work the problem "
+                            "out step by step, showing each count you make.</new_instruction>")
     store = LessonStore(tmp_path / "s.db")
-    result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), ts, store,
+    result = learn(ScriptedModel(held_back), reflector, ts, store,
                    config(examples=False, demos=False, rewrites=False, budget=120))
     texts = [x.text for x in store.revision_lessons(result.revision)]
     assert texts == [f"{inject.INSTRUCTION_PREFIX}\nWork the problem out step by step, showing each count you make."
                      "\nAnswer: <number>"]
     assert result.val_score == 1.0
     system = inject.render(ts.instruction, store.revision_lessons(result.revision))
-    assert system.startswith("Work the problem out") and limit not in system
+    assert system.startswith("Work the problem out") and LIMIT not in system
     assert any(g["decision"] == "accepted" and "instruct" in g["proposed"] for g in store.gates("toy"))
 
     from secondnature.learn import apply
@@ -292,11 +298,12 @@ def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_he
     current = store.revision_lessons(result.revision) + [Lesson("L9", "Check the count twice.", "toy")]
     after = apply(current, Edit("rewrite", "One paragraph that replaces the rules."), "L10", "toy")
     assert [x.text for x in after][0] == texts[0] and len(after) == 2  # the instruction stays
-    after = apply(current, Edit("instruct", f"{inject.INSTRUCTION_PREFIX}\nAnother one.\nAnswer: <number>"), "L10", "toy")
+    another = f"{inject.INSTRUCTION_PREFIX}\nAnother one.\nAnswer: <number>"
+    after = apply(current, Edit("instruct", another), "L10", "toy")
     assert [x.id for x in after] == ["L9", "L10"] and after[-1].parent == current[0].id  # one instruction at a time
 
     store2 = LessonStore(tmp_path / "s2.db")
-    result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), ts, store2,
+    result = learn(ScriptedModel(held_back), reflector, ts, store2,
                    config(examples=False, demos=False, rewrites=False, instructions=False, budget=120))
     assert result.revision is None  # lessons alone cannot lift the limit
 
@@ -304,21 +311,11 @@ def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_he
 def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_reflector_never_drops(tmp_path):
     """The reflector only copies the instruction; leaving out each of its sentences in turn, one a step, finds the
     one that holds the policy back."""
-    limit = "Never show any working."
-    ts = TaskSet("toy", taskset().tasks, number, f"Solve the problem. {limit} Then end with a final line:\n"
+    ts = TaskSet("toy", taskset().tasks, number, f"Solve the problem. {LIMIT} Then end with a final line:\n"
                                                  "Answer: <number>")
-
-    def reply(messages: list[dict]) -> str:
-        if "<new_instruction>" in messages[-1]["content"]:
-            return f"<new_instruction>{ts.instruction}</new_instruction>"
-        return json.dumps({"edits": [{"op": "add", "text": "Read the question carefully before you answer it."}]})
-
-    def policy(messages: list[dict]) -> str:
-        return policy_fn(messages) if limit in messages[0]["content"] else policy_fn(
-            [{"role": "system", "content": GOOD}, messages[-1]])
-
     store = LessonStore(tmp_path / "s.db")
-    result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), ts, store,
+    copying = instructing(f"<new_instruction>{ts.instruction}</new_instruction>")
+    result = learn(ScriptedModel(held_back), copying, ts, store,
                    config(examples=False, demos=False, rewrites=False, budget=200))
     texts = [x.text for x in store.revision_lessons(result.revision)]
     assert texts == [f"{inject.INSTRUCTION_PREFIX}\nSolve the problem. Then end with a final line:\nAnswer: <number>"]
