@@ -309,8 +309,8 @@ def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_he
 
 
 def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_reflector_never_drops(tmp_path):
-    """The reflector only copies the instruction; leaving out each of its sentences in turn, one a step, finds the
-    one that holds the policy back."""
+    """The reflector only copies the instruction; leaving out each of its sentences in turn finds the one that holds
+    the policy back."""
     ts = TaskSet("toy", taskset().tasks, number, f"Solve the problem. {LIMIT} Then end with a final line:\n"
                                                  "Answer: <number>")
     store = LessonStore(tmp_path / "s.db")
@@ -322,4 +322,4 @@ def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_ref
     notes = [r["parse_error"] for r in store.reflections() if r["id"].endswith("-instruct")]
     assert notes and all("copy of the current one" in n for n in notes)
     cuts = [json.loads(g["proposed"])[0]["text"] for g in store.gates("toy") if '"instruct"' in g["proposed"]]
-    assert "Never show any working" in cuts[0] and "Solve the problem" not in cuts[0]  # step 0: the first sentence
+    assert len(cuts) == len(set(cuts)) == 3  # all three at the first step, which the one that helps wins

@@ -292,9 +292,11 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                                               config.max_tokens),
                               lambda raw: parse_instruction(raw, instruction, shown), "instruct",
                               f"f{run_id}-{step}-instruct", seed + 2, batch_ids), f"f{run_id}-{step}-instruct")
-                cut = ablations(instruction)  # one a step, in turn: a 6-item screen is weak evidence, so each
-                if cut:                       # comes back on other items, at a sixth of the cost of all at once
-                    offer(Edit("instruct", cut[step % len(cut)]), "")
+                # all at the first step, then one a step in turn: a 6-item screen is weak evidence, so each
+                # comes back on other items, without paying for every one at every step
+                cut = ablations(instruction)
+                for text in cut if step == 0 else cut[step % max(1, len(cut)):][:1]:
+                    offer(Edit("instruct", text), "")
         progress(0, f"step {step}: train {train_score:.2f}, {len(candidates)} candidate(s)")
 
         # 3. gate each candidate against the current revision on the same validation items and seeds
