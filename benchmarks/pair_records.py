@@ -35,9 +35,12 @@ def main(a_spec: str, b_spec: str) -> None:
     d, (lo, hi) = paired_bootstrap(x, y)
     right = [(p > 0, q > 0) for p, q in zip(x, y)]
     both, only_a, only_b = right.count((True, True)), right.count((True, False)), right.count((False, True))
-    print(f"{b['arm']} {100 * sum(y) / len(y):.1f}% - {a['arm']} {100 * sum(x) / len(x):.1f}% on {len(x)} {a['task']} "
+    na, nb = a["arm"], b["arm"]
+    if na == nb:  # the same arm from two runs (two versions of the loop): name them by their records
+        na, nb = (f"{n} ({Path(spec.rpartition(':')[0]).stem})" for n, spec in ((na, a_spec), (nb, b_spec)))
+    print(f"{nb} {100 * sum(y) / len(y):.1f}% - {na} {100 * sum(x) / len(x):.1f}% on {len(x)} {a['task']} "
           f"items: {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]; right in both {both}, "
-          f"only {a['arm']} {only_a}, only {b['arm']} {only_b}")
+          f"only {na} {only_a}, only {nb} {only_b}")
 
 
 if __name__ == "__main__":
