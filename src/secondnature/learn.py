@@ -47,7 +47,7 @@ class LearnConfig:
     examples: bool = True        # also gate a worked example taken from the policy's own best attempt
     demos: bool = True           # and one written by the reflector for a failed task, checked by the reward
     rewrites: bool = True        # and the rules rewritten whole as one paragraph (a GEPA-style candidate)
-    instructions: bool = True    # and the task instruction itself rewritten, answer line kept (GEPA's own kind)
+    instructions: bool = True    # and the task instruction rewritten, or less one sentence (GEPA's own kind)
     gate_alpha: float = 0.2
     reject_margin: int = 3
     screen: int = 6              # val items the current revision fails, scored first: no win there, no full gate
