@@ -219,7 +219,7 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
                                 tags=a.tags)
                 propose("merge", [y for y in current if y.id not in (a.id, b.id)] + [merged], [a, b],
                         f"{a.id} and {b.id} merged")
-    for x in rules:
+    for x in [y for y in current if not inject.is_instruction(y)]:  # merges above made new lessons: these too
         if x in current and not x.text.startswith(reflect.EXAMPLE_PREFIX) and count(x.text) > config.compress_over:
             words = max(8, len(x.text.split()) // 2)
             text = _rewrite(reflector, COMPRESS_PROMPT.format(a=x.text, words=words), config, spent)
