@@ -304,10 +304,10 @@ def ablations(instruction: str) -> list[str]:
     answers at once whenever its prompt ends on an answer format, and a checker that reads the last number needs
     no answer line (if the checker does need it, the gate's screen rejects the candidate)."""
     parts = re.split(r"(?<=[.!?])([ \t]+)", instruction.strip())  # sentences at even places, their gaps at odd
+    if len(parts) < 3:  # one sentence: nothing to leave out
+        return []
     out = []
     for i in range(0, len(parts), 2):
-        if len(parts) < 3:
-            continue
         rest = "".join(parts[:i] + parts[i + 2:] if i + 2 < len(parts) else parts[:max(0, i - 1)]).strip()
         if len(rest.split()) >= 3:
             out.append(f"{INSTRUCTION_PREFIX}\n{rest}")

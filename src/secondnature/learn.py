@@ -196,20 +196,20 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             got += [val_rollout(system, kept, task) for task in confirm[len(got):upto]]
         return got[:upto]
 
-    def propose(msgs: list[dict], check: Callable[[str], tuple[str, str]], op: str, rid: str, seed: int,
-                evidence: list[str]) -> Edit | None:
-        """One reflector call for a candidate of its own kind, checked, and recorded like any reflection."""
+    def propose(kind: str, msgs: list[dict], check: Callable[[str], tuple[str, str]], make: Callable[[str], Edit],
+                seed: int, evidence: list[str]) -> tuple[Edit | None, str]:
+        """One reflector call for a candidate of its own kind, checked, and recorded like any reflection:
+        (the edit `make` builds from the checked text, or None; the reflection id)."""
+        rid = f"f{run_id}-{step}-{kind}"
         c = reflector.chat(msgs, n=1, temperature=0.7, max_tokens=config.reflect_max_tokens, seed=seed)[0]
         stats["reflections"] += 1
         stats["reflector_tokens"] += c.prompt_tokens + c.completion_tokens
         text, why = check(c.text) if not c.error else ("", f"reflector failed: {c.error}")
-        has_example = next((x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)), None)
-        edit = (None if not text else Edit("edit", text, has_example.id) if op == "demo" and has_example
-                else Edit("add" if op == "demo" else op, text))
+        edit = make(text) if text else None
         store.add_reflection(rid, run_id=run_id, scope=scope, model=reflector.name, rollout_ids=evidence,
                              prompt=msgs[-1]["content"], raw=c.text, edits=[asdict(edit)] if edit else [],
                              parse_error=why)
-        return edit
+        return edit, rid
 
     tried: set[tuple[str, ...]] = set()  # lesson sets rejected on every gate item or on confirmation
     base_val = val_scores(current)
@@ -273,25 +273,24 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                 for e in edits:
                     offer(e, rid)
             del candidates[config.max_candidates:]  # the reflector's edits; the other kinds come after
-            has_example = any(x.text.startswith(reflect.EXAMPLE_PREFIX) for x in current)
+            has_example = next((x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)), None)
             example = worked_example(groups, tasks_by_id) if config.examples and not has_example else ""
             offer(Edit("add", example) if example else None, "")
             task = demo_task(groups, tasks_by_id) if config.demos else None
             if task is not None:  # with the Python tool, a demonstration is a program, run and checked
                 coded = "python" in taskset.tools
-                offer(propose((tool_demo_prompt if coded else demo_prompt)(instruction, task),
-                              lambda raw: (tool_demo_lesson if coded else demo_lesson)(raw, task, taskset.reward),
-                              "demo", f"f{run_id}-{step}-demo", seed, []), f"f{run_id}-{step}-demo")
+                offer(*propose("demo", (tool_demo_prompt if coded else demo_prompt)(instruction, task),
+                               lambda raw: (tool_demo_lesson if coded else demo_lesson)(raw, task, taskset.reward),
+                               lambda t: Edit("edit", t, has_example.id) if has_example else Edit("add", t), seed, []))
             batch_ids = [r.id for r in rs]
             if config.rewrites:
-                offer(propose(rewrite_prompt(instruction, others, groups, tasks_by_id, rs, taskset.tools),
-                              lambda raw: parse_guide(raw, shown), "rewrite", f"f{run_id}-{step}-rewrite", seed + 1,
-                              batch_ids), f"f{run_id}-{step}-rewrite")
+                offer(*propose("rewrite", rewrite_prompt(instruction, others, groups, tasks_by_id, rs, taskset.tools),
+                               lambda raw: parse_guide(raw, shown), lambda t: Edit("rewrite", t), seed + 1, batch_ids))
             if config.instructions:
-                offer(propose(instruct_prompt(instruction, others, groups, tasks_by_id, rs, taskset.tools,
-                                              config.max_tokens),
-                              lambda raw: parse_instruction(raw, instruction, shown), "instruct",
-                              f"f{run_id}-{step}-instruct", seed + 2, batch_ids), f"f{run_id}-{step}-instruct")
+                offer(*propose("instruct", instruct_prompt(instruction, others, groups, tasks_by_id, rs, taskset.tools,
+                                                           config.max_tokens),
+                               lambda raw: parse_instruction(raw, instruction, shown), lambda t: Edit("instruct", t),
+                               seed + 2, batch_ids))
                 # all at the first step, then one a step in turn: a 6-item screen is weak evidence, so each
                 # comes back on other items, without paying for every one at every step
                 cut = ablations(instruction)
