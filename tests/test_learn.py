@@ -323,3 +323,17 @@ def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_ref
     assert notes and all("copy of the current one" in n for n in notes)
     cuts = [json.loads(g["proposed"])[0]["text"] for g in store.gates("toy") if '"instruct"' in g["proposed"]]
     assert len(cuts) == len(set(cuts)) == 3  # all three at the first step, which the one that helps wins
+
+
+def test_the_reflectors_prompts_of_a_step_share_their_opening_and_come_in_a_row(tmp_path):
+    """The reflection, rule-rewrite and instruction prompts differ only in their closing request and are asked one
+    after another, the demonstration after them: a local reflector reads the long evidence once a step."""
+    reflector = reflector_of(GOOD)
+    learn(ScriptedModel(policy_fn, "policy"), reflector, taskset(), LessonStore(tmp_path / "s.db"), config())
+    prompts = [m[-1]["content"] for m in reflector.calls]
+    kinds = ["reflect" if "diagnose" in p else "rewrite" if "<guide>" in p else
+             "instruct" if "<new_instruction>" in p else "demo" for p in prompts]
+    assert kinds[:4] == ["reflect", "rewrite", "instruct", "demo"]
+    opening = prompts[0][:prompts[0].index("First, in two")]
+    assert "Lessons it already follows" in opening and "word number" in opening
+    assert prompts[1].startswith(opening) and prompts[2].startswith(opening) and not prompts[3].startswith(opening)

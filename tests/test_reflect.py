@@ -362,6 +362,15 @@ def test_instruct_prompt_shows_the_instruction_in_force_the_lengths_and_the_answ
     assert "correct ones 40 tokens on average, wrong ones 384 tokens; 1 of 2 were cut off" in user
 
 
+def test_an_instruction_has_one_word_bound_for_the_reflector_and_for_hand_edits():
+    from secondnature.candidates import parse_instruction
+    from secondnature.inject import INSTRUCTION_PREFIX, MAX_INSTRUCTION_WORDS
+    from secondnature.reflect import problem_with
+    for n, ok in ((MAX_INSTRUCTION_WORDS, True), (MAX_INSTRUCTION_WORDS + 1, False)):
+        body = " ".join(["Count"] * (n - 2)) + "\nAnswer: <number>"
+        text, why = parse_instruction(f"<new_instruction>{body}</new_instruction>", "Be brief.\nAnswer: <number>")
+        assert bool(text) == ok and (problem_with(f"{INSTRUCTION_PREFIX}\n{body}") == "") == ok, why
+
 
 def test_ablations_leave_out_each_sentence_in_turn():
     from secondnature.candidates import ablations

@@ -8,17 +8,15 @@ import re
 from collections.abc import Callable, Sequence
 
 from .episode import render_trajectory
-from .inject import INSTRUCTION_PREFIX
+from .inject import INSTRUCTION_PREFIX, MAX_INSTRUCTION_WORDS
 from .reflect import (
     EXAMPLE_PREFIX,
     FILLER,
     MAX_EXAMPLE_WORDS,
     REFLECT_SYSTEM,
-    answer_tally,
     copied_item,
+    evidence,
     problem_with,
-    render_group,
-    tool_tally,
 )
 from .sandbox import Limits
 from .tools import TOOLS, fenced_call
@@ -147,39 +145,24 @@ def tool_demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score],
     return lesson, ""
 
 
-REWRITE_PROMPT = """The assistant works under this instruction:
-<instruction>
-{instruction}
-</instruction>
-
-Lessons it follows now:
-{lessons}
-
-Below are its latest attempts at {n_tasks} tasks, scored by an automatic checker (1 = correct, 0 = wrong).
-
-{groups}
-{tally}
-Write the guidance that should replace those lessons: one short paragraph of at most {words} words telling the \
-assistant how to work out the answer to any task of this kind, step by step, and which mistake to avoid. Keep what \
-the correct attempts did, drop advice that misleads. Never mention a task, a word, a number or an answer shown \
-above. Put the paragraph between <guide> and </guide>, and write nothing after it."""
+REWRITE_ASK = """Write the guidance that should replace those lessons (a worked example among them stays as it \
+is): one short paragraph of at most {words} words telling the assistant how to work out the answer to any task of \
+this kind, step by step, and which mistake to avoid. Keep what the correct attempts did, drop advice that misleads. \
+Never mention a task, a word, a number or an answer shown above. Put the paragraph between <guide> and </guide>, \
+and write nothing after it."""
 
 REWRITE_WORDS = 70
 
 
 def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
-                   tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = ()) -> list[dict]:
+                   tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = (),
+                   max_tokens: int = 0) -> list[dict]:
     """Ask for the whole rule set rewritten as one paragraph, the way GEPA proposes whole instructions.
 
     Single added lessons change little in a small policy's behaviour; a coherent rewrite can change
     more at once, and since it is one candidate like any other, the gate still decides. Worked
     examples are kept apart: a rewrite replaces rules only."""
-    rules = [x for x in lessons if not x.text.startswith(EXAMPLE_PREFIX)]
-    body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
-    user = REWRITE_PROMPT.format(instruction=instruction, lessons="\n".join(f"- {x.text}" for x in rules) or "(none yet)",
-                                 n_tasks=len(groups), groups=body,
-                                 tally=answer_tally(batch, tasks) + tool_tally(batch, tools),
-                                 words=REWRITE_WORDS)
+    user = evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + REWRITE_ASK.format(words=REWRITE_WORDS)
     return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -213,19 +196,10 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
     return ("", f"rewrite rejected: {why}: {text[:60]!r}") if why else (text, "")
 
 
-INSTRUCT_PROMPT = """A small AI assistant works under this instruction (its whole system prompt):
-<current_instruction>
-{instruction}
-</current_instruction>
-{lessons}
-Below are its latest attempts at {n_tasks} tasks, scored by an automatic checker (1 = correct, 0 = wrong).
-
-{groups}
-{tally}{lengths}
-First, in one sentence, say what the correct replies did that the wrong ones did not. Then write a NEW \
-instruction to take the place of the current one, so that the assistant gets more tasks of this kind right; a copy \
-of the current instruction is worthless. Anything in it may change: the method it asks for, how much working it \
-asks to see, the order of the steps, any limit it sets, if the attempts show that it hurts. {answer_rule}Never \
+INSTRUCT_ASK = """First, in one sentence, say what the correct replies did that the wrong ones did not. Then write \
+a NEW instruction to take the place of the current one, so that the assistant gets more tasks of this kind right; a \
+copy of the current instruction is worthless. Anything in it may change: the method it asks for, how much working \
+it asks to see, the order of the steps, any limit it sets, if the attempts show that it hurts. {answer_rule}Never \
 mention a task, a word, a number or an answer shown above. At most {words} words. Put the new instruction between \
 <new_instruction> and </new_instruction>."""
 
@@ -233,36 +207,18 @@ INSTRUCT_WORDS = 90
 ANSWER_LINE = re.compile(r"^\s*Answer:.*$", re.M)
 
 
-def length_tally(batch: Sequence[Rollout], max_tokens: int) -> str:
-    """How long the correct and the wrong attempts were, and how many ran into the length limit: whether to ask
-    for more working or less shows over the whole round, not in any one attempt."""
-    def mean(rs: list[Rollout]) -> str:
-        return f"{sum(r.completion_tokens for r in rs) / len(rs):.0f} tokens" if rs else "none"
-    right = [r for r in batch if r.score.value >= 1.0]
-    wrong = [r for r in batch if r.score.value < 1.0]
-    cut = sum(r.completion_tokens >= max_tokens for r in batch)
-    if not batch or not any(r.completion_tokens for r in batch):
-        return ""
-    return (f"Length of the replies this round: correct ones {mean(right)} on average, wrong ones {mean(wrong)}; "
-            f"{cut} of {len(batch)} were cut off at the limit of {max_tokens} tokens.\n")
-
-
 def instruct_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
                     tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = (),
-                    max_tokens: int = 384) -> list[dict]:
+                    max_tokens: int = 0) -> list[dict]:
     """Ask for the task instruction itself rewritten, the way GEPA evolves its prompt. Lessons can only add to an
     instruction; this candidate can also drop what in it holds the policy back (a length limit, a method), and
     the gate judges it like any lesson. The answer line the checker reads is kept (parse_instruction)."""
-    rules = [x for x in lessons if not x.text.startswith(EXAMPLE_PREFIX)]
-    listed = "\nIt also follows these lessons:\n" + "\n".join(f"- {x.text}" for x in rules) + "\n" if rules else ""
     line = ANSWER_LINE.search(instruction)
     rule = (f"End it with the line the checker reads, unchanged:\n{line.group(0).strip()}\n" if line else
             "Keep what it says about the form of the final answer: the checker reads it. ")
-    body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
-    user = INSTRUCT_PROMPT.format(instruction=instruction, lessons=listed, n_tasks=len(groups), groups=body,
-                                  tally=answer_tally(batch, tasks) + tool_tally(batch, tools),
-                                  lengths=length_tally(batch, max_tokens), answer_rule=rule, words=INSTRUCT_WORDS)
-    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+    ask = INSTRUCT_ASK.format(answer_rule=rule, words=INSTRUCT_WORDS)
+    return [{"role": "system", "content": REFLECT_SYSTEM},
+            {"role": "user", "content": evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + ask}]
 
 
 def parse_instruction(raw: str, instruction: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
@@ -284,8 +240,8 @@ def parse_instruction(raw: str, instruction: str, shown: Sequence[Task] = ()) ->
     words = len(text.split())
     if words < 8:
         return "", f"instruction rewrite rejected: too short: {text[:60]!r}"
-    if words > INSTRUCT_WORDS + 30:
-        return "", f"instruction rewrite rejected: too long ({words} words; at most {INSTRUCT_WORDS})"
+    if words > MAX_INSTRUCTION_WORDS:
+        return "", f"instruction rewrite rejected: too long ({words} words; at most {MAX_INSTRUCTION_WORDS})"
     if " ".join(text.split()) == " ".join(instruction.split()):
         return "", "instruction rewrite rejected: the same as the current instruction"
     if FILLER.search(text):

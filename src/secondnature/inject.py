@@ -15,6 +15,7 @@ LESSONS_HEADER = "Lessons learned from earlier attempts (follow them):"
 # A lesson that starts so is a rewritten task instruction: it takes the instruction's place instead of joining
 # the list (a revision holds at most one). It is text like any lesson, so a person reads and edits it the same way.
 INSTRUCTION_PREFIX = "Instruction (replaces the task's own):"
+MAX_INSTRUCTION_WORDS = 120  # after the prefix: a whole prompt, longer than any lesson, written or edited by hand
 
 
 def is_instruction(lesson: Lesson) -> bool:

@@ -248,7 +248,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             # the reflector's window holds the prompt and its reply: groups that would overflow it are left out
             instruction, others = inject.in_force(taskset.instruction, current)  # a rewritten instruction in force
             msgs, kept_groups = reflect.fit_groups(
-                lambda gs: reflect.build_prompt(instruction, others, gs, tasks_by_id, rs, taskset.tools), groups,
+                lambda gs: reflect.build_prompt(instruction, others, gs, tasks_by_id, rs, taskset.tools,
+                                                config.max_tokens), groups,
                 reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
             groups = groups[:kept_groups]
             evidence = [r.id for g in groups for r in g]
@@ -273,6 +274,14 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                 for e in edits:
                     offer(e, rid)
             del candidates[config.max_candidates:]  # the reflector's edits; the other kinds come after
+            # the rewrite and instruct prompts open like the reflection's, so they are asked next (a local reflector
+            # reads that shared opening once); the demo's prompt is its own. Candidates are offered in a fixed order.
+            batch_ids = [r.id for r in rs]
+            shared = (instruction, others, groups, tasks_by_id, rs, taskset.tools, config.max_tokens)
+            rewrite = (propose("rewrite", rewrite_prompt(*shared), lambda raw: parse_guide(raw, shown),
+                               lambda t: Edit("rewrite", t), seed + 1, batch_ids) if config.rewrites else (None, ""))
+            instruct = (propose("instruct", instruct_prompt(*shared), lambda raw: parse_instruction(raw, instruction, shown),
+                                lambda t: Edit("instruct", t), seed + 2, batch_ids) if config.instructions else (None, ""))
             has_example = next((x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)), None)
             example = worked_example(groups, tasks_by_id) if config.examples and not has_example else ""
             offer(Edit("add", example) if example else None, "")
@@ -282,15 +291,9 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
                 offer(*propose("demo", (tool_demo_prompt if coded else demo_prompt)(instruction, task),
                                lambda raw: (tool_demo_lesson if coded else demo_lesson)(raw, task, taskset.reward),
                                lambda t: Edit("edit", t, has_example.id) if has_example else Edit("add", t), seed, []))
-            batch_ids = [r.id for r in rs]
-            if config.rewrites:
-                offer(*propose("rewrite", rewrite_prompt(instruction, others, groups, tasks_by_id, rs, taskset.tools),
-                               lambda raw: parse_guide(raw, shown), lambda t: Edit("rewrite", t), seed + 1, batch_ids))
+            offer(*rewrite)
+            offer(*instruct)
             if config.instructions:
-                offer(*propose("instruct", instruct_prompt(instruction, others, groups, tasks_by_id, rs, taskset.tools,
-                                                           config.max_tokens),
-                               lambda raw: parse_instruction(raw, instruction, shown), lambda t: Edit("instruct", t),
-                               seed + 2, batch_ids))
                 # all at the first step, then one a step in turn: a 6-item screen is weak evidence, so each
                 # comes back on other items, without paying for every one at every step
                 cut = ablations(instruction)

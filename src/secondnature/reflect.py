@@ -14,14 +14,16 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
 from .episode import episode_stats, failed_steps, render_trajectory
-from .inject import INSTRUCTION_PREFIX
+from .inject import INSTRUCTION_PREFIX, MAX_INSTRUCTION_WORDS
 from .rewards import extract_answer
 from .types import Edit, Lesson, Rollout, Task
 
 REFLECT_SYSTEM = ("You coach a small AI assistant. You read its attempts at tasks, with the correct answers, and "
                   "write short, general lessons that will make its next attempts correct.")
 
-REFLECT_PROMPT = """The assistant works under this instruction:
+# Every reflector prompt of a step opens with the same evidence (instruction, lessons, scored attempts, tallies) and
+# only its closing request differs: a local reflector's prefix cache then reads the long evidence once per step.
+EVIDENCE_PROMPT = """The assistant works under this instruction (its whole system prompt):
 <instruction>
 {instruction}
 </instruction>
@@ -33,8 +35,10 @@ Below are its attempts at {n_tasks} tasks, each scored by an automatic checker (
 
 {groups}
 {tally}
-First, in two or three sentences, diagnose: what did the correct attempts do that the wrong ones did not, and what \
-mistake do the wrong ones share? Then write lessons that fix that mistake. A good lesson:
+"""
+
+REFLECT_ASK = """First, in two or three sentences, diagnose: what did the correct attempts do that the wrong ones did \
+not, and what mistake do the wrong ones share? Then write lessons that fix that mistake. A good lesson:
 - is a direct instruction to the assistant: a concrete method for working out the answer step by step, or a check \
 to run before answering ("First do X, then Y, then answer"),
 - works for ANY task of this kind: never mention a task, an attempt, a specific word, number or answer from above,
@@ -148,17 +152,40 @@ def tool_tally(batch: Sequence[Rollout], tools: Sequence[str]) -> str:
             f"the step of an attempt that went wrong and say what to do at that step instead.\n")
 
 
-def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
-                 tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = ()) -> list[dict]:
-    """The reflector's messages; `batch` (every rollout of the round, shown or not) adds the answer tally, and
-    with `tools` the tool tally."""
+def length_tally(batch: Sequence[Rollout], max_tokens: int) -> str:
+    """How long the correct and the wrong attempts were, and how many ran into the length limit: whether to ask
+    for more working or less shows over the whole round, not in any one attempt."""
+    def mean(rs: list[Rollout]) -> str:
+        return f"{sum(r.completion_tokens for r in rs) / len(rs):.0f} tokens" if rs else "none"
+    right = [r for r in batch if r.score.value >= 1.0]
+    wrong = [r for r in batch if r.score.value < 1.0]
+    cut = sum(r.completion_tokens >= max_tokens for r in batch)
+    if not batch or not max_tokens or not any(r.completion_tokens for r in batch):
+        return ""
+    return (f"Length of the replies this round: correct ones {mean(right)} on average, wrong ones {mean(wrong)}; "
+            f"{cut} of {len(batch)} were cut off at the limit of {max_tokens} tokens.\n")
+
+
+def evidence(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
+             tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = (),
+             max_tokens: int = 0) -> str:
+    """The opening every reflector prompt of a step shares: `batch` (every rollout of the round, shown or not)
+    adds the answer tally, with `tools` the tool tally, and with `max_tokens` (the policy's limit) the length tally."""
     lesson_list = "\n".join(f"{x.id}. {x.text}" for x in lessons) or "(none yet)"
     body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
+    tally = answer_tally(batch, tasks) + tool_tally(batch, tools) + length_tally(batch, max_tokens)
+    return EVIDENCE_PROMPT.format(instruction=instruction, lessons=lesson_list, n_tasks=len(groups), groups=body,
+                                  tally=tally)
+
+
+def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
+                 tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = (),
+                 max_tokens: int = 0) -> list[dict]:
+    """The reflector's messages asking for lesson edits (the evidence, then the request)."""
     example = EXAMPLE_ALL % (lessons[0].id, lessons[-1].id) if lessons else EXAMPLE_ADD
-    tally = answer_tally(batch, tasks) + tool_tally(batch, tools)
-    user = REFLECT_PROMPT.format(instruction=instruction, lessons=lesson_list, n_tasks=len(groups), groups=body,
-                                 tally=tally, ops=OPS_NOTE if lessons else "", example=example)
-    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+    ask = REFLECT_ASK.format(ops=OPS_NOTE if lessons else "", example=example)
+    return [{"role": "system", "content": REFLECT_SYSTEM},
+            {"role": "user", "content": evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + ask}]
 
 
 # ---------------------------------------------------------------- parsing
@@ -262,8 +289,10 @@ def problem_with(text: str) -> str:
     words = text.split()
     if len(words) < 4:
         return "too short to be a lesson"
-    limit = (MAX_EXAMPLE_WORDS if text.startswith(EXAMPLE_PREFIX) else
-             130 if text.startswith(INSTRUCTION_PREFIX) else 80)  # an instruction is a whole prompt
+    if text.startswith(INSTRUCTION_PREFIX):
+        words, limit = text[len(INSTRUCTION_PREFIX):].split(), MAX_INSTRUCTION_WORDS
+    else:
+        limit = MAX_EXAMPLE_WORDS if text.startswith(EXAMPLE_PREFIX) else 80
     if len(words) > limit:
         return f"too long ({len(words)} words; at most {limit})"
     if FILLER.search(text):
