@@ -381,3 +381,16 @@ def test_ablations_leave_out_each_sentence_in_turn():
                    f"{INSTRUCTION_PREFIX}\nSolve the problem. Keep it short: a few lines."]
     assert ablations("Answer with a final line 'Answer: <number>'.") == []
     assert ablations("Count every item. Check it twice!")[-1] == f"{INSTRUCTION_PREFIX}\nCount every item."
+
+
+def test_headings_are_not_lessons_and_bold_titles_are_dropped():
+    raw = """### Lessons
+1. **Set Up the Equations:**
+   - **Better Lesson:** "After solving, check the result by putting the values back into the equations."
+2. Provide a clear, concise reasoning step-by-step:
+3. **Clarify Instructions**: Always restate what the question asks for before you compute anything."""
+    edits, notes = parse(raw, set())
+    assert [e.text for e in edits] == [
+        "After solving, check the result by putting the values back into the equations.",
+        "Always restate what the question asks for before you compute anything."]
+    assert any("a heading, not a lesson" in n for n in notes)

@@ -280,6 +280,9 @@ def _edits_from_lines(raw: str) -> list[Edit]:
 # what follows the colon (such a preamble reached a store on gsm8k)
 META = re.compile(r"^(?:add|create|write|include|here is|new)\b[^:\"“]{0,80}?\blesson\b[^:\"“]*:\s*", re.I)
 
+# a bold title before the lesson ('**Check the Work:** "Do X"'); a title alone, ending on its colon, is a heading
+TITLE = re.compile(r"^\*\*[^*]{1,60}\*\*\s*:?\s*")
+
 EXAMPLE_PREFIX = "Worked example."
 MAX_EXAMPLE_WORDS = 160
 
@@ -295,6 +298,8 @@ def problem_with(text: str) -> str:
         limit = MAX_EXAMPLE_WORDS if text.startswith(EXAMPLE_PREFIX) else 80
     if len(words) > limit:
         return f"too long ({len(words)} words; at most {limit})"
+    if re.sub(r"[*_#`\s]+$", "", text).endswith(":"):
+        return "a heading, not a lesson"
     if FILLER.search(text):
         return "chat filler, not a lesson"
     if re.search(r"<(new|better|another new) lesson>", text):
@@ -362,6 +367,8 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
         text = re.sub(r"\s+", " ", e.text).strip().strip('"')
         text = re.sub(r"^(L\d+|\d+)[.:)]\s+", "", text)  # "L3. Do X" -> "Do X": the id is not part of the lesson
         text = META.sub("", text).strip().strip('"“”')  # 'Add a lesson that ...: "Do X"' -> 'Do X'
+        if len(TITLE.sub("", text).split()) >= 4:  # '**Check the Work**: Do X' -> 'Do X': a title costs tokens
+            text = TITLE.sub("", text).strip().strip('"“”')
         if e.op not in ("add", "edit", "delete"):
             notes.append(f"unknown op {e.op!r}")
             continue
