@@ -239,3 +239,13 @@ def test_import_with_malformed_prompts_names_them_and_imports_nothing(store_path
     code, _, err = run(capsys, "--store", store_path, "lessons", "import", str(bad))
     assert code == 2 and "(task id, prompt) pairs" in err
     assert reopen(store_path).head("other") is None  # the transaction rolled back: nothing half-imported
+
+
+def test_instruction_candidates_are_opt_in_for_learn_and_bench():
+    from secondnature.cli import build_parser
+    from secondnature.learn import LearnConfig
+    parser = build_parser()
+    for cmd in ("learn", "bench"):
+        assert not parser.parse_args([cmd, "letters"]).instructions
+        assert parser.parse_args([cmd, "letters", "--instructions"]).instructions
+    assert not LearnConfig().instructions

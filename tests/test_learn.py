@@ -284,7 +284,7 @@ def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_he
                             "out step by step, showing each count you make.</new_instruction>")
     store = LessonStore(tmp_path / "s.db")
     result = learn(ScriptedModel(held_back), reflector, ts, store,
-                   config(examples=False, demos=False, rewrites=False, budget=120))
+                   config(examples=False, demos=False, rewrites=False, instructions=True, budget=120))
     texts = [x.text for x in store.revision_lessons(result.revision)]
     assert texts == [f"{inject.INSTRUCTION_PREFIX}\nWork the problem out step by step, showing each count you make."
                      "\nAnswer: <number>"]
@@ -316,7 +316,7 @@ def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_ref
     store = LessonStore(tmp_path / "s.db")
     copying = instructing(f"<new_instruction>{ts.instruction}</new_instruction>")
     result = learn(ScriptedModel(held_back), copying, ts, store,
-                   config(examples=False, demos=False, rewrites=False, budget=200))
+                   config(examples=False, demos=False, rewrites=False, instructions=True, budget=200))
     texts = [x.text for x in store.revision_lessons(result.revision)]
     assert texts == [f"{inject.INSTRUCTION_PREFIX}\nSolve the problem. Then end with a final line:\nAnswer: <number>"]
     notes = [r["parse_error"] for r in store.reflections() if r["id"].endswith("-instruct")]
@@ -329,7 +329,8 @@ def test_the_reflectors_prompts_of_a_step_share_their_opening_and_come_in_a_row(
     """The reflection, rule-rewrite and instruction prompts differ only in their closing request and are asked one
     after another, the demonstration after them: a local reflector reads the long evidence once a step."""
     reflector = reflector_of(GOOD)
-    learn(ScriptedModel(policy_fn, "policy"), reflector, taskset(), LessonStore(tmp_path / "s.db"), config())
+    learn(ScriptedModel(policy_fn, "policy"), reflector, taskset(), LessonStore(tmp_path / "s.db"),
+          config(instructions=True))
     prompts = [m[-1]["content"] for m in reflector.calls]
     kinds = ["reflect" if "diagnose" in p else "rewrite" if "<guide>" in p else
              "instruct" if "<new_instruction>" in p else "demo" for p in prompts]

@@ -65,7 +65,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     policy, reflector = _models(args)
     config = LearnConfig(budget=args.budget, seed=args.seed, lesson_tokens=args.lesson_tokens,
                          val_size=args.val_size, group_size=args.group_size, tasks_per_step=args.tasks_per_step,
-                         max_tokens=args.max_tokens)
+                         max_tokens=args.max_tokens, instructions=args.instructions)
     with progress_bar(args.budget, f"learn {taskset.name}") as progress:
         result = learn(policy, reflector, taskset, store, config, resume=args.resume, progress=progress)
     lessons = store.revision_lessons(result.revision)
@@ -254,6 +254,9 @@ def _model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+INSTRUCTIONS_HELP = "also propose rewrites of the task's instruction itself (slower; see BENCHMARKS.md)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="secondnature", description=__doc__)
     ap.add_argument("--store", default=None, help="store file (default $SECONDNATURE_HOME/store.db, "
@@ -264,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("taskset", help="letters[:tiers], game24, gsm8k, bbh/<task>, or a .jsonl file")
     p.add_argument("--budget", type=int, default=400, help="policy rollouts to spend (train + validation)")
     p.add_argument("--resume", action="store_true", help="continue the last run of this task set")
+    p.add_argument("--instructions", action="store_true", help=INSTRUCTIONS_HELP)
     p.add_argument("--plot", nargs="?", const="", default=None, metavar="PNG",
                    help="save the learning curve (default path under $SECONDNATURE_HOME/plots) and print its path")
     p.add_argument("--val-size", type=int, default=24)
@@ -319,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: none, secondnature, gepa, grpo (grpo needs the distill extra)")
     p.add_argument("--budget", type=int, default=400, help="policy rollouts per arm and seed (train + validation)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm; intervals cover seed and item variance")
+    p.add_argument("--instructions", action="store_true", help=INSTRUCTIONS_HELP)
     p.add_argument("--val-size", type=int, default=24)
     p.add_argument("--test-limit", type=int, default=None, help="first N test items of each task set")
     p.add_argument("--checker", default=None)

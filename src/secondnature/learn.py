@@ -47,7 +47,9 @@ class LearnConfig:
     examples: bool = True        # also gate a worked example taken from the policy's own best attempt
     demos: bool = True           # and one written by the reflector for a failed task, checked by the reward
     rewrites: bool = True        # and the rules rewritten whole as one paragraph (a GEPA-style candidate)
-    instructions: bool = True    # and the task instruction rewritten, or less one sentence (GEPA's own kind)
+    # and the task instruction rewritten, or less one sentence (GEPA's own kind). Off by default: on object_counting
+    # and gsm8k none was accepted, and they doubled the training compute (BENCHMARKS.md); `--instructions` turns them on
+    instructions: bool = False
     gate_alpha: float = 0.2
     reject_margin: int = 3
     screen: int = 6              # val items the current revision fails, scored first: no win there, no full gate
