@@ -71,8 +71,10 @@ def main() -> None:
         tokens = [sum(reflector.count_tokens(m["content"]) for m in msgs) for msgs in prompts]
         rows.append({"prompt_tokens": tokens, "cold_s": got[False][0], "warm_s": got[True][0],
                      "cold_completion_tokens": got[False][1], "warm_completion_tokens": got[True][1]})
-        print(f"step {i}: prompts {tokens} tokens; cleared {got[False][0]:.1f} s, in a row {got[True][0]:.1f} s",
-              flush=True)
+        print(f"step {i}: prompts {tokens} tokens; cleared {got[False][0]:.1f} s, in a row {got[True][0]:.1f} s "
+              f"({got[False][1]} and {got[True][1]} reply tokens)", flush=True)
+        if args.json:  # a stopped run keeps the steps it measured
+            Path(args.json).write_text(json.dumps({"rows": rows}, indent=1))
     cold, warm = [r["cold_s"] for r in rows], [r["warm_s"] for r in rows]
     diff, (lo, hi) = paired_bootstrap(cold, warm)
     summary = {"steps": len(rows), "cold_s": sum(cold) / len(rows), "warm_s": sum(warm) / len(rows),
