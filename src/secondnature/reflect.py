@@ -367,8 +367,8 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
         text = re.sub(r"\s+", " ", e.text).strip().strip('"')
         text = re.sub(r"^(L\d+|\d+)[.:)]\s+", "", text)  # "L3. Do X" -> "Do X": the id is not part of the lesson
         text = META.sub("", text).strip().strip('"“”')  # 'Add a lesson that ...: "Do X"' -> 'Do X'
-        if len(TITLE.sub("", text).split()) >= 4:  # '**Check the Work**: Do X' -> 'Do X': a title costs tokens
-            text = TITLE.sub("", text).strip().strip('"“”')
+        if len((untitled := TITLE.sub("", text)).split()) >= 4:  # '**Check the Work**: Do X' -> 'Do X'
+            text = untitled.strip().strip('"“”')  # a title costs tokens
         if e.op not in ("add", "edit", "delete"):
             notes.append(f"unknown op {e.op!r}")
             continue
