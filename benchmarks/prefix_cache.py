@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from secondnature import reflect
-from secondnature.candidates import instruct_prompt, rewrite_prompt
+from secondnature.candidates import step_prompts
 from secondnature.gate import paired_bootstrap
 from secondnature.learn import LearnConfig
 from secondnature.models import load_model
@@ -25,7 +25,7 @@ from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
 
 
-def step_prompts(store: LessonStore, taskset, reflector, config: LearnConfig, limit: int) -> list[list[list[dict]]]:
+def recorded_steps(store: LessonStore, taskset, reflector, config: LearnConfig, limit: int) -> list[list[list[dict]]]:
     """The reflection, rule-rewrite and instruction messages of each recorded step (task instruction, no lessons)."""
     tasks = {t.id: t for t in taskset.tasks}
     out = []
@@ -33,11 +33,9 @@ def step_prompts(store: LessonStore, taskset, reflector, config: LearnConfig, li
         ids = json.loads(r["rollout_ids"]) if isinstance(r["rollout_ids"], str) else r["rollout_ids"]
         batch = [x for x in (store.rollout(i) for i in ids) if x is not None]
         groups = reflect.order_groups(batch)[:config.tasks_per_step]
-        shared = (taskset.instruction, [], groups, tasks, batch, taskset.tools, config.max_tokens)
-        msgs, kept = reflect.fit_groups(lambda gs: reflect.build_prompt(*shared[:2], gs, *shared[3:]), groups,
-                                        reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
-        shared = (*shared[:2], groups[:kept], *shared[3:])
-        out.append([msgs, rewrite_prompt(*shared), instruct_prompt(*shared)])
+        _, *prompts = step_prompts(taskset.instruction, [], groups, tasks, batch, taskset.tools, config.max_tokens,
+                                   reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
+        out.append(prompts)
     return out
 
 
@@ -62,7 +60,7 @@ def main() -> None:
     args = p.parse_args()
     config = LearnConfig()
     reflector = load_model("reflector", n_ctx=config.reflect_context)
-    steps = step_prompts(LessonStore(args.store), load_taskset(args.taskset), reflector, config, args.rounds)
+    steps = recorded_steps(LessonStore(args.store), load_taskset(args.taskset), reflector, config, args.rounds)
     rows = []
     for i, prompts in enumerate(steps):
         got = {}

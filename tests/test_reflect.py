@@ -327,6 +327,20 @@ def test_the_reflection_prompt_never_exceeds_the_window():
     assert fit_groups(build, groups, count, 10 ** 6)[1] == 6
 
 
+def test_a_steps_three_prompts_share_their_opening_and_the_groups_that_fit():
+    from secondnature.candidates import step_prompts
+    groups = [[Rollout(f"r{i}", f"t{i}", (), "word " * 200, Score(0.0), (), "m", 0, 0)] for i in range(6)]
+    tasks = {f"t{i}": Task(f"t{i}", "question " * 50, "1") for i in range(6)}
+
+    def count(text: str) -> int:
+        return len(text.split())
+    full = sum(count(m["content"]) for m in build_prompt("Answer.", [], groups, tasks))
+    kept, *prompts = step_prompts("Answer.", [], groups, tasks, [], (), 0, count, full // 2)
+    assert 1 <= kept < 6 and sum(count(m["content"]) for m in prompts[0]) <= full // 2
+    opening = reflect.evidence("Answer.", [], groups[:kept], tasks, [], (), 0)  # the groups kept, no more
+    users = [p[-1]["content"] for p in prompts]
+    assert all(u.startswith(opening) for u in users) and len({u[len(opening):] for u in users}) == 3
+
 def test_parse_instruction_keeps_the_answer_line_and_applies_the_guards():
     from secondnature.candidates import parse_instruction
     from secondnature.inject import INSTRUCTION_PREFIX

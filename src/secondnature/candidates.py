@@ -14,8 +14,10 @@ from .reflect import (
     FILLER,
     MAX_EXAMPLE_WORDS,
     REFLECT_SYSTEM,
+    build_prompt,
     copied_item,
     evidence,
+    fit_groups,
     problem_with,
 )
 from .sandbox import Limits
@@ -219,6 +221,18 @@ def instruct_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequenc
     ask = INSTRUCT_ASK.format(answer_rule=rule, words=INSTRUCT_WORDS)
     return [{"role": "system", "content": REFLECT_SYSTEM},
             {"role": "user", "content": evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + ask}]
+
+
+def step_prompts(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
+                 tasks: dict[str, Task], batch: Sequence[Rollout], tools: Sequence[str], max_tokens: int,
+                 count_tokens: Callable[[str], int], limit: int) -> tuple[int, list[dict], list[dict], list[dict]]:
+    """A step's reflection, rule-rewrite and instruction prompts, over as many groups as fit the reflector's window
+    (`limit` tokens), and how many groups that is. The three open with the same evidence, so a local reflector
+    asked them in a row reads it once; learn and benchmarks/prefix_cache.py both build them here."""
+    msgs, kept = fit_groups(lambda gs: build_prompt(instruction, lessons, gs, tasks, batch, tools, max_tokens),
+                            groups, count_tokens, limit)
+    shared = (instruction, lessons, groups[:kept], tasks, batch, tools, max_tokens)
+    return kept, msgs, rewrite_prompt(*shared), instruct_prompt(*shared)
 
 
 def parse_instruction(raw: str, instruction: str, shown: Sequence[Task] = ()) -> tuple[str, str]:

@@ -20,10 +20,9 @@ from .candidates import (
     demo_lesson,
     demo_prompt,
     demo_task,
-    instruct_prompt,
     parse_guide,
     parse_instruction,
-    rewrite_prompt,
+    step_prompts,
     tool_demo_lesson,
     tool_demo_prompt,
     worked_example,
@@ -249,9 +248,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
         if groups:
             # the reflector's window holds the prompt and its reply: groups that would overflow it are left out
             instruction, others = inject.in_force(taskset.instruction, current)  # a rewritten instruction in force
-            msgs, kept_groups = reflect.fit_groups(
-                lambda gs: reflect.build_prompt(instruction, others, gs, tasks_by_id, rs, taskset.tools,
-                                                config.max_tokens), groups,
+            kept_groups, msgs, rewrite_msgs, instruct_msgs = step_prompts(
+                instruction, others, groups, tasks_by_id, rs, taskset.tools, config.max_tokens,
                 reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
             groups = groups[:kept_groups]
             evidence = [r.id for g in groups for r in g]
@@ -279,10 +277,9 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore,
             # the rewrite and instruct prompts open like the reflection's, so they are asked next (a local reflector
             # reads that shared opening once); the demo's prompt is its own. Candidates are offered in a fixed order.
             batch_ids = [r.id for r in rs]
-            shared = (instruction, others, groups, tasks_by_id, rs, taskset.tools, config.max_tokens)
-            rewrite = (propose("rewrite", rewrite_prompt(*shared), lambda raw: parse_guide(raw, shown),
+            rewrite = (propose("rewrite", rewrite_msgs, lambda raw: parse_guide(raw, shown),
                                lambda t: Edit("rewrite", t), seed + 1, batch_ids) if config.rewrites else (None, ""))
-            instruct = (propose("instruct", instruct_prompt(*shared), lambda raw: parse_instruction(raw, instruction, shown),
+            instruct = (propose("instruct", instruct_msgs, lambda raw: parse_instruction(raw, instruction, shown),
                                 lambda t: Edit("instruct", t), seed + 2, batch_ids) if config.instructions else (None, ""))
             has_example = next((x for x in current if x.text.startswith(reflect.EXAMPLE_PREFIX)), None)
             example = worked_example(groups, tasks_by_id) if config.examples and not has_example else ""
