@@ -13,12 +13,12 @@ from .reflect import (
     EXAMPLE_PREFIX,
     FILLER,
     MAX_EXAMPLE_WORDS,
-    REFLECT_SYSTEM,
     build_prompt,
     copied_item,
     evidence,
     fit_groups,
     problem_with,
+    reflector_messages,
 )
 from .sandbox import Limits
 from .tools import TOOLS, fenced_call
@@ -71,7 +71,7 @@ def demo_prompt(instruction: str, task: Task) -> list[dict]:
     correct attempts often show none; the reward checks the solution before it can become a candidate."""
     user = DEMO_PROMPT.format(instruction=instruction, question=task.prompt.strip(), answer=task.answer,
                               words=MAX_EXAMPLE_WORDS - 60)
-    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+    return reflector_messages(user)
 
 
 def demo_task(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) -> Task | None:
@@ -120,7 +120,7 @@ def tool_demo_prompt(instruction: str, task: Task) -> list[dict]:
     """Ask the reflector for the program the policy should have run on a failed task (the answer withheld, so the
     program has to compute it: printing a given answer would teach nothing)."""
     user = TOOL_DEMO_PROMPT.format(instruction=instruction, question=task.prompt.strip(), lines=25)
-    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+    return reflector_messages(user)
 
 
 def tool_demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score],
@@ -165,7 +165,7 @@ def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence
     more at once, and since it is one candidate like any other, the gate still decides. Worked
     examples are kept apart: a rewrite replaces rules only."""
     user = evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + REWRITE_ASK.format(words=REWRITE_WORDS)
-    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
+    return reflector_messages(user)
 
 
 def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
@@ -219,8 +219,7 @@ def instruct_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequenc
     rule = (f"End it with the line the checker reads, unchanged:\n{line.group(0).strip()}\n" if line else
             "Keep what it says about the form of the final answer: the checker reads it. ")
     ask = INSTRUCT_ASK.format(answer_rule=rule, words=INSTRUCT_WORDS)
-    return [{"role": "system", "content": REFLECT_SYSTEM},
-            {"role": "user", "content": evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + ask}]
+    return reflector_messages(evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + ask)
 
 
 def step_prompts(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],

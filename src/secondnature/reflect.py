@@ -184,8 +184,12 @@ def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[S
     """The reflector's messages asking for lesson edits (the evidence, then the request)."""
     example = EXAMPLE_ALL % (lessons[0].id, lessons[-1].id) if lessons else EXAMPLE_ADD
     ask = REFLECT_ASK.format(ops=OPS_NOTE if lessons else "", example=example)
-    return [{"role": "system", "content": REFLECT_SYSTEM},
-            {"role": "user", "content": evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + ask}]
+    return reflector_messages(evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + ask)
+
+
+def reflector_messages(user: str) -> list[dict]:
+    """The chat the reflector is asked in: its one system prompt, then the request."""
+    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
 
 
 # ---------------------------------------------------------------- parsing
