@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from secondnature.models import ReplayModel
-from secondnature.reflect import REFLECT_SYSTEM
+from secondnature.reflect import reflector_messages
 
 
 def main(db_path: str) -> None:
@@ -25,7 +25,7 @@ def main(db_path: str) -> None:
     for r in db.execute("SELECT id, prompt, raw, model FROM reflections ORDER BY created_at"):
         _, step, sample = r["id"][1:].split("-")
         seed = config["seed"] * 100_003 + int(step) * 101
-        messages = [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": r["prompt"]}]
+        messages = reflector_messages(r["prompt"])
         records[ReplayModel.key(messages, seed, int(sample))] = r["raw"]
         prompts.append({"messages": messages, "seed": seed, "sample": int(sample)})
         model = r["model"]
