@@ -279,6 +279,9 @@ def test_parse_guide_takes_the_guide_and_applies_the_guards():
     assert text == "Spell the word letter by letter, then count each match." and not why
     assert parse_guide("<guide>Spell each letter out, one per line, then count them")[0]  # cut off: still a guide
     assert "no <guide>" in parse_guide('{"edits": []}')[1]
+    steps = " ".join(f"{i}. Count the items of kind {i} one at a time and write each count down." for i in range(1, 9))
+    text = parse_guide(f"<guide>Follow these steps: {steps}</guide>")[0]  # cut at the limit, not after an item's number
+    assert text.endswith("write each count down.") and len(text.split()) <= candidates.REWRITE_WORDS + 10
     # without the tags: the first plain paragraph, cut at a sentence end, not a numbered lesson heading
     untagged = ("**Lesson 1: Read it**\n\nTo solve a problem like this, write the word out letter by letter. "
                 "Then count each match one at a time and say the total. " + "Check again. " * 40)

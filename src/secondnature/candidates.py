@@ -187,7 +187,7 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
     # the reflector often overshoots the word limit (a third of its guides on object_counting): keep its first
     # sentences up to the limit rather than lose the guide
     text = ""
-    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(body.split())):
+    for sentence in re.split(r"(?<=[.!?])(?<!\s\d\.)(?<!\s\d\d\.)\s+", " ".join(body.split())):  # "5." opens an item
         if text and len((text + " " + sentence).split()) > REWRITE_WORDS + 10:
             break
         text = f"{text} {sentence}".strip()
