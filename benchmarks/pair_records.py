@@ -1,4 +1,5 @@
-"""Pair two arms from two `secondnature bench` records of the same task, item by item (seed 0's test scores).
+"""Pair two arms from two `secondnature bench` records of the same task, item by item (seed 0's test scores, and
+every seed both records have: seed s of one run against seed s of the other, same split and validation sample).
 
     python benchmarks/pair_records.py benchmarks/results/A.json:secondnature benchmarks/results/B.json:gepa
 
@@ -12,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from secondnature.bench import seed_item_bootstrap
 from secondnature.gate import paired_bootstrap
 
 
@@ -41,6 +43,11 @@ def main(a_spec: str, b_spec: str) -> None:
     print(f"{nb} {100 * sum(y) / len(y):.1f}% - {na} {100 * sum(x) / len(x):.1f}% on {len(x)} {a['task']} "
           f"items: {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]; right in both {both}, "
           f"only {na} {only_a}, only {nb} {only_b}")
+    seeds = min(len(a["test_scores"]), len(b["test_scores"]))
+    if seeds > 1:  # the interval resamples seeds and items together, so it covers seed variance too
+        diffs = [[q - p for p, q in zip(a["test_scores"][s], b["test_scores"][s])] for s in range(seeds)]
+        d, (lo, hi) = seed_item_bootstrap(diffs)
+        print(f"over {seeds} seeds: {nb} - {na} {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
 
 
 if __name__ == "__main__":
