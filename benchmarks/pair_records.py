@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from secondnature.bench import seed_item_bootstrap
+from secondnature.bench import paired_over_seeds
 from secondnature.gate import paired_bootstrap
 
 
@@ -45,8 +45,7 @@ def main(a_spec: str, b_spec: str) -> None:
           f"only {na} {only_a}, only {nb} {only_b}")
     seeds = min(len(a["test_scores"]), len(b["test_scores"]))
     if seeds > 1:  # the interval resamples seeds and items together, so it covers seed variance too
-        diffs = [[q - p for p, q in zip(a["test_scores"][s], b["test_scores"][s])] for s in range(seeds)]
-        d, (lo, hi) = seed_item_bootstrap(diffs)
+        d, (lo, hi) = paired_over_seeds(a["test_scores"], b["test_scores"])
         print(f"over {seeds} seeds: {nb} - {na} {100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
 
 

@@ -184,6 +184,12 @@ def seed_item_bootstrap(values: Sequence[Sequence[float]], *, resamples: int = 2
     return mean, (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
 
 
+def paired_over_seeds(base: Sequence[Sequence[float]],
+                      other: Sequence[Sequence[float]]) -> tuple[float, tuple[float, float]]:
+    """other - base, item by item within each seed (seed s against seed s; the shorter list sets how many), with
+    the interval of seed_item_bootstrap, so it covers seed variance too."""
+    return seed_item_bootstrap([[b - a for a, b in zip(x, y)] for x, y in zip(base, other)])
+
 def _answers(completions: Sequence[str]) -> dict:
     return dict(Counter(str(extract_answer(c)) for c in completions).most_common(6))
 
@@ -205,8 +211,7 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
         vs = {}
         for other, theirs in scores_with_majority.items():
             if other != arm:
-                d = [[b - a for a, b in zip(x, y)] for x, y in zip(theirs, mine)]
-                diff, dci = seed_item_bootstrap(d)
+                diff, dci = paired_over_seeds(theirs, mine)
                 vs[other] = {"diff": diff, "ci95": list(dci)}
         per_seed = [sum(s) / len(s) for s in mine]
         rec = {**common, "task": taskset.name, "arm": arm, "seeds": seeds, "n": len(test), "accuracy": acc,
