@@ -398,6 +398,11 @@ def test_ablations_leave_out_each_sentence_in_turn():
                    f"{INSTRUCTION_PREFIX}\nSolve the problem. Keep it short: a few lines."]
     assert ablations("Answer with a final line 'Answer: <number>'.") == []
     assert ablations("Count every item. Check it twice!")[-1] == f"{INSTRUCTION_PREFIX}\nCount every item."
+    # a numbered method is split at its items' ends, never after an item's number (the list-number fault once
+    # fixed in parse_guide alone; both now share one sentence-end pattern)
+    assert ablations("1. List each item. 2. Add them up. 12. Answer: N.") == [
+        f"{INSTRUCTION_PREFIX}\n2. Add them up. 12. Answer: N.", f"{INSTRUCTION_PREFIX}\n1. List each item. 12. Answer: N.",
+        f"{INSTRUCTION_PREFIX}\n1. List each item. 2. Add them up."]
 
 
 def test_headings_are_not_lessons_and_bold_titles_are_dropped():

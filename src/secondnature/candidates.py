@@ -168,6 +168,11 @@ def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence
     return reflector_messages(user)
 
 
+# where a sentence may end: after . ! or ?, but not after a list item's number ("2." opens an item, at the start
+# or after a space), so a numbered method is neither cut mid-list nor left ending on a dangling "5."
+SENTENCE_END = r"(?<=[.!?])(?<!\s\d\.)(?<!\s\d\d\.)(?<!^\d\.)(?<!^\d\d\.)"
+
+
 def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
     """(guide, '') from a rewrite reply, else ('', why not). Small reflectors often drop the tags: then the
     first plain paragraph of 12+ words is the guide, cut at a sentence end near the word limit."""
@@ -187,7 +192,7 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
     # the reflector often overshoots the word limit (a third of its guides on object_counting): keep its first
     # sentences up to the limit rather than lose the guide
     text = ""
-    for sentence in re.split(r"(?<=[.!?])(?<!\s\d\.)(?<!\s\d\d\.)\s+", " ".join(body.split())):  # "5." opens an item
+    for sentence in re.split(SENTENCE_END + r"\s+", " ".join(body.split())):
         if text and len((text + " " + sentence).split()) > REWRITE_WORDS + 10:
             break
         text = f"{text} {sentence}".strip()
@@ -272,7 +277,7 @@ def ablations(instruction: str) -> list[str]:
     (leave-one-out, as curation does for lessons). The answer-line sentence is left out too: a small policy
     answers at once whenever its prompt ends on an answer format, and a checker that reads the last number needs
     no answer line (if the checker does need it, the gate's screen rejects the candidate)."""
-    parts = re.split(r"(?<=[.!?])([ \t]+)", instruction.strip())  # sentences at even places, their gaps at odd
+    parts = re.split(SENTENCE_END + r"([ \t]+)", instruction.strip())  # sentences at even places, their gaps at odd
     if len(parts) < 3:  # one sentence: nothing to leave out
         return []
     out = []
