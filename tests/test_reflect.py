@@ -258,6 +258,21 @@ def test_demo_lesson_is_checked_and_cleaned():
     assert "too long" in candidates.demo_lesson("word " * 200 + "Answer: 2", task, number)[1]
 
 
+def test_examples_keep_the_math_and_drop_the_latex_markup():
+    from secondnature.rewards import number
+    working = (r"Twice the age less 5: \[ 45 = 2 \times \text{age} - 5 \] so \[ \text{age} = \frac{45 + 5}{2} \] "
+               r"and \(x\) is \$25, 20\% of \dfrac{250}{2}, (12) apples. Answer: \boxed{25}")
+    plain = ("Twice the age less 5: 45 = 2 × age - 5; so age = (45 + 5)/2; and x is $25, 20% of 250/2, (12) apples. "
+             "Answer: 25")
+    assert candidates.plain_math(working) == plain
+    assert candidates.plain_math(r"\unknown{x} stays") == r"\unknown{x} stays"  # what is not understood is kept
+    task = Task("t1", "How old is the son?", "25")
+    assert candidates.demo_lesson(working, task, number)[0].endswith(f"Good answer: {plain}")
+    ok, bad = (Rollout(f"r{v}", "t1", ({"role": "user", "content": "q"}, {"role": "assistant", "content": working}),
+                       working, Score(v, ""), (), "m", 0, 0) for v in (1.0, 0.0))
+    assert candidates.worked_example([[ok, bad]], {"t1": task}).endswith(f"Good answer: {plain}")
+
+
 def test_answer_tally_shows_a_skew_no_single_attempt_shows() -> None:
     from secondnature.reflect import answer_tally
     tasks = {f"t{i}": Task(f"t{i}", f"How many r in word {i}?", "1" if i % 4 else "2") for i in range(8)}

@@ -43,8 +43,28 @@ def worked_example(groups: Sequence[Sequence[Rollout]], tasks: dict[str, Task]) 
 
 def _working(r: Rollout) -> str:
     if len(r.messages) <= 3:  # one reply
-        return " ".join(r.completion.split())
-    return "\n" + render_trajectory(r.messages)
+        return plain_math(" ".join(r.completion.split()))
+    return "\n" + render_trajectory(r.messages)  # code stays as it ran: its backslashes are not LaTeX
+
+
+# LaTeX the policy writes in its working, as the plain text it stands for: an example is read on every call, and
+# "\[ \text{age} = \frac{50}{2} \]" costs three times the tokens of "age = 50/2" without saying more
+_LATEX = ((r"\\\[\s*(.*?)\s*\\\]", r"\1;"), (r"\\[()]", ""), (r"\\(?:text|mathrm|textbf|mathbf|boxed)\{([^{}]*)\}", r"\1"),
+          (r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: f"{_term(m[1])}/{_term(m[2])}"),
+          (r"\\times", "×"), (r"\\cdot", "·"), (r"\\div", "÷"), (r"\\approx", "≈"), (r"\\(?:left|right)", ""),
+          (r"\\([$%])", r"\1"), (r"\\[,;!]|\\quad", " "))
+
+
+def _term(x: str) -> str:
+    x = x.strip()
+    return x if re.fullmatch(r"[\w.,]+", x) else f"({x})"
+
+
+def plain_math(text: str) -> str:
+    """text with its LaTeX markup rendered as plain text (anything not understood is left as it is)."""
+    for pattern, repl in _LATEX:
+        text = re.sub(pattern, repl, text)
+    return " ".join(text.split())
 
 
 DEMO_PROMPT = """A small AI assistant answers questions under this instruction:
@@ -88,7 +108,7 @@ def demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> t
         text = rest.strip()
     if not text:
         return "", "empty demonstration"
-    body = " ".join(text.split())
+    body = plain_math(text)
     lesson = f"{EXAMPLE_PREFIX} Question: {' '.join(task.prompt.split())} Good answer: {body}"
     if len(lesson.split()) > MAX_EXAMPLE_WORDS:
         return "", f"demonstration too long ({len(body.split())} words)"
