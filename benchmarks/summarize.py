@@ -79,6 +79,13 @@ def with_and_without_tools(records: list[dict]) -> list[str]:
     return out
 
 
+def model_s(r: dict) -> str:
+    """The training compute, and how much of it was replayed from the cache (timed when first made, maybe on
+    another machine: such a figure compares with a fresh one only if both were timed on the same machine)."""
+    replayed = r.get("train_replayed_s", 0)
+    return f"{r.get('train_model_s', 0):.0f}" + (f" ({replayed:.0f} replayed)" if replayed >= 0.5 else "")
+
+
 def episodes_table(records: list[dict]) -> list[str]:
     """Accuracy, lift and the cost of episodes per arm, for records of task sets with and without a tool."""
     rows = [("| task | arm | accuracy (95% CI) | diff vs none (95% CI) | steps / tool calls per episode | s per item "
@@ -90,7 +97,7 @@ def episodes_table(records: list[dict]) -> list[str]:
         rows.append(f"| {r['task']} | {r['arm']} | {pct(r['accuracy'])}% {ci(r['ci95'])} | {diff} "
                     f"| {r.get('steps', 1):.2f} / {r.get('tool_calls', 0):.2f} | {r.get('episode_s', 0):.1f} "
                     f"| {r['lesson_tokens']:.0f} | {r['rollouts']:.0f} ({r['train_rollouts']:.0f}+{r['val_rollouts']:.0f}) "
-                    f"| {r.get('train_model_s', 0):.0f} |")
+                    f"| {model_s(r)} |")
     return rows
 
 
@@ -177,7 +184,7 @@ def main(paths: list[str]) -> None:
             print(f"| {r['task']} | {r['arm']} | {pct(r['accuracy'])}% {ci(r['ci95'])} | {seeds} | {diff} | {vs_text} "
                   f"| {r['rollouts']:.0f} ({r['train_rollouts']:.0f}+{r['val_rollouts']:.0f}) "
                   f"| {r['reflector_calls']:.0f} / {r['reflector_tokens']:.0f} | {r['prompt_tokens']:.0f} "
-                  f"| {r.get('train_model_s', 0):.0f} | {r['wall_s']:.0f} |")
+                  f"| {model_s(r)} | {r['wall_s']:.0f} |")
     for f in files:
         for line in comparisons(json.loads(f.read_text())):
             print(f"- {line}")

@@ -4,6 +4,7 @@ seed-and-item bootstrap widens when seeds disagree."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -68,14 +69,36 @@ def test_arms_learn_and_records_pair_them(tmp_path: Path) -> None:
     assert png.stat().st_size > 10_000
 
 
+class Timed:
+    """A scripted model whose every call takes a known time, to check what the bench counts as compute."""
+
+    def __init__(self, inner: ScriptedModel, seconds: float):
+        self.inner, self.seconds, self.name, self.digest = inner, seconds, inner.name, inner.digest
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def chat(self, messages: list[dict], **kw) -> list:
+        return [replace(c, latency_s=self.seconds) for c in self.inner.chat(messages, **kw)]
+
+
 def test_rerun_replays_from_the_cache(tmp_path: Path) -> None:
-    policy, reflector, inner = models(tmp_path)
+    cache = LessonStore(tmp_path / "cache.db")
+    inner = ScriptedModel(policy_fn, "policy")
+    policy = CachedModel(Timed(inner, 0.5), cache)
+    reflector = CachedModel(Timed(ScriptedModel(reflector_fn, "reflector"), 2.0), cache)
     first = run_bench(policy, reflector, taskset(), CONFIG, tmp_path)
     calls = len(inner.calls)
     again = run_bench(policy, reflector, taskset(), CONFIG, tmp_path)
     assert len(inner.calls) == calls  # not one new policy call
     assert [r.test.scores for r in first] == [r.test.scores for r in again]
     assert [r.instruction for r in first] == [r.instruction for r in again]
+    for a, b in zip(first, again):  # the compute is the same on a replay, and the replay says it was one
+        assert a.model_s == pytest.approx(b.model_s) and b.replayed_s == pytest.approx(b.model_s)
+        if a.arm in ("secondnature", "gepa"):
+            assert a.model_s >= 2.0 + 0.5 * (a.train_rollouts + a.val_rollouts) - 1e-6 and a.replayed_s < a.model_s
+    rec = {r["arm"]: r for r in records(again, taskset(), {})}["gepa"]
+    assert rec["train_replayed_s"] == rec["train_model_s"] > 0
 
 
 def test_seed_item_bootstrap() -> None:

@@ -71,11 +71,13 @@ class ArmRun:
     adapter: Path | None = None   # grpo: the trained weights the test runs with
     store: Path | None = None     # secondnature: the learned store, kept for `lessons` and `distill`
     peak_rss_mb: float = 0.0      # grpo: the process's peak memory while training
+    replayed_s: float = 0.0       # the part of model_s replayed from the cache, timed when first made (maybe elsewhere)
 
 
-def _model_s(*models: CachedModel) -> float:
-    # the policy may also be the reflector: count each model object once
-    return sum(m.model_s for m in {id(m): m for m in models}.values())
+def _model_s(*models: CachedModel) -> tuple[float, float]:
+    """(model seconds, of them replayed from the cache); the policy may also be the reflector: each object once."""
+    ms = {id(m): m for m in models}.values()
+    return sum(m.model_s for m in ms), sum(m.replayed_s for m in ms)
 
 
 def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, taskset: TaskSet, config: BenchConfig,
@@ -115,10 +117,13 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
                      adapter=result.adapter, peak_rss_mb=result.peak_rss_mb)
     else:
         raise ValueError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
-    model_s = _model_s(policy, reflector) - before if arm != "none" else 0.0  # none's val pass is only for its curve
+    after = _model_s(policy, reflector)
+    model_s, replayed_s = after[0] - before[0], after[1] - before[1]
+    if arm == "none":  # its val pass is only for its curve
+        model_s, replayed_s = 0.0, 0.0
     if arm == "grpo":  # its compute is sampling and torch updates together: the training's wall time
-        model_s = result.seconds
-    return replace(run, wall_s=time.perf_counter() - t0, model_s=model_s)
+        model_s, replayed_s = result.seconds, 0.0
+    return replace(run, wall_s=time.perf_counter() - t0, model_s=model_s, replayed_s=replayed_s)
 
 
 def _grpo(policy: CachedModel, taskset: TaskSet, train: list, val: list, config: BenchConfig, seed: int,
@@ -232,6 +237,7 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
                 lesson_tokens=mean(lambda r: r.test.lesson_tokens),
                 wall_s=round(mean(lambda r: r.wall_s + r.test.wall_s), 1),
                 train_model_s=round(mean(lambda r: r.model_s), 1),
+                train_replayed_s=round(mean(lambda r: r.replayed_s), 1),  # of train_model_s; > 0: not all timed here
                 eval_completion_tokens=mean(lambda r: r.test.completion_tokens),
                 steps=round(mean(lambda r: r.test.steps), 2), tool_calls=round(mean(lambda r: r.test.tool_calls), 2),
                 episode_s=round(mean(lambda r: r.test.model_s / max(1, r.test.n)), 2),  # cost per item, cached or not

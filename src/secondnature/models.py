@@ -251,6 +251,7 @@ class CachedModel:
         # summed latency of every completion handed out, cached or fresh: a cached one costs what it cost when
         # it was made, so this measures a benchmark arm's compute even when a rerun replays it
         self.model_s = 0.0
+        self.replayed_s = 0.0  # the part of model_s served from the cache: measured when made, maybe on another machine
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -273,6 +274,7 @@ class CachedModel:
                     self.cache.put_completion(key, c)
                 out.append(self._tally(c))
             else:
+                self.replayed_s += hit.latency_s
                 out.append(self._tally(hit))
         return out
 
