@@ -431,3 +431,14 @@ def test_headings_are_not_lessons_and_bold_titles_are_dropped():
         "After solving, check the result by putting the values back into the equations.",
         "Always restate what the question asks for before you compute anything."]
     assert any("a heading, not a lesson" in n for n in notes)
+
+
+def test_a_lesson_wholly_in_bold_loses_the_markup_and_is_no_new_lesson():
+    # seen in the demo: the bold copy of a kept lesson passed the gate as a second lesson
+    from secondnature.learn import apply
+    kept = "Check if the word contains the letter before writing the answer."
+    edits, _ = parse(f'[{{"op": "add", "text": "**{kept}**"}}]', {"L1"})
+    assert [e.text for e in edits] == [kept]
+    assert apply([Lesson("L1", kept, "letters")], edits[0], "L2", "letters") is None
+    assert parse("- Always **count twice** and **check** the total.", set())[0][0].text == (
+        "Always **count twice** and **check** the total.")  # emphasis inside a lesson is left as written

@@ -371,6 +371,8 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
         text = re.sub(r"\s+", " ", e.text).strip().strip('"')
         text = re.sub(r"^(L\d+|\d+)[.:)]\s+", "", text)  # "L3. Do X" -> "Do X": the id is not part of the lesson
         text = META.sub("", text).strip().strip('"“”')  # 'Add a lesson that ...: "Do X"' -> 'Do X'
+        # '**Do X.**' -> 'Do X.': markup costs tokens, and a bold copy of a kept lesson once passed as a new one
+        text = re.sub(r"^\*\*([^*]+)\*\*$", r"\1", text).strip()
         if len((untitled := TITLE.sub("", text)).split()) >= 4:  # '**Check the Work**: Do X' -> 'Do X'
             text = untitled.strip().strip('"“”')  # a title costs tokens
         if e.op not in ("add", "edit", "delete"):
