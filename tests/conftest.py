@@ -33,7 +33,7 @@ def toy_file(tmp_path, monkeypatch) -> Path:
     from rich.console import Console
     from test_learn import taskset
 
-    from secondnature import ui
+    from secondnature.cli import ui
     monkeypatch.setattr(ui, "out", Console(width=10_000))
     monkeypatch.setattr(ui, "err", Console(stderr=True, width=10_000))
     path = tmp_path / "toy.jsonl"

@@ -11,8 +11,11 @@ import pytest
 from rich.console import Console
 from test_learn import GOOD, policy_fn, taskset
 
-from secondnature import cli, ui
-from secondnature.bench import BenchConfig, plot_curves, records, run_bench, seed_item_bootstrap
+from secondnature import cli
+from secondnature.cli import ui
+from secondnature.bench.plots import plot_curves
+from secondnature.bench.records import records, seed_item_bootstrap
+from secondnature.bench.run import BenchConfig, run_bench
 from secondnature.models import CachedModel, ScriptedModel
 from secondnature.store import LessonStore
 
@@ -117,7 +120,7 @@ def test_cli_bench_on_a_jsonl_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                                    capsys: pytest.CaptureFixture, toy_file: Path) -> None:
     path = toy_file
     scripted = {"p": ScriptedModel(policy_fn, "policy"), "r": ScriptedModel(reflector_fn, "reflector")}
-    monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: scripted[spec])
+    monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: scripted[spec])
     out_dir = tmp_path / "results"
     code = cli.main(["bench", str(path), "--checker", "number", "--budget", "60", "--seeds", "1", "--val-size", "8",
                      "--policy", "p", "--reflector", "r", "--out", str(out_dir), "--plot"])
@@ -145,7 +148,7 @@ def test_cli_bench_rejects_unknown_arm(tmp_path: Path, monkeypatch: pytest.Monke
 def test_gepa_scores_every_new_candidate_on_the_whole_val_sample(tmp_path: Path) -> None:
     """GEPA's evaluation cache is keyed by item id; train and val ids must not collide, or a candidate's
     train scores would stand in for some of its val scores."""
-    from secondnature import gepa_arm
+    from secondnature.bench import gepa_arm
     from secondnature.learn import LearnConfig, learn_split
     policy, reflector, _ = models(tmp_path)
     train, val = learn_split(taskset(), LearnConfig(val_size=10))

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from secondnature import cli, ui  # noqa: F401
+from secondnature import cli  # noqa: F401
+from secondnature.cli import ui  # noqa: F401
 from secondnature.cli import main
 from secondnature.store import LessonStore
 from secondnature.types import Lesson

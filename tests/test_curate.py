@@ -110,11 +110,12 @@ def test_cli_curate_reports_credit_and_tokens(tmp_path: Path, monkeypatch: pytes
     import json
 
     from secondnature import cli
+    from secondnature.cli import ui
 
     path = toy_file
     store_with(tmp_path, [GOOD, INERT], scope="toy").close()
     models = {"p": ScriptedModel(policy_fn, "p"), "r": ScriptedModel(never, "r")}
-    monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
+    monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
     base = ["--store", str(tmp_path / "s.db"), "curate", str(path), "--checker", "number", "--policy", "p",
             "--reflector", "r", "--val-size", "10"]
     assert cli.main([*base, "--json"]) == 0
@@ -145,9 +146,10 @@ def test_lessons_list_shows_the_running_estimate_after_curation(tmp_path: Path, 
     import json
 
     from secondnature import cli
+    from secondnature.cli import ui
     store_with(tmp_path, [GOOD, INERT], scope="toy").close()
     models = {"p": ScriptedModel(policy_fn, "p"), "r": ScriptedModel(never, "r")}
-    monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
+    monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
     assert cli.main(["--store", str(tmp_path / "s.db"), "curate", str(toy_file), "--checker", "number", "--policy",
                      "p", "--reflector", "r", "--val-size", "10", "--json"]) == 0
     capsys.readouterr()

@@ -10,7 +10,8 @@ import pytest
 from rich.console import Console
 from test_learn import GOOD
 
-from secondnature import cli, ui
+from secondnature import cli
+from secondnature.cli import ui
 from secondnature.models import ScriptedModel
 
 
@@ -31,7 +32,7 @@ def test_demo_learns_and_reports_the_references(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path))
     monkeypatch.setattr(ui, "out", Console(width=10_000))
     scripted = {"p": ScriptedModel(letters_policy, "policy"), "r": ScriptedModel(reflector, "reflector")}
-    monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: scripted[spec])
+    monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: scripted[spec])
     code = cli.main(["demo", "--budget", "120", "--test-items", "30", "--val-size", "8", "--policy", "p",
                      "--reflector", "r", "--json"])
     out = capsys.readouterr().out
@@ -47,7 +48,7 @@ def test_demo_learns_and_reports_the_references(tmp_path: Path, monkeypatch: pyt
 def test_eval_reports_balanced_accuracy_where_answers_are_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path))
-    monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: ScriptedModel(letters_policy))
+    monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: ScriptedModel(letters_policy))
     assert cli.main(["eval", "letters:medium,hard", "--split", "test", "--limit", "30", "--no-lessons", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert 0 < record["accuracy"] < 0.5 and record["balanced_accuracy"] == pytest.approx(0.5)  # two answers counted

@@ -35,7 +35,7 @@ def tiny_adapter(path: Path, base: str) -> Path:
 
 
 def test_adapter_metadata_and_a_missing_base_is_a_clear_error(tmp_path):
-    from secondnature.lora import adapter_meta
+    from secondnature.weights import adapter_meta
     path = tiny_adapter(tmp_path / "a.gguf", str(tmp_path / "gone.gguf"))
     assert adapter_meta(path) == {"base": str(tmp_path / "gone.gguf"), "revision": "3"}
     with pytest.raises(ModelError, match="LoRA adapter for .*gone.gguf.*not there"):
@@ -54,7 +54,7 @@ def test_the_store_records_what_an_adapter_was_distilled_from(tmp_path):
 def test_distill_refuses_an_endpoint_policy(tmp_path):
     from test_learn import taskset
 
-    from secondnature.distill import distill
+    from secondnature.train.distill import distill
     from secondnature.models import ScriptedModel
     with pytest.raises(ModelError, match="embedded model's own weights"):
         distill(ScriptedModel(lambda m: "Answer: 1"), taskset(), LessonStore(tmp_path / "s.db"))
@@ -76,7 +76,7 @@ def test_round_trip_torch_to_gguf_adapter_to_llama_cpp(tmp_path, policy_path):
     """Stated tolerance: next-token logits of the two runtimes agree within 1.0 (max abs, logits spread about
     2.5 sd) with the same top token; an unchanged (zero) adapter changes llama.cpp's logits by < 0.05; a
     trained adapter moves both runtimes' logits the same way (correlation > 0.99)."""
-    from secondnature import lora
+    from secondnature.train import lora
     model, tok = lora.load(policy_path)
     ids = list(tok.apply_chat_template(list(MESSAGES), add_generation_prompt=True, tokenize=True)["input_ids"])
     torch_base = lora.next_token_logits(model, tok, MESSAGES)
@@ -139,8 +139,8 @@ def test_distill_command_end_to_end(tmp_path, capsys, policy_path):
 
 
 def test_balance_caps_the_leading_answer_at_the_runner_up():
-    from secondnature.distill import balance_labels
-    from secondnature.lora import Example
+    from secondnature.train.distill import balance_labels
+    from secondnature.train.lora import Example
     exs = [Example(MESSAGES, f"work ... Answer: {a}") for a in "1112111231"]
     kept = balance_labels(exs)
     labels = [e.completion[-1] for e in kept]
@@ -155,7 +155,7 @@ def test_logit_matching_is_zero_when_the_student_already_is_the_teacher():
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from secondnature.lora import _kl_to_teacher
+    from secondnature.train.lora import _kl_to_teacher
     torch.manual_seed(0)
     model = get_peft_model(Qwen2ForCausalLM(Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64,
                                                         num_hidden_layers=2, num_attention_heads=4,
@@ -172,7 +172,7 @@ def test_logit_matching_is_zero_when_the_student_already_is_the_teacher():
 
 def test_the_reward_filter_keeps_accepted_answers_and_min_reward_0_keeps_all(tmp_path):
     """The teacher's answers the reward rejects are not training examples, unless the user asks for every answer."""
-    from secondnature.distill import DistillConfig, teacher_examples
+    from secondnature.train.distill import DistillConfig, teacher_examples
     from secondnature.models import ScriptedModel
     from secondnature.tasks import load_taskset
     from secondnature.types import Lesson

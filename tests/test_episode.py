@@ -253,7 +253,7 @@ def test_learning_with_the_tool_accepts_a_checked_program_that_the_policy_then_r
 
 
 def test_gepa_reads_an_episode_whole():
-    from secondnature.gepa_arm import RolloutAdapter
+    from secondnature.bench.gepa_arm import RolloutAdapter
     [r] = episode.run(ScriptedModel(policy), [TASK], expression24, "Solve it.", [])
     batch = type("EB", (), {"trajectories": [{"task": TASK, "rollout": r}]})()
     records = RolloutAdapter.make_reflective_dataset(None, {}, batch, ["instruction"])["instruction"]

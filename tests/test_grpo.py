@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from secondnature.grpo import advantages
+from secondnature.train.grpo import advantages
 
 
 def test_advantages_are_group_relative_and_zero_for_a_uniform_group():
@@ -19,7 +19,7 @@ def test_advantages_are_group_relative_and_zero_for_a_uniform_group():
 
 def test_clipped_loss_matches_the_formula():
     torch = pytest.importorskip("torch")
-    from secondnature.grpo import grpo_loss
+    from secondnature.train.grpo import grpo_loss
     logps = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.5, -0.5]])
     old = torch.tensor([[-1.2, -1.0, 0.0], [-0.5, -0.4, -0.5]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
@@ -42,7 +42,7 @@ def test_same_loss_and_gradient_as_trl_on_a_tiny_batch(policy_path, tmp_path):
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
     from trl.trainer.utils import nanstd
 
-    from secondnature.grpo import _token_logps, grpo_loss
+    from secondnature.train.grpo import _token_logps, grpo_loss
     tok = AutoTokenizer.from_pretrained(policy_path.parent, gguf_file=policy_path.name)
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
@@ -98,8 +98,8 @@ def test_a_few_grpo_steps_change_the_adapter_and_the_bench_arm_runs(policy_path,
     pytest.importorskip("torch")
     import numpy as np
 
-    from secondnature import grpo
-    from secondnature.bench import BenchConfig, run_bench
+    from secondnature.train import grpo
+    from secondnature.bench.run import BenchConfig, run_bench
     from secondnature.models import CachedModel, LlamaModel
     from secondnature.store import LessonStore
     from secondnature.tasks import load_taskset

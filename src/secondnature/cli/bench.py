@@ -12,14 +12,15 @@ from pathlib import Path
 
 from rich.table import Table
 
+from ..bench.plots import plot_curves
+from ..bench.records import records
+from ..bench.run import ARMS, BenchConfig, run_bench
+from ..models import CachedModel
+from ..store import LessonStore
+from ..tasks import load_taskset, slug
+from ..weights import home
 from . import ui
-from .bench import ARMS, BenchConfig, plot_curves, records, run_bench
-from .cli import _models, progress_bar
-from .models import CachedModel
-from .store import LessonStore
-from .tasks import load_taskset, slug
 from .ui import UsageError
-from .weights import home
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -31,10 +32,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         try:
             import gepa  # noqa: F401
         except ImportError:
-            raise UsageError("the gepa arm needs the gepa package: pip install gepa==0.1.4") from None
+            raise UsageError("the gepa arm needs the bench extra: pip install 'secondnature[bench]'") from None
     if "grpo" in arms:
-        from .lora import _require
-        from .models import ModelError
+        from ..models import ModelError
+        from ..train.lora import _require
         try:
             _require()
         except ModelError as e:
@@ -48,7 +49,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     workdir = home() / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
     cache = LessonStore(workdir / "cache.db")  # one completion cache for every benchmark on this machine
-    inner_policy, inner_reflector = _models(args)
+    inner_policy, inner_reflector = ui.models(args)
     policy = CachedModel(inner_policy, cache)
     reflector = policy if inner_reflector is inner_policy else CachedModel(inner_reflector, cache)
     name = args.name or "+".join(slug(t.name) for t in tasksets)
@@ -61,7 +62,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     training = sum(1 for a in arms if a != "none") * args.budget * len(config.seeds) * len(tasksets)
     all_records: list[dict] = []
     by_task: dict[str, list[dict]] = {}
-    with progress_bar(training, f"bench {name}") as progress:
+    with ui.progress_bar(training, f"bench {name}") as progress:
         for ts in tasksets:
             # each benchmark keeps its learned stores apart, so a run under another name (another policy, say)
             # never overwrites the lessons a finished one learned

@@ -15,11 +15,11 @@ from pathlib import Path
 from rich.markup import escape
 from rich.table import Table
 
+from ..curate import running_credit
+from ..reflect import problem_with
+from ..store import LessonStore, open_store
+from ..types import Lesson
 from . import ui
-from .curate import running_credit
-from .reflect import problem_with
-from .store import LessonStore, open_store
-from .types import Lesson
 from .ui import UsageError
 
 

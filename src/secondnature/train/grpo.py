@@ -22,9 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from . import lora, rollout
-from .models import LlamaModel, release
-from .types import Task, TaskSet
+from .. import rollout
+from ..models import LlamaModel, release
+from ..types import Task, TaskSet
+from . import lora
 
 
 @dataclass(frozen=True)

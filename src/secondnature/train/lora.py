@@ -2,13 +2,12 @@
 as a GGUF LoRA file that llama.cpp applies at load time, so the trained habit runs without torch.
 
 torch, transformers and peft are imported here only, and only when called (`pip install
-'secondnature[distill]'`). transformers dequantises the GGUF on load; the dequantised weights are
+'secondnature[train]'`). transformers dequantises the GGUF on load; the dequantised weights are
 exactly the values llama.cpp multiplies with, so an adapter trained against them means the same
 thing to both runtimes.
 """
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -16,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .models import ModelError
+from ..models import ModelError
+from ..weights import META_PREFIX
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-META_PREFIX = "secondnature."  # our keys in the adapter's GGUF metadata: base model, scope, revision
 
 
 def _require() -> Any:
@@ -28,7 +27,7 @@ def _require() -> Any:
         import torch
         import transformers  # noqa: F401
     except ImportError as e:
-        raise ModelError("distillation needs torch, transformers and peft: pip install 'secondnature[distill]' "
+        raise ModelError("distillation needs torch, transformers and peft: pip install 'secondnature[train]' "
                          "(it pins the CPU build of torch)") from e
     return torch
 
@@ -201,28 +200,8 @@ def export(peft_model: Any, path: str | Path, *, alpha: int, meta: dict[str, str
     return path
 
 
-def adapter_meta(path: str | Path) -> dict[str, str] | None:
-    """Our metadata from a GGUF file if it is a LoRA adapter, else None (a full model)."""
-    import gguf
-    reader = gguf.GGUFReader(str(path))
-    fields = reader.fields
-    if "general.type" not in fields or _text(fields["general.type"]) != "adapter":
-        return None
-    return {k[len(META_PREFIX):]: _text(f) for k, f in fields.items() if k.startswith(META_PREFIX)}
-
-
-def _text(field: Any) -> str:
-    return bytes(field.parts[field.data[0]]).decode("utf-8")
-
-
 def next_token_logits(model: Any, tok: Any, messages: Sequence[dict]) -> Any:
     """The model's logits for the first reply token (numpy), for comparing runtimes."""
     torch = _require()
     with torch.no_grad():
         return model(input_ids=torch.tensor([prompt_ids(tok, messages)])).logits[0, -1].float().numpy()
-
-
-def save_report(path: str | Path, report: TrainReport, extra: dict) -> None:
-    Path(path).write_text(json.dumps({**extra, "steps": report.steps, "examples": report.examples,
-                                      "losses": report.losses, "seconds": report.seconds,
-                                      "peak_rss_mb": report.peak_rss_mb}, indent=1))

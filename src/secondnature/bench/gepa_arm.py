@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import rollout
-from .episode import render_trajectory
-from .models import Model
-from .reflect import _clip
-from .types import Rollout, Task, TaskSet
+from .. import rollout
+from ..episode import render_trajectory
+from ..models import Model
+from ..reflect import _clip
+from ..types import Rollout, Task, TaskSet
 
 COMPONENT = "system_prompt"
 
@@ -120,7 +120,7 @@ def optimize(policy: Model, reflector: Model, taskset: TaskSet, train: Sequence[
     try:
         import gepa
     except ImportError as e:  # pragma: no cover - depends on the install
-        raise RuntimeError("the gepa arm needs the gepa package: pip install gepa==0.1.4") from e
+        raise RuntimeError("the gepa arm needs the bench extra: pip install 'secondnature[bench]'") from e
     spend = Spend()
     adapter = RolloutAdapter(policy, taskset, val, spend, max_tokens=max_tokens, seed=0, progress=progress)
     t0 = time.perf_counter()

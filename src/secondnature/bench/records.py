@@ -1,0 +1,98 @@
+"""Bench records: one per task and arm (seeds pooled), the constant-answer reference beside them, and the
+statistics over seeds and items their intervals come from."""
+from __future__ import annotations
+
+import random
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from ..evaluate import balanced_over_seeds, majority_reference, split_tasks
+from ..rewards import extract_answer
+from ..types import TaskSet
+from .run import ArmRun
+
+
+def seed_item_bootstrap(values: Sequence[Sequence[float]], *, resamples: int = 2000,
+                        seed: int = 0) -> tuple[float, tuple[float, float]]:
+    """Mean over (seed, item) with a 95% interval that resamples seeds and items together.
+
+    `values[s][i]` is seed s on test item i (every seed sees the same items). With one seed this is an
+    ordinary item bootstrap; with more, an unlucky seed widens the interval as it should."""
+    s_n, i_n = len(values), len(values[0]) if values else 0
+    if not s_n or not i_n:
+        return 0.0, (0.0, 0.0)
+    rng = random.Random(seed)
+    means = []
+    for _ in range(resamples):
+        seeds = [rng.randrange(s_n) for _ in range(s_n)]
+        items = [rng.randrange(i_n) for _ in range(i_n)]
+        means.append(sum(values[s][i] for s in seeds for i in items) / (s_n * i_n))
+    means.sort()
+    mean = sum(map(sum, values)) / (s_n * i_n)
+    return mean, (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
+
+
+def paired_over_seeds(base: Sequence[Sequence[float]],
+                      other: Sequence[Sequence[float]]) -> tuple[float, tuple[float, float]]:
+    """other - base, item by item within each seed (seed s against seed s; the shorter list sets how many), with
+    the interval of seed_item_bootstrap, so it covers seed variance too."""
+    return seed_item_bootstrap([[b - a for a, b in zip(x, y)] for x, y in zip(base, other)])
+
+def _answers(completions: Sequence[str]) -> dict:
+    return dict(Counter(str(extract_answer(c)) for c in completions).most_common(6))
+
+
+def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: int | None = None) -> list[dict]:
+    """One record per arm (seeds pooled), plus the constant-answer reference; the format of the lesson loop's."""
+    by_arm: dict[str, list[ArmRun]] = {}
+    for r in runs:
+        by_arm.setdefault(r.arm, []).append(r)
+    seeds = sorted({r.seed for r in runs})
+    scores = {arm: [list(r.test.scores) for r in rs] for arm, rs in by_arm.items()}
+    test = split_tasks(taskset, "test", limit=test_limit)
+    answer, const = majority_reference(taskset, test)
+    scores_with_majority = {**scores, "majority": [list(const)] * len(seeds)}
+    out = []
+    for arm, rs in [("majority", []), *by_arm.items()]:
+        mine = scores_with_majority[arm]
+        acc, ci = seed_item_bootstrap(mine)
+        vs = {}
+        for other, theirs in scores_with_majority.items():
+            if other != arm:
+                diff, dci = paired_over_seeds(theirs, mine)
+                vs[other] = {"diff": diff, "ci95": list(dci)}
+        per_seed = [sum(s) / len(s) for s in mine]
+        rec = {**common, "task": taskset.name, "arm": arm, "seeds": seeds, "n": len(test), "accuracy": acc,
+               "ci95": list(ci), "accuracy_by_seed": per_seed,
+               "accuracy_sd": statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0,
+               "diff_vs_none": vs.get("none", {"diff": 0.0})["diff"],
+               "diff_ci95": vs.get("none", {"ci95": [0.0, 0.0]})["ci95"], "diff_vs": vs,
+               "balanced_accuracy": balanced_over_seeds(test, mine)}  # None unless the answers are labels
+        if arm == "majority":
+            rec.update(answer=answer, rollouts=0, prompt_tokens=0, lesson_tokens=0, wall_s=0.0)
+        else:
+            def mean(f: Callable[[ArmRun], float], rs: list[ArmRun] = rs) -> float:  # over seeds
+                return sum(f(r) for r in rs) / len(rs)
+            rec.update(
+                rollouts=mean(lambda r: r.train_rollouts + r.val_rollouts), train_rollouts=mean(lambda r: r.train_rollouts),
+                val_rollouts=mean(lambda r: r.val_rollouts), reflector_calls=mean(lambda r: r.reflector_calls),
+                reflector_tokens=mean(lambda r: r.reflector_tokens), prompt_tokens=mean(lambda r: r.test.prompt_tokens),
+                lesson_tokens=mean(lambda r: r.test.lesson_tokens),
+                wall_s=round(mean(lambda r: r.wall_s + r.test.wall_s), 1),
+                train_model_s=round(mean(lambda r: r.model_s), 1),
+                train_replayed_s=round(mean(lambda r: r.replayed_s), 1),  # of train_model_s; > 0: not all timed here
+                eval_completion_tokens=mean(lambda r: r.test.completion_tokens),
+                steps=round(mean(lambda r: r.test.steps), 2), tool_calls=round(mean(lambda r: r.test.tool_calls), 2),
+                episode_s=round(mean(lambda r: r.test.model_s / max(1, r.test.n)), 2),  # cost per item, cached or not
+                answers=_answers([c for r in rs for c in r.test.completions]),
+                prompts=[{"seed": r.seed, "system": r.instruction if not r.lessons else None,
+                          "lessons": [x.text for x in r.lessons]} for r in rs],
+                val_curves=[{"seed": r.seed, "points": list(r.curve)} for r in rs],
+                test_scores=[list(r.test.scores) for r in rs])  # per seed, in test order: for paired re-analysis
+            if any(r.store for r in rs):
+                rec["stores"] = [str(r.store) for r in rs if r.store]
+            if any(r.peak_rss_mb for r in rs):
+                rec["peak_rss_mb"] = round(max(r.peak_rss_mb for r in rs))
+        out.append(rec)
+    return out

@@ -1,0 +1,97 @@
+"""What every command shares: the two consoles, the usage error, the progress bar, the model options and the
+lesson table. Kept in one module so tests swap the consoles (`ui.out`, `ui.err`) and the model loader in one place."""
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..models import Model, load_model
+from ..types import Lesson
+
+out = Console()
+err = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """A mistake in how a command was called; the message says what to do instead."""
+
+
+def bar(label: str) -> Progress:
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                    console=err, transient=False, disable=not err.is_terminal and os.environ.get("CI") == "true")
+
+
+@contextmanager
+def progress_bar(total: int, label: str) -> Iterator[Callable[[int, str], None]]:
+    """A bar over rollouts that also prints the loop's messages above it: the `progress` callback of learn/bench."""
+    with bar(label) as shown:
+        job = shown.add_task("", total=total)
+
+        def progress(spent: int, message: str) -> None:
+            shown.update(job, advance=spent)
+            if message:
+                shown.console.print(message)
+        yield progress
+
+
+def models(args: argparse.Namespace, reflector: bool = True) -> tuple[Model, Model | None]:
+    """The policy (and the reflector) the command's options name; one object when they name the same model."""
+    policy = load_model(args.policy, base_url=args.base_url)
+    if not reflector:
+        return policy, None
+    if args.reflector == args.policy:
+        return policy, policy
+    return policy, load_model(args.reflector, base_url=args.base_url, n_ctx=8192)
+
+
+def fmt_ci(ci: tuple[float, float]) -> str:
+    return f"[{ci[0]:.1%}, {ci[1]:.1%}]"
+
+
+def token_budget(value: str) -> int | None:
+    if value.lower() in ("none", "unbounded"):
+        return None
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of tokens (or 'none')")
+    return int(value)
+
+
+def model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
+    p.add_argument("--policy", default="default",
+                   help="GGUF path or packaged name (default: the 0.5B model); with --base-url, a model name")
+    if reflector:
+        p.add_argument("--reflector", default="reflector",
+                       help="GGUF path or packaged name (default: the 1.5B model); with --base-url, a model name")
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint; key from OPENAI_API_KEY")
+    p.add_argument("--max-tokens", type=int, default=384, help="completion tokens per rollout")
+    p.add_argument("--lesson-tokens", type=token_budget, default=400,
+                   help="token budget for injected lessons, counted with the policy's tokenizer ('none': no cap)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def lesson_table(lessons: Sequence[Lesson], title: str, running: Mapping[str, Any] | None = None) -> None:
+    """`running` maps lesson ids to curate.RunningCredit (the estimate from recorded rollouts)."""
+    t = Table(title=title, show_lines=True, expand=True)
+    t.add_column("id", no_wrap=True)
+    t.add_column("lesson", ratio=3, min_width=24)  # the lesson gets the room; the figures wrap instead
+    for col in ("gate gain", "leave-one-out", "from rollouts", "uses", "evidence", "status"):
+        t.add_column(col, ratio=1, max_width=22)
+    for x in lessons:
+        loo = f"{x.loo:+.2f} (n={x.loo_n})" if x.loo is not None else "-"
+        r = (running or {}).get(x.id)
+        seen = f"{r.effect:+.2f} over {r.tasks} tasks" if r is not None and r.effect is not None else "-"
+        status = x.status + (f": {escape(x.note)}" if x.note else "")
+        t.add_row(x.id, escape(x.text), f"{x.gain:+.2f}", loo, seen, str(x.uses), f"{len(x.evidence)} rollouts",
+                  status)
+    if not lessons:
+        t.add_row("-", "(no lessons yet)", "", "", "", "", "", "")
+    out.print(t)
