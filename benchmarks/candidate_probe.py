@@ -16,8 +16,9 @@ import argparse
 import re
 from statistics import mean
 
-from secondnature import inject, reflect, rollout
-from secondnature.candidates import parse_guide, rewrite_prompt
+from secondnature import inject, rollout
+from secondnature.evidence import order_groups
+from secondnature.reflect import parse_guide, rewrite_prompt
 from secondnature.learn import LearnConfig, learn_split, step_batch
 from secondnature.models import CachedModel, load_model
 from secondnature.store import LessonStore
@@ -82,7 +83,7 @@ def main() -> None:
         batch, seed = step_batch(train, config, step)  # the batch and seed learn() uses at this step
         rs = rollout.run(policy, batch, ts.reward, ts.instruction, [], n=config.group_size,
                          temperature=config.temperature, max_tokens=config.max_tokens, seed=seed)
-        groups = reflect.order_groups(rs)[:config.tasks_per_step]
+        groups = order_groups(rs)[:config.tasks_per_step]
         if not groups:
             continue
         shown = [by_id[g[0].task_id] for g in groups]

@@ -26,10 +26,10 @@ from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 
-from secondnature.distill import DistillConfig, distill
+from secondnature.train.distill import DistillConfig, distill
 from secondnature.evaluate import evaluate, majority_reference, paired, split_tasks
 from secondnature.models import CachedModel, load_model
-from secondnature.reflect import final_label
+from secondnature.evidence import final_label
 from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
 from secondnature.weights import home

@@ -13,8 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from secondnature.bench import paired_over_seeds
-from secondnature.gate import paired_bootstrap
+from secondnature.stats import paired_bootstrap, paired_over_seeds
 
 
 def load(spec: str) -> tuple[dict, dict]:

@@ -4,8 +4,8 @@ between them (as `learn` asks them) or cleared before each one (every prompt rea
     python benchmarks/prefix_cache.py STORE.db TASKSET [--rounds 4] [--json OUT]
 
 STORE.db is a learner store of a finished run (`secondnature bench` keeps them under ~/.secondnature/bench/runs/):
-each step's rule-rewrite reflection lists the step's rollouts, from which the step's reflection, rule-rewrite and
-instruction prompts are built again with the current code. Both arms run in this process on the same reflector,
+each step's rule-rewrite reflection lists the step's rollouts, from which the step's reflection and rule-rewrite
+prompts are built again with the current code. Both arms run in this process on the same reflector,
 prompts and seeds, in alternating order; the result is the paired difference of reflector seconds a step, with a
 95% bootstrap interval over steps, and their ratio.
 """
@@ -17,25 +17,27 @@ import time
 from pathlib import Path
 
 from secondnature import reflect
-from secondnature.candidates import step_prompts
-from secondnature.gate import paired_bootstrap
+from secondnature.evidence import fit_groups, order_groups
 from secondnature.learn import LearnConfig
 from secondnature.models import load_model
 from secondnature.store import LessonStore
+from secondnature.stats import paired_bootstrap
 from secondnature.tasks import load_taskset
 
 
 def recorded_steps(store: LessonStore, taskset, reflector, config: LearnConfig, limit: int) -> list[list[list[dict]]]:
-    """The reflection, rule-rewrite and instruction messages of each recorded step (task instruction, no lessons)."""
+    """The reflection and rule-rewrite messages of each recorded step (task instruction, no lessons)."""
     tasks = {t.id: t for t in taskset.tasks}
     out = []
     for r in [r for r in store.reflections() if r["id"].endswith("-rewrite")][:limit]:
         ids = json.loads(r["rollout_ids"]) if isinstance(r["rollout_ids"], str) else r["rollout_ids"]
         batch = [x for x in (store.rollout(i) for i in ids) if x is not None]
-        groups = reflect.order_groups(batch)[:config.tasks_per_step]
-        _, *prompts = step_prompts(taskset.instruction, [], groups, tasks, batch, taskset.tools, config.max_tokens,
-                                   reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
-        out.append(prompts)
+        shared = (taskset.instruction, [])
+        rest = (tasks, batch, taskset.tools, config.max_tokens)
+        msgs, kept = fit_groups(lambda gs: reflect.build_prompt(*shared, gs, *rest), order_groups(batch)[:config.tasks_per_step],
+                                reflector.count_tokens, config.reflect_context - config.reflect_max_tokens)
+        groups = order_groups(batch)[:config.tasks_per_step][:kept]
+        out.append([msgs, reflect.rewrite_prompt(*shared, groups, *rest)])
     return out
 
 

@@ -65,7 +65,7 @@ def comparisons(records: list[dict]) -> list[str]:
 def with_and_without_tools(records: list[dict]) -> list[str]:
     """For a task set benchmarked both as X and as X+tool: each arm with the tool against the same arm without it,
     paired item by item over the same test items (seed 0's scores)."""
-    from secondnature.gate import paired_bootstrap
+    from secondnature.stats import paired_bootstrap
     by = {(r["task"], r["arm"]): r for r in records if r["arm"] != "majority"}
     out = []
     for (task, arm), r in by.items():

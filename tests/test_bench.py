@@ -12,10 +12,10 @@ from rich.console import Console
 from test_learn import GOOD, policy_fn, taskset
 
 from secondnature import cli
-from secondnature.cli import ui
 from secondnature.bench.plots import plot_curves
 from secondnature.bench.records import records, seed_item_bootstrap
 from secondnature.bench.run import BenchConfig, run_bench
+from secondnature.cli import ui
 from secondnature.models import CachedModel, ScriptedModel
 from secondnature.store import LessonStore
 
@@ -76,7 +76,7 @@ class Timed:
     """A scripted model whose every call takes a known time, to check what the bench counts as compute."""
 
     def __init__(self, inner: ScriptedModel, seconds: float):
-        self.inner, self.seconds, self.name, self.digest = inner, seconds, inner.name, inner.digest
+        self.inner, self.seconds, self.name, self.identity = inner, seconds, inner.name, inner.identity
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)

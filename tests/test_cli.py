@@ -9,10 +9,12 @@ import pytest
 from rich.console import Console
 
 from secondnature import cli  # noqa: F401
-from secondnature.cli import ui  # noqa: F401
-from secondnature.cli import main
+from secondnature.cli import (
+    main,
+    ui,  # noqa: F401
+)
 from secondnature.store import LessonStore
-from secondnature.types import Lesson
+from secondnature.types import Edit, GateRecord, Lesson
 
 SCOPE = "letters:medium,hard"
 T1 = "Write the word's letters separated by commas, then count matches one by one."
@@ -221,9 +223,8 @@ def test_foreign_sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
 
 def test_gates_lists_every_decision_as_json(store_path, capsys):
     s = LessonStore(store_path)
-    s.add_gate({"scope": SCOPE, "run_id": None, "proposed": [{"op": "add", "text": NEW}], "n": 24,
-                "current_score": 0.2, "proposed_score": 0.1, "wins": 1, "losses": 4, "p_value": 0.97,
-                "decision": "rejected", "reason": "no gain: won 1, lost 4 of 24 paired items"})
+    s.add_gate(GateRecord(SCOPE, (Edit("add", NEW),), 24, 0.2, 0.1, 1, 4, 0.97, "rejected",
+                          "no gain: won 1, lost 4 of 24 paired items"))
     s.close()
     assert main(["--store", store_path, "gates", "--json"]) == 0
     gates = json.loads(capsys.readouterr().out)
@@ -240,13 +241,3 @@ def test_import_with_malformed_prompts_names_them_and_imports_nothing(store_path
     code, _, err = run(capsys, "--store", store_path, "lessons", "import", str(bad))
     assert code == 2 and "(task id, prompt) pairs" in err
     assert reopen(store_path).head("other") is None  # the transaction rolled back: nothing half-imported
-
-
-def test_instruction_candidates_are_opt_in_for_learn_and_bench():
-    from secondnature.cli import build_parser
-    from secondnature.learn import LearnConfig
-    parser = build_parser()
-    for cmd in ("learn", "bench"):
-        assert not parser.parse_args([cmd, "letters"]).instructions
-        assert parser.parse_args([cmd, "letters", "--instructions"]).instructions
-    assert not LearnConfig().instructions

@@ -42,7 +42,7 @@ def test_leave_one_out_retires_what_does_nothing_and_keeps_what_works(tmp_path: 
     retired = {x.id: x for x in s.lessons("toy", "retired")}
     assert set(retired) == {"L1", "L2"} and "leave-one-out" in retired["L2"].note
     assert s.lesson("L3").loo == 0.0 and s.lesson("L3").loo_n == 10
-    assert [g["decision"] for g in s.gates("toy")] == ["accepted", "accepted", "rejected"]
+    assert [g.decision for g in s.gates("toy")] == ["accepted", "accepted", "rejected"]
 
 
 def write_and_match(messages: list[dict]) -> str:

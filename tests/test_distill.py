@@ -54,8 +54,8 @@ def test_the_store_records_what_an_adapter_was_distilled_from(tmp_path):
 def test_distill_refuses_an_endpoint_policy(tmp_path):
     from test_learn import taskset
 
-    from secondnature.train.distill import distill
     from secondnature.models import ScriptedModel
+    from secondnature.train.distill import distill
     with pytest.raises(ModelError, match="embedded model's own weights"):
         distill(ScriptedModel(lambda m: "Answer: 1"), taskset(), LessonStore(tmp_path / "s.db"))
 
@@ -172,9 +172,9 @@ def test_logit_matching_is_zero_when_the_student_already_is_the_teacher():
 
 def test_the_reward_filter_keeps_accepted_answers_and_min_reward_0_keeps_all(tmp_path):
     """The teacher's answers the reward rejects are not training examples, unless the user asks for every answer."""
-    from secondnature.train.distill import DistillConfig, teacher_examples
     from secondnature.models import ScriptedModel
     from secondnature.tasks import load_taskset
+    from secondnature.train.distill import DistillConfig, teacher_examples
     from secondnature.types import Lesson
     ts = load_taskset("letters:medium,hard")
     replies = iter(["Answer: 1", "Answer: 2", "Answer: 3", "Answer: 4"] * 100)

@@ -7,13 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from secondnature import episode, rollout
-from secondnature.episode import render_trajectory
+from secondnature import rollout
+from secondnature.evidence import render_trajectory
 from secondnature.models import CachedModel, ScriptedModel, parse_tool_calls
 from secondnature.rewards import expression24
 from secondnature.sandbox import Limits
 from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset, slug
+from secondnature.tools import OUTPUT_HEADER, TOOLS, tool_instruction
 from secondnature.types import Task
 
 SOLVER = """```python
@@ -32,42 +33,46 @@ for a, b, c, d in permutations(nums):
 TASK = Task("g1", "Use 4 7 8 8 to make 24.", "", {"numbers": [4, 7, 8, 8]})
 
 
+def episode(model, tasks, reward, system, lessons, **kw):
+    """Attempts with the Python tool offered."""
+    return rollout.run(model, tasks, reward, system, lessons, tools=("python",), **kw)
+
+
 def policy(messages: list[dict]) -> str:
     """Writes a brute-force search, then answers with the expression it printed."""
     last = messages[-1]["content"]
-    if last.startswith(episode.OUTPUT_HEADER):
+    if last.startswith(OUTPUT_HEADER):
         return f"The search found it.\nAnswer: {last.splitlines()[1].strip()}"
     return SOLVER
 
 
 def test_an_episode_runs_code_and_answers_with_its_output():
     model = ScriptedModel(policy)
-    system = episode.tool_instruction("Solve the puzzle.\nAnswer: <expression>")
-    [r] = episode.run(model, [TASK], expression24, system, [])
+    system = tool_instruction("Solve the puzzle.\nAnswer: <expression>")
+    [r] = episode(model, [TASK], expression24, system, [])
     assert r.score.value == 1.0, r.score.feedback
     roles = [m["role"] for m in r.messages]
     assert roles == ["system", "user", "assistant", "user", "assistant"]
-    assert episode.TOOL_NOTE.splitlines()[0] in r.messages[0]["content"]
+    assert TOOLS["python"].note.splitlines()[0] in r.messages[0]["content"]
     assert r.messages[0]["content"].endswith("Answer: <expression>")
     assert all(isinstance(m["seconds"], float) for m in r.messages[2:])  # step timings kept beside each step
-    assert episode.episode_stats(r) == {"steps": 2, "tool_calls": 1}
-    assert r.messages[3]["content"].startswith(episode.OUTPUT_HEADER) and "24" not in r.messages[3]["content"][:20]
+    assert rollout.episode_stats(r) == {"steps": 2, "tool_calls": 1}
+    assert r.messages[3]["content"].startswith(OUTPUT_HEADER) and "24" not in r.messages[3]["content"][:20]
     assert r.completion.startswith("The search found it.")
 
 
 def test_a_step_limit_ends_an_episode_that_keeps_running_code():
     model = ScriptedModel(lambda m: "```python\nprint('still thinking')\n```")
-    [r] = episode.run(model, [TASK], expression24, "Solve it.", [], config=episode.EpisodeConfig(max_steps=3))
+    [r] = episode(model, [TASK], expression24, "Solve it.", [], max_steps=3)
     assert r.score.value == 0.0 and "3-step limit" in r.score.feedback
     assert [m["role"] for m in r.messages].count("assistant") == 3
-    assert sum(m["content"].startswith(episode.OUTPUT_HEADER) for m in r.messages) == 2
+    assert sum(m["content"].startswith(OUTPUT_HEADER) for m in r.messages) == 2
 
 
 def test_a_crashing_tool_call_is_a_tool_error_the_model_reads_not_a_failed_run():
     replies = iter(["```python\nwhile True:\n    pass\n```", "Answer: (8-4)*(7-1)"])
     model = ScriptedModel(lambda m: next(replies))
-    cfg = episode.EpisodeConfig(limits=Limits(wall_s=1.0, cpu_s=1))
-    [r] = episode.run(model, [TASK], expression24, "Solve it.", [], config=cfg)
+    [r] = episode(model, [TASK], expression24, "Solve it.", [], limits=Limits(wall_s=1.0, cpu_s=1))
     assert "[tool error]" in r.messages[3]["content"] or "CPU time limit" in r.messages[3]["content"]
     assert r.score.value == 0.0 and "uses" in r.score.feedback  # scored on its answer: wrong numbers
 
@@ -91,7 +96,7 @@ def native_policy(messages: list[dict]) -> str:
 
 def test_native_tool_calls_go_out_as_tool_calls_and_come_back_as_tool_messages():
     model = ScriptedModel(native_policy)
-    [r] = episode.run(model, [TASK], expression24, "Solve it.", [], config=episode.EpisodeConfig(native=True))
+    [r] = episode(model, [TASK], expression24, "Solve it.", [], native=True)
     assert r.score.value == 1.0, r.score.feedback
     assert [m["role"] for m in r.messages] == ["system", "user", "assistant", "tool", "assistant"]
     call = r.messages[2]["tool_calls"][0]
@@ -106,10 +111,10 @@ def test_native_mode_still_runs_plain_text_code_and_reports_bad_calls():
                     '<tool_call>{"name": "python", "arguments": {"source": "print(1)"}}</tool_call>',
                     "```python\nprint(6*4)\n```", "Answer: (8-4)*(7-1)"])
     model = ScriptedModel(lambda m: next(replies))
-    [r] = episode.run(model, [TASK], expression24, "Solve it.", [], config=episode.EpisodeConfig(native=True))
+    [r] = episode(model, [TASK], expression24, "Solve it.", [], native=True)
     tools = [m["content"] for m in r.messages if m["role"] in ("tool", "user")][1:]
     assert "no tool named 'shell'" in tools[0] and "no code given" in tools[1] and "24" in tools[2]
-    assert episode.episode_stats(r) == {"steps": 4, "tool_calls": 3}
+    assert rollout.episode_stats(r) == {"steps": 4, "tool_calls": 3}
 
 
 def test_parse_tool_calls_takes_valid_blocks_and_leaves_the_rest():
@@ -124,8 +129,8 @@ def test_cached_completions_keep_their_tool_calls(tmp_path):
     inner = ScriptedModel(native_policy)
     model = CachedModel(inner, store)
     msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
-    first = model.chat(msgs, tools=[episode.PYTHON_TOOL])[0]
-    again = model.chat(msgs, tools=[episode.PYTHON_TOOL])[0]
+    first = model.chat(msgs, tools=[TOOLS["python"].spec()])[0]
+    again = model.chat(msgs, tools=[TOOLS["python"].spec()])[0]
     assert len(inner.calls) == 1 and again.cached and again.tool_calls == first.tool_calls and first.tool_calls
     model.chat(msgs)  # without tools it is another call
     assert len(inner.calls) == 2
@@ -140,17 +145,17 @@ class Slow(ScriptedModel):
 
 def test_an_episode_costs_its_model_latency_and_tool_time_even_when_replayed(tmp_path):
     model = CachedModel(Slow(policy), LessonStore(tmp_path / "s.db"))
-    [r] = episode.run(model, [TASK], expression24, "Solve it.", [])
+    [r] = episode(model, [TASK], expression24, "Solve it.", [])
     tool_s = r.messages[3]["seconds"]
     assert r.latency_s == pytest.approx(1.0 + tool_s, abs=0.01)  # two model turns and one tool run
-    [again] = episode.run(model, [TASK], expression24, "Solve it.", [])  # replayed from the cache
+    [again] = episode(model, [TASK], expression24, "Solve it.", [])  # replayed from the cache
     assert again.latency_s >= 1.0 and len(model.inner.calls) == 2
 
 
 def test_a_task_set_with_the_python_tool_runs_episodes_through_rollout_run():
     ts = load_taskset("game24+python")
     assert ts.name == "game24+python" and ts.tools == ("python",) and slug(ts.name) == "game24_python"
-    assert episode.TOOL_NOTE.splitlines()[0] in ts.instruction and ts.instruction.splitlines()[-1].startswith("Answer:")
+    assert TOOLS["python"].note.splitlines()[0] in ts.instruction and ts.instruction.splitlines()[-1].startswith("Answer:")
     task = next(t for t in ts.tasks if t.metadata["numbers"] == [4, 7, 8, 8])
     [r] = rollout.run(ScriptedModel(policy), [task], ts.reward, ts.instruction, [], tools=ts.tools)
     assert r.score.value == 1.0 and len(r.messages) == 5
@@ -160,7 +165,7 @@ def test_a_task_set_with_the_python_tool_runs_episodes_through_rollout_run():
 
 def test_a_failed_step_is_named_in_the_feedback():
     replies = iter(["```python\nprint(1/0)\n```", "Answer: (8-4)*(7-2)"])
-    [r] = episode.run(ScriptedModel(lambda m: next(replies)), [TASK], expression24, "Solve it.", [])
+    [r] = episode(ScriptedModel(lambda m: next(replies)), [TASK], expression24, "Solve it.", [])
     assert r.score.value == 0.0 and "step 1" in r.score.feedback and "ZeroDivisionError" in r.score.feedback
 
 
@@ -182,27 +187,28 @@ def test_a_calculator_episode_on_gsm8k():
     replies = iter([f"```calc\n{task.answer} * 2 / 2\n```", f"So it is {task.answer}.\nAnswer: {task.answer}"])
     [r] = rollout.run(ScriptedModel(lambda m: next(replies)), [task], ts.reward, ts.instruction, [], tools=ts.tools)
     assert r.score.value == 1.0
-    assert r.messages[3]["content"] == f"{episode.OUTPUT_HEADER}\n{task.answer} * 2 / 2 = {task.answer}"
+    assert r.messages[3]["content"] == f"{OUTPUT_HEADER}\n{task.answer} * 2 / 2 = {task.answer}"
     # a python block is not a call when only the calculator is offered: the reply is the final answer
     [r] = rollout.run(ScriptedModel(["```python\nprint(1)\n```"]), [task], ts.reward, ts.instruction, [], tools=ts.tools)
     assert len(r.messages) == 3
 
 
 def test_a_solved_episode_becomes_a_worked_example_with_its_code():
-    from secondnature.candidates import worked_example
-    ok = episode.run(ScriptedModel(policy), [TASK], expression24, "Solve it.", [])[0]
-    bad = episode.run(ScriptedModel(["Answer: 4*7-8+8"]), [TASK], expression24, "Solve it.", [])[0]
-    text = worked_example([[ok, bad]], {TASK.id: TASK})
+    from secondnature.propose import example_from
+    ok = episode(ScriptedModel(policy), [TASK], expression24, "Solve it.", [])[0]
+    bad = episode(ScriptedModel(["Answer: 4*7-8+8"]), [TASK], expression24, "Solve it.", [])[0]
+    text = example_from([[ok, bad]], {TASK.id: TASK})
     assert text.startswith("Worked example. Question: Use 4 7 8 8 to make 24.")
     assert "for a, b, c, d in permutations(nums):\n" in text  # code lines kept, not folded into one
     assert "Step 2, the assistant" in text and "Answer:" in text
 
 
 def test_the_reflection_prompt_tallies_tool_use_against_success():
-    from secondnature.reflect import build_prompt, order_groups
-    ok = episode.run(ScriptedModel(policy), [TASK], expression24, "Solve it.", [], n=2)
-    bare = episode.run(ScriptedModel(["Answer: 4*7-8+8"]), [TASK], expression24, "Solve it.", [], n=2)
-    crash = episode.run(ScriptedModel(["```python\nprint(1/0)\n```", "Answer: 8*3"]), [TASK], expression24, "S.", [])
+    from secondnature.evidence import order_groups
+    from secondnature.reflect import build_prompt
+    ok = episode(ScriptedModel(policy), [TASK], expression24, "Solve it.", [], n=2)
+    bare = episode(ScriptedModel(["Answer: 4*7-8+8"]), [TASK], expression24, "Solve it.", [], n=2)
+    crash = episode(ScriptedModel(["```python\nprint(1/0)\n```", "Answer: 8*3"]), [TASK], expression24, "S.", [])
     batch = ok + bare + crash
     user = build_prompt("Solve it.", [], order_groups(batch), {TASK.id: TASK}, batch, ("python",))[1]["content"]
     assert "Tools over all 5 attempts of this round: 3 called a tool (2 of them correct; 1 calls ended in a tool " \
@@ -215,7 +221,7 @@ def solver_for(numbers: list[int]) -> str:
 
 
 def test_a_program_the_reflector_writes_is_run_and_checked_before_it_becomes_a_lesson():
-    from secondnature.candidates import tool_demo_lesson, tool_demo_prompt
+    from secondnature.reflect import tool_demo_lesson, tool_demo_prompt
     user = tool_demo_prompt("Solve it.", TASK)[1]["content"]
     assert "Use 4 7 8 8 to make 24." in user and "not shown" in user
     lesson, why = tool_demo_lesson(f"Here it is:\n{SOLVER}", TASK, expression24)
@@ -229,10 +235,11 @@ def test_learning_with_the_tool_accepts_a_checked_program_that_the_policy_then_r
     """Scripted: the policy guesses unless its lessons hold a program, which it then runs with its own numbers; the
     reflector writes a solver when asked for a program. The loop must turn that into an accepted lesson."""
     from secondnature.learn import LearnConfig, learn
+    from secondnature.propose import demonstration, reflector_edits, worked_example
     ts = load_taskset("game24+python")
 
     def policy_fn(messages: list[dict]) -> str:
-        if messages[-1]["content"].startswith(episode.OUTPUT_HEADER):
+        if messages[-1]["content"].startswith(OUTPUT_HEADER):
             return f"Answer: {messages[-1]['content'].splitlines()[1].strip()}"
         numbers = [int(x) for x in messages[1]["content"].split("numbers ")[1].split(" and")[0].split()]
         return solver_for(numbers) if "permutations" in messages[0]["content"] else "Answer: 1+2+3+4"
@@ -245,8 +252,9 @@ def test_learning_with_the_tool_accepts_a_checked_program_that_the_policy_then_r
         return '{"edits": [{"op": "add", "text": "Think harder about the numbers before you answer."}]}'
 
     store = LessonStore(tmp_path / "s.db")
-    cfg = LearnConfig(budget=90, tasks_per_step=2, group_size=2, val_size=8, proposals=1, rewrites=False)
-    result = learn(ScriptedModel(policy_fn, "policy"), ScriptedModel(reflector_fn, "reflector"), ts, store, cfg)
+    cfg = LearnConfig(budget=90, tasks_per_step=2, group_size=2, val_size=8, proposals=1)
+    result = learn(ScriptedModel(policy_fn, "policy"), ScriptedModel(reflector_fn, "reflector"), ts, store, cfg,
+                   proposers=(reflector_edits, worked_example, demonstration))
     lessons = store.revision_lessons(result.revision)
     assert result.accepted == 1 and len(lessons) == 1 and "```python" in lessons[0].text
     assert result.val_score == 1.0
@@ -254,7 +262,7 @@ def test_learning_with_the_tool_accepts_a_checked_program_that_the_policy_then_r
 
 def test_gepa_reads_an_episode_whole():
     from secondnature.bench.gepa_arm import RolloutAdapter
-    [r] = episode.run(ScriptedModel(policy), [TASK], expression24, "Solve it.", [])
+    [r] = episode(ScriptedModel(policy), [TASK], expression24, "Solve it.", [])
     batch = type("EB", (), {"trajectories": [{"task": TASK, "rollout": r}]})()
     records = RolloutAdapter.make_reflective_dataset(None, {}, batch, ["instruction"])["instruction"]
     assert "permutations" in records[0]["Generated Outputs"] and "Step 2, the assistant" in records[0]["Generated Outputs"]

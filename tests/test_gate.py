@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secondnature.gate import decide, paired_bootstrap, screen_order, screenable, sequential_gate, sign_test_p, wilson
+from secondnature.gate import decide, screen_order, screenable, sequential_gate
+from secondnature.stats import paired_bootstrap, sign_test_p, wilson
 
 scores = st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=1, max_size=30)
 

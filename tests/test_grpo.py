@@ -98,11 +98,11 @@ def test_a_few_grpo_steps_change_the_adapter_and_the_bench_arm_runs(policy_path,
     pytest.importorskip("torch")
     import numpy as np
 
-    from secondnature.train import grpo
     from secondnature.bench.run import BenchConfig, run_bench
     from secondnature.models import CachedModel, LlamaModel
     from secondnature.store import LessonStore
     from secondnature.tasks import load_taskset
+    from secondnature.train import grpo
     from secondnature.types import Score, Task, TaskSet
     tasks = tuple(Task(f"t{i}", f"Name a fruit that starts with the letter {c}.", "") for i, c in enumerate("abcp"))
     ts = TaskSet("parity", tasks, lambda t, text: Score(float(len(text) % 2), "odd length wins"), "Answer briefly.")

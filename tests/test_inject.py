@@ -6,7 +6,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secondnature.inject import LESSONS_HEADER, lesson_tokens, render, select, system_prompt
+from secondnature.inject import LESSONS_HEADER, compose, lesson_tokens, render, select
 from secondnature.types import Lesson
 
 
@@ -96,7 +96,7 @@ def test_render_without_lessons_is_the_instruction_alone() -> None:
 def test_system_prompt_renders_what_it_selects() -> None:
     lessons = [lesson(3, gain=0.1), lesson(1, gain=0.5), lesson(2, gain=-0.5)]
     budget = lesson_tokens(lessons[:2], words)
-    prompt, kept = system_prompt("Count.", lessons, budget, words)
+    prompt, kept = compose("Count.", lessons, budget, words)
     assert [x.id for x in kept] == ["L1", "L3"]
     assert prompt == render("Count.", kept)
     assert "lesson 2 " not in prompt

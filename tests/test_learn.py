@@ -9,6 +9,7 @@ import pytest
 from secondnature import inject
 from secondnature.learn import LearnConfig, learn
 from secondnature.models import ModelError, ScriptedModel
+from secondnature.propose import demonstration, reflector_edits, rule_rewrite
 from secondnature.rewards import number
 from secondnature.store import LessonStore
 from secondnature.types import Task, TaskSet
@@ -52,10 +53,11 @@ def test_good_lesson_is_accepted_and_injected_bad_one_rejected(tmp_path):
     assert [x.text for x in lessons] == [GOOD]
     assert result.accepted == 1 and result.rejected >= 1
     gates = store.gates("toy")
-    bad = [g for g in gates if BAD in g["proposed"]]
-    assert bad and all(g["decision"] == "rejected" for g in bad)
-    good = [g for g in gates if g["decision"] == "accepted"]
-    assert good[0]["proposed_score"] > good[0]["current_score"] and good[0]["n"] == 10
+    bad = [g for g in gates if g.proposed[0].text == BAD]
+    assert bad and all(g.decision == "rejected" for g in bad)
+    good = [g for g in gates if g.decision == "accepted"]
+    assert good[0].proposed_score > good[0].current_score and good[0].n == 10
+    assert [g.decision for g in result.gates] == [g.decision for g in gates]  # the run hands back what it recorded
     # evidence: the lesson links to the reflection and the rollouts it was written from
     lesson = lessons[0]
     assert lesson.reflection_id and store.reflection(lesson.reflection_id)
@@ -70,7 +72,7 @@ def test_lesson_that_does_not_help_is_rejected(tmp_path):
     store = LessonStore(tmp_path / "s.db")
     result = learn(ScriptedModel(policy_fn), reflector_of(BAD), taskset(), store, config(budget=60))
     assert result.revision is None and result.accepted == 0
-    assert all(g["decision"] == "rejected" for g in store.gates("toy"))
+    assert all(g.decision == "rejected" for g in store.gates("toy"))
 
 
 def test_a_gate_winner_that_does_not_hold_on_fresh_items_is_rejected(tmp_path):
@@ -90,7 +92,7 @@ def test_a_gate_winner_that_does_not_hold_on_fresh_items_is_rejected(tmp_path):
     store = LessonStore(tmp_path / "s.db")
     result = learn(ScriptedModel(policy), reflector_of(lucky), taskset(120), store, config(budget=60))
     assert result.accepted == 0
-    reasons = [g["reason"] for g in store.gates("toy")]
+    reasons = [g.reason for g in store.gates("toy")]
     assert any("did not hold on" in r for r in reasons)
     # without the confirmation sample, the same run would have taken the lucky lesson
     result = learn(ScriptedModel(policy), reflector_of(lucky), taskset(120), LessonStore(tmp_path / "t.db"),
@@ -120,9 +122,9 @@ def test_failing_policy_scores_zero_and_run_goes_on(tmp_path):
             return out
     store = LessonStore(tmp_path / "s.db")
     result = learn(Flaky(policy_fn), reflector_of(GOOD), taskset(), store, config(budget=60))
-    errors = store.db.execute("SELECT feedback FROM rollouts WHERE error != ''").fetchall()
-    assert errors and all("timed out" in r[0] for r in errors)
-    assert result.rollouts_used > 0
+    errors = store.db.execute("SELECT feedback, score FROM rollouts WHERE error != ''").fetchall()
+    assert errors and all("timed out" in r[0] and r[1] == 0 for r in errors)
+    assert [x.text for x in result.lessons] == [GOOD]  # the run went on, and learned despite the failures
 
 
 def test_policy_that_always_fails_stops_with_a_clear_error(tmp_path):
@@ -135,51 +137,64 @@ def test_policy_that_always_fails_stops_with_a_clear_error(tmp_path):
         learn(Dead(policy_fn), reflector_of(GOOD), taskset(), LessonStore(tmp_path / "s.db"), config())
 
 
+class Killed(Exception):
+    pass
+
+
+class Dying(ScriptedModel):
+    """A policy right with GOOD except on every fifth item (so validation never reaches 100%), killed at the first
+    training call made with GOOD in context: after the revision that took GOOD was committed."""
+
+    def __init__(self, kill: bool):
+        super().__init__(self.reply, "policy", identity="dying-policy")
+        self.kill = kill
+
+    def reply(self, messages):
+        i = int(messages[-1]["content"].split("word number ")[1].rstrip("?"))
+        return policy_fn(messages) if GOOD not in messages[0]["content"] or i % 5 else "Answer: 0"
+
+    def chat(self, messages, **kw):
+        if self.kill and kw.get("temperature", 0) > 0 and GOOD in messages[0]["content"]:
+            raise Killed()
+        return super().chat(messages, **kw)
+
+
 def test_killed_run_resumes_without_losing_accepted_lessons(tmp_path):
-    """Kill the run during the second step (after a lesson was accepted); --resume finishes it."""
     path = tmp_path / "s.db"
     second = "Write the count after each letter, then read off the last count."
-    proposals = iter([GOOD, second] + [second] * 50)
-    reflector = ScriptedModel(lambda m: json.dumps({"edits": [{"op": "add", "text": next(proposals)}]}))
-
-    class Killed(Exception):
-        pass
-
-    state = {"calls": 0, "kill_at": None}
-
-    def dying(messages):
-        state["calls"] += 1
-        if state["kill_at"] and state["calls"] >= state["kill_at"]:
-            raise Killed()
-        return policy_fn(messages)
-
+    reflector = ScriptedModel(lambda m: json.dumps({"edits": [{"op": "add", "text": t} for t in (GOOD, second)]}),
+                              identity="reflector")
     store = LessonStore(path)
-    # first find how many policy calls a full step takes, then kill inside step 2
-    state["kill_at"] = 10 + 4 + 10 + 6  # base val + step-0 train + gate + part of step-1
     with pytest.raises(Killed):
-        learn(ScriptedModel(dying), reflector, taskset(), store, config(budget=200))
+        learn(Dying(kill=True), reflector, taskset(), store, config(budget=200))
     store.close()
     store = LessonStore(path)
     head = store.head("toy")
     assert head is not None and [x.text for x in store.revision_lessons(head)] == [GOOD]
     run = store.last_run("toy")
-    assert run["status"] == "running" and run["steps_done"] >= 1
-    steps_before = run["steps_done"]
-    state["kill_at"] = None
-    result = learn(ScriptedModel(dying), reflector, taskset(), store, config(budget=200), resume=True)
-    assert result.run_id == run["id"]
+    assert run["status"] == "running" and run["steps_done"] == 1
+    spent = run["rollouts_used"]
+    # resumed with no budget left for a step: it stops at once, and its head's validation is not paid again
+    bar: list[int] = []
+    result = learn(Dying(kill=False), reflector, taskset(), store, config(budget=spent), resume=True,
+                   progress=lambda n, m: bar.append(n))
+    assert result.run_id == run["id"] and result.rollouts_used == spent and bar[0] == spent
+    assert "rollouts spent" in result.stopped
+    result = learn(Dying(kill=False), reflector, taskset(), store, config(budget=200), resume=True)
+    assert result.steps > 1 and store.last_run("toy")["status"] == "done"
     assert GOOD in [x.text for x in store.revision_lessons(result.revision)]
-    assert store.last_run("toy")["status"] == "done"
-    assert result.steps > steps_before
+    places = [(g.run_id, g.step, g.candidate) for g in store.gates("toy")]
+    assert len(places) == len(set(places))  # a resumed step records its gates once
 
 
 def test_lessons_never_exceed_token_budget(tmp_path):
     store = LessonStore(tmp_path / "s.db")
-    long = GOOD + " " + " ".join(["carefully"] * 40)
-    result = learn(ScriptedModel(policy_fn), reflector_of(long), taskset(), store, config(lesson_tokens=20))
-    # the long lesson cannot fit in 20 tokens, so it can never be tested or accepted
-    assert result.accepted == 0
-    assert inject.lesson_tokens(store.revision_lessons(result.revision), lambda s: len(s.split())) <= 20
+    long = "Before you answer, " + " ".join(["carefully"] * 40) + " spell the word out and count the letters."
+    result = learn(ScriptedModel(policy_fn), reflector_of(long, GOOD), taskset(), store, config(lesson_tokens=30))
+    # the long lesson cannot fit in 30 tokens, so it is never tested; the short one fits and is accepted
+    assert [x.text for x in result.lessons] == [GOOD]
+    assert all(g.proposed[0].text != long for g in store.gates("toy"))
+    assert 0 < inject.lesson_tokens(result.lessons, lambda s: len(s.split())) <= 30
 
 
 def test_worked_example_from_the_policys_own_best_attempt(tmp_path):
@@ -218,13 +233,13 @@ def demo_reflector(correct: bool):
 def test_reflector_demonstration_is_checked_then_gated(tmp_path):
     store = LessonStore(tmp_path / "s.db")
     policy = ScriptedModel(policy_fn, "policy")
-    result = learn(policy, demo_reflector(True), taskset(), store, config(examples=False))
+    result = learn(policy, demo_reflector(True), taskset(), store, config(), proposers=(reflector_edits, rule_rewrite, demonstration))
     lessons = store.revision_lessons(result.revision)
     assert len(lessons) == 1 and lessons[0].text.startswith("Worked example. Question: ") and GOOD in lessons[0].text
     assert lessons[0].reflection_id.endswith("-demo")
 
     store2 = LessonStore(tmp_path / "s2.db")
-    result = learn(policy, demo_reflector(False), taskset(), store2, config(examples=False))
+    result = learn(policy, demo_reflector(False), taskset(), store2, config(), proposers=(reflector_edits, rule_rewrite, demonstration))
     assert result.revision is None  # a demonstration with the wrong answer never reaches a gate
     notes = [r["parse_error"] for r in store2.reflections() if r["id"].endswith("-demo")]
     assert notes and all("checker rejects the demonstration" in n for n in notes)
@@ -246,95 +261,39 @@ def test_rewrite_replaces_the_rules_when_the_gate_says_it_helps(tmp_path):
 
     store = LessonStore(tmp_path / "s.db")
     result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), taskset(), store,
-                   config(examples=False, demos=False, budget=120))
+                   config(budget=120), proposers=(reflector_edits, rule_rewrite))
     texts = [x.text for x in store.revision_lessons(result.revision)]
     assert texts == [GOOD]
     rewrites = [r for r in store.reflections() if r["id"].endswith("-rewrite")]
     assert rewrites and "<guide>" in rewrites[0]["prompt"]
-    assert any(g["decision"] == "accepted" and "rewrite" in g["proposed"] for g in store.gates("toy"))
+    assert any(g.decision == "accepted" and g.proposed[0].op == "rewrite" for g in store.gates("toy"))
 
     store2 = LessonStore(tmp_path / "s2.db")
     result = learn(ScriptedModel(policy), ScriptedModel(reply, "reflector"), taskset(), store2,
-                   config(examples=False, demos=False, rewrites=False, budget=120))
+                   config(budget=120), proposers=(reflector_edits,))
     assert result.revision is None  # without the rewrite the loop has nothing that helps
 
 
-LIMIT = "Never show any working."
-
-
-def held_back(messages: list[dict]) -> str:
-    """A policy held back by LIMIT: right whenever it is gone from the system prompt."""
-    return policy_fn(messages) if LIMIT in messages[0]["content"] else policy_fn(
-        [{"role": "system", "content": GOOD}, messages[-1]])
-
-
-def instructing(new_instruction: str) -> ScriptedModel:
-    """A reflector that answers the instruction prompt with `new_instruction` and proposes an inert lesson else."""
-    inert = json.dumps({"edits": [{"op": "add", "text": "Read the question carefully before you answer it."}]})
-    return ScriptedModel(lambda m: new_instruction if "<new_instruction>" in m[-1]["content"] else inert, "reflector")
-
-
-def test_a_rewritten_instruction_replaces_the_tasks_own_when_the_gate_says_it_helps(tmp_path):
-    """A policy held back by a line of the task instruction itself: no added lesson can remove that line, a rewritten
-    instruction can. It wins, keeps the answer line, renders in the instruction's place, and a later rule rewrite
-    leaves it in force."""
-    ts = TaskSet("toy", taskset().tasks, number, f"{LIMIT}\nAnswer: <number>")
-    # a copy of the current instruction first, as small reflectors do
-    reflector = instructing(f"<new_instruction>{ts.instruction}</new_instruction>\n<new_instruction>Work the problem "
-                            "out step by step, showing each count you make.</new_instruction>")
-    store = LessonStore(tmp_path / "s.db")
-    result = learn(ScriptedModel(held_back), reflector, ts, store,
-                   config(examples=False, demos=False, rewrites=False, instructions=True, budget=120))
-    texts = [x.text for x in store.revision_lessons(result.revision)]
-    assert texts == [f"{inject.INSTRUCTION_PREFIX}\nWork the problem out step by step, showing each count you make."
-                     "\nAnswer: <number>"]
-    assert result.val_score == 1.0
-    system = inject.render(ts.instruction, store.revision_lessons(result.revision))
-    assert system.startswith("Work the problem out") and LIMIT not in system
-    assert any(g["decision"] == "accepted" and "instruct" in g["proposed"] for g in store.gates("toy"))
-
-    from secondnature.learn import apply
+def test_a_rewrite_keeps_the_worked_example_and_an_instruction_lesson(tmp_path):
+    """A rewrite replaces the rules only; an instruction lesson learned by an older version keeps its place."""
+    from secondnature.propose import Step, apply
     from secondnature.types import Edit, Lesson
-    current = store.revision_lessons(result.revision) + [Lesson("L9", "Check the count twice.", "toy")]
-    after = apply(current, Edit("rewrite", "One paragraph that replaces the rules."), "L10", "toy")
-    assert [x.text for x in after][0] == texts[0] and len(after) == 2  # the instruction stays
-    another = f"{inject.INSTRUCTION_PREFIX}\nAnother one.\nAnswer: <number>"
-    after = apply(current, Edit("instruct", another), "L10", "toy")
-    assert [x.id for x in after] == ["L9", "L10"] and after[-1].parent == current[0].id  # one instruction at a time
-
-    store2 = LessonStore(tmp_path / "s2.db")
-    result = learn(ScriptedModel(held_back), reflector, ts, store2,
-                   config(examples=False, demos=False, rewrites=False, instructions=False, budget=120))
-    assert result.revision is None  # lessons alone cannot lift the limit
-
-
-def test_leaving_a_sentence_out_of_the_instruction_finds_the_limit_a_copying_reflector_never_drops(tmp_path):
-    """The reflector only copies the instruction; leaving out each of its sentences in turn finds the one that holds
-    the policy back."""
-    ts = TaskSet("toy", taskset().tasks, number, f"Solve the problem. {LIMIT} Then end with a final line:\n"
-                                                 "Answer: <number>")
-    store = LessonStore(tmp_path / "s.db")
-    copying = instructing(f"<new_instruction>{ts.instruction}</new_instruction>")
-    result = learn(ScriptedModel(held_back), copying, ts, store,
-                   config(examples=False, demos=False, rewrites=False, instructions=True, budget=200))
-    texts = [x.text for x in store.revision_lessons(result.revision)]
-    assert texts == [f"{inject.INSTRUCTION_PREFIX}\nSolve the problem. Then end with a final line:\nAnswer: <number>"]
-    notes = [r["parse_error"] for r in store.reflections() if r["id"].endswith("-instruct")]
-    assert notes and all("copy of the current one" in n for n in notes)
-    cuts = [json.loads(g["proposed"])[0]["text"] for g in store.gates("toy") if '"instruct"' in g["proposed"]]
-    assert len(cuts) == len(set(cuts)) == 3  # all three at the first step, which the one that helps wins
+    current = (Lesson("L1", f"{inject.INSTRUCTION_PREFIX}\nWork it out.\nAnswer: <number>", "toy"),
+               Lesson("L2", "Worked example. Question: q Good answer: a", "toy"), Lesson("L3", GOOD, "toy"))
+    step = Step(1, 0, 0, taskset(), "Count.", current, (), (), {}, ScriptedModel([]), "L4")
+    after, why = apply(step, Edit("rewrite", "One paragraph that replaces the rules, whatever they said."))
+    assert not why and [x.id for x in after] == ["L1", "L2", "L4"] and after[-1].parent == "L3"
+    assert apply(step, Edit("add", GOOD.replace("one by one", "one at a time")))[1] == "repeats L3 in nearly the same words"
 
 
 def test_the_reflectors_prompts_of_a_step_share_their_opening_and_come_in_a_row(tmp_path):
-    """The reflection, rule-rewrite and instruction prompts differ only in their closing request and are asked one
-    after another, the demonstration after them: a local reflector reads the long evidence once a step."""
+    """The reflection and rule-rewrite prompts differ only in their closing request and are asked one after the other,
+    the demonstration after them: a local reflector reads the long evidence once a step."""
     reflector = reflector_of(GOOD)
-    learn(ScriptedModel(policy_fn, "policy"), reflector, taskset(), LessonStore(tmp_path / "s.db"),
-          config(instructions=True))
+    learn(ScriptedModel(policy_fn, "policy"), reflector, taskset(), LessonStore(tmp_path / "s.db"), config())
     prompts = [m[-1]["content"] for m in reflector.calls]
-    kinds = ["reflect" if "diagnose" in p else "rewrite" if "<guide>" in p else
-             "instruct" if "<new_instruction>" in p else "demo" for p in prompts]
-    assert kinds[:4] == ["reflect", "rewrite", "instruct", "demo"]
+    kinds = ["reflect" if "diagnose" in p else "rewrite" if "<guide>" in p else "demo" for p in prompts]
+    assert kinds[:3] == ["reflect", "rewrite", "demo"]
     opening = prompts[0][:prompts[0].index("First, in two")]
     assert "Lessons it already follows" in opening and "word number" in opening
-    assert prompts[1].startswith(opening) and prompts[2].startswith(opening) and not prompts[3].startswith(opening)
+    assert prompts[1].startswith(opening) and not prompts[2].startswith(opening)

@@ -194,6 +194,7 @@ def test_tool_calls_and_tool_results_render_in_the_real_chat_template(policy_pat
     """The packaged model's own chat template takes the tool, an earlier call and its result (as the OpenAI format
     stores them) without error, and they reach the prompt."""
     from secondnature.episode import PYTHON_TOOL
+
     from secondnature.models import LlamaModel
     m = LlamaModel(policy_path)
     call = {"id": "call_0_0", "type": "function", "function": {"name": "python", "arguments": '{"code": "print(6*4)"}'}}
@@ -209,17 +210,18 @@ def test_eval_of_a_tool_task_set_runs_episodes(capsys):
     assert main(["eval", "game24+python", "--limit", "2", "--no-lessons", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["task"] == "game24+python" and r["n"] == 2 and r["errors"] == 0
-    assert r["steps"] >= 1 and r["tool_calls"] >= 0 and r["seconds_per_item"] > 0
+    # a tool task set reports per-episode figures (a single-turn one has none); whether this model calls the
+    # tool is its own business, and the scripted tests check that calls run
+    assert r["steps"] >= 1 and "tool_calls" in r and r["seconds_per_item"] > 0
 
 
 def test_an_endpoint_takes_the_tool_and_the_tool_messages(server):
-    from secondnature import episode
+    from secondnature.tools import TOOLS, tool_instruction
     m = OpenAIModel("qwen", base_url=server, max_retries=1)
     call = {"id": "call_0_0", "type": "function", "function": {"name": "python", "arguments": '{"code": "print(6*4)"}'}}
-    start = [{"role": "system", "content": episode.tool_instruction("Solve it.\nAnswer: <number>")},
+    start = [{"role": "system", "content": tool_instruction("Solve it.\nAnswer: <number>")},
              {"role": "user", "content": "What is 6 times 4?"},
              {"role": "assistant", "content": "", "tool_calls": [call]},
              {"role": "tool", "tool_call_id": "call_0_0", "content": "24"}]
-    msgs, final, tally = episode.run_episode(m, start, episode.EpisodeConfig(max_steps=2, native=True),
-                                             temperature=0.0, max_tokens=48, seed=0)
-    assert not tally["error"] and tally["steps"] >= 1 and msgs[:4] == start
+    [c] = m.chat(start, n=1, temperature=0.0, max_tokens=48, seed=0, tools=[TOOLS["python"].spec()])
+    assert not c.error and (c.text.strip() or c.tool_calls)  # the server read the call and its result and went on

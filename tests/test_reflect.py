@@ -6,9 +6,21 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secondnature import candidates, reflect
-from secondnature.reflect import EXAMPLE_ADD, EXAMPLE_PREFIX, build_prompt, copied_item, order_groups, parse
-from secondnature.types import Edit, Lesson, Rollout, Score, Task
+from secondnature import reflect
+from secondnature.evidence import evidence, order_groups
+from secondnature.inject import EXAMPLE_PREFIX
+from secondnature.models import ScriptedModel
+from secondnature.propose import Step, example_from
+from secondnature.reflect import EXAMPLE_ADD, build_prompt, parse
+from secondnature.rewards import exact
+from secondnature.screen import copied_item
+from secondnature.types import Edit, Lesson, Rollout, Score, Task, TaskSet
+
+
+def step_with(lessons: list[Lesson]) -> Step:
+    """A step of the loop whose current revision holds `lessons`, for the proposers' helpers."""
+    ts = TaskSet("letters", (), exact, "Count.")
+    return Step(1, 0, 0, ts, "Count.", tuple(lessons), (), (), {}, ScriptedModel([]), "L9")
 
 GOOD = "Spell the word letter by letter, then count the matching letters."
 GOOD2 = "Write the final answer on its own line as Answer: N."
@@ -250,12 +262,12 @@ def test_build_prompt_without_lessons_offers_only_adds() -> None:
 def test_demo_lesson_is_checked_and_cleaned():
     from secondnature.rewards import number
     task = Task("t1", "How many apples are in a box of two apples?", "2")
-    lesson, why = candidates.demo_lesson("Sure! Here is the solution:\n1. apples: 2\nAnswer: 2", task, number)
+    lesson, why = reflect.demo_lesson("Sure! Here is the solution:\n1. apples: 2\nAnswer: 2", task, number)
     assert not why and lesson == ("Worked example. Question: How many apples are in a box of two apples? "
                                   "Good answer: 1. apples: 2 Answer: 2")
-    assert candidates.demo_lesson("```\napples: 3\nAnswer: 3\n```", task, number)[1].startswith("the checker rejects")
-    assert candidates.demo_lesson("", task, number) == ("", "empty demonstration")
-    assert "too long" in candidates.demo_lesson("word " * 200 + "Answer: 2", task, number)[1]
+    assert reflect.demo_lesson("```\napples: 3\nAnswer: 3\n```", task, number)[1].startswith("the checker rejects")
+    assert reflect.demo_lesson("", task, number) == ("", "empty demonstration")
+    assert "too long" in reflect.demo_lesson("word " * 200 + "Answer: 2", task, number)[1]
 
 
 def test_examples_keep_the_math_and_drop_the_latex_markup():
@@ -264,17 +276,17 @@ def test_examples_keep_the_math_and_drop_the_latex_markup():
                r"and \(x\) is \$25, 20\% of \dfrac{250}{2}, (12) apples. Answer: \boxed{25}")
     plain = ("Twice the age less 5: 45 = 2 × age - 5; so age = (45 + 5)/2; and x is $25, 20% of 250/2, (12) apples. "
              "Answer: 25")
-    assert candidates.plain_math(working) == plain
-    assert candidates.plain_math(r"\unknown{x} stays") == r"\unknown{x} stays"  # what is not understood is kept
+    assert reflect.plain_math(working) == plain
+    assert reflect.plain_math(r"\unknown{x} stays") == r"\unknown{x} stays"  # what is not understood is kept
     task = Task("t1", "How old is the son?", "25")
-    assert candidates.demo_lesson(working, task, number)[0].endswith(f"Good answer: {plain}")
+    assert reflect.demo_lesson(working, task, number)[0].endswith(f"Good answer: {plain}")
     ok, bad = (Rollout(f"r{v}", "t1", ({"role": "user", "content": "q"}, {"role": "assistant", "content": working}),
                        working, Score(v, ""), (), "m", 0, 0) for v in (1.0, 0.0))
-    assert candidates.worked_example([[ok, bad]], {"t1": task}).endswith(f"Good answer: {plain}")
+    assert example_from([[ok, bad]], {"t1": task}).endswith(f"Good answer: {plain}")
 
 
 def test_answer_tally_shows_a_skew_no_single_attempt_shows() -> None:
-    from secondnature.reflect import answer_tally
+    from secondnature.evidence import answer_tally
     tasks = {f"t{i}": Task(f"t{i}", f"How many r in word {i}?", "1" if i % 4 else "2") for i in range(8)}
     batch = [ro(f"r{i}", f"t{i}", 0.0, "I count. Answer: 2") for i in range(8)]
     line = answer_tally(batch, tasks)
@@ -288,7 +300,7 @@ def test_answer_tally_shows_a_skew_no_single_attempt_shows() -> None:
 
 
 def test_parse_guide_takes_the_guide_and_applies_the_guards():
-    from secondnature.candidates import parse_guide
+    from secondnature.reflect import parse_guide
     text, why = parse_guide("The wrong ones skipped letters.\n<guide>Spell the word letter by letter, "
                               "then count each match.</guide>")
     assert text == "Spell the word letter by letter, then count each match." and not why
@@ -296,7 +308,7 @@ def test_parse_guide_takes_the_guide_and_applies_the_guards():
     assert "no <guide>" in parse_guide('{"edits": []}')[1]
     steps = " ".join(f"{i}. Count the items of kind {i} one at a time and write each count down." for i in range(1, 9))
     text = parse_guide(f"<guide>Follow these steps: {steps}</guide>")[0]  # cut at the limit, not after an item's number
-    assert text.endswith("write each count down.") and len(text.split()) <= candidates.REWRITE_WORDS + 10
+    assert text.endswith("write each count down.") and len(text.split()) <= reflect.REWRITE_WORDS + 10
     # without the tags: the first plain paragraph, cut at a sentence end, not a numbered lesson heading
     untagged = ("**Lesson 1: Read it**\n\nTo solve a problem like this, write the word out letter by letter. "
                 "Then count each match one at a time and say the total. " + "Check again. " * 40)
@@ -323,13 +335,14 @@ def test_a_trajectory_is_shown_step_by_step_with_long_tool_output_elided():
             {"role": "user", "content": "Tool output:\n" + "1, " * 2000},
             {"role": "assistant", "content": "Answer: 3"})
     r = Rollout("r1", "t", msgs, "Answer: 3", Score(0.0, "expected 4"), (), "m", 0, 0)
-    text = reflect.render_group(1, Task("t", "q", "4"), [r])
+    from secondnature.evidence import render_group
+    text = render_group(1, Task("t", "q", "4"), [r])
     assert "Step 1, the assistant:" in text and "Step 1, the tool answered:" in text and "Step 2, the assistant:" in text
     assert "characters of tool output elided" in text and len(text) < 1500
 
 
 def test_the_reflection_prompt_never_exceeds_the_window():
-    from secondnature.reflect import fit_groups
+    from secondnature.evidence import fit_groups
     groups = [[Rollout(f"r{i}", f"t{i}", (), "word " * 200, Score(0.0), (), "m", 0, 0)] for i in range(6)]
     tasks = {f"t{i}": Task(f"t{i}", "question " * 50, "1") for i in range(6)}
 
@@ -345,79 +358,19 @@ def test_the_reflection_prompt_never_exceeds_the_window():
     assert fit_groups(build, groups, count, 10 ** 6)[1] == 6
 
 
-def test_a_steps_three_prompts_share_their_opening_and_the_groups_that_fit():
-    from secondnature.candidates import step_prompts
+def test_a_steps_prompts_share_their_opening_and_the_groups_that_fit():
+    from secondnature.evidence import fit_groups
     groups = [[Rollout(f"r{i}", f"t{i}", (), "word " * 200, Score(0.0), (), "m", 0, 0)] for i in range(6)]
     tasks = {f"t{i}": Task(f"t{i}", "question " * 50, "1") for i in range(6)}
 
     def count(text: str) -> int:
         return len(text.split())
     full = sum(count(m["content"]) for m in build_prompt("Answer.", [], groups, tasks))
-    kept, *prompts = step_prompts("Answer.", [], groups, tasks, [], (), 0, count, full // 2)
-    assert 1 <= kept < 6 and sum(count(m["content"]) for m in prompts[0]) <= full // 2
-    opening = reflect.evidence("Answer.", [], groups[:kept], tasks, [], (), 0)  # the groups kept, no more
-    users = [p[-1]["content"] for p in prompts]
-    assert all(u.startswith(opening) for u in users) and len({u[len(opening):] for u in users}) == 3
-
-def test_parse_instruction_keeps_the_answer_line_and_applies_the_guards():
-    from secondnature.candidates import parse_instruction
-    from secondnature.inject import INSTRUCTION_PREFIX
-    base = "Solve the problem. Keep your reasoning short.\nAnswer: <number>"
-    reply = ("The right ones showed their work.\n<new_instruction>\n" + base + "\n</new_instruction>\n"
-             "<new_instruction>\nWork through the problem step by step,   writing each quantity you find.\n"
-             "Answer: <number>\n</new_instruction>")
-    text, why = parse_instruction(reply, base)  # a copy of the current one is passed over
-    assert not why and text == (f"{INSTRUCTION_PREFIX}\nWork through the problem step by step, writing each quantity "
-                                "you find.\nAnswer: <number>")
-    # a lost answer line is put back, the checker needs it
-    text, why = parse_instruction("<new_instruction>Read the problem twice, write every quantity with its unit, "
-                                  "then combine them one step at a time.</new_instruction>", base)
-    assert not why and text.endswith("one step at a time.\nAnswer: <number>")
-    assert "no <new_instruction>" in parse_instruction("Read the problem twice and write every quantity down.", base)[1]
-    assert "no <new_instruction>" in parse_instruction(f"<new_instruction>{base}</new_instruction>", base)[1]
-    assert "too long" in parse_instruction("<new_instruction>" + "Check each step. " * 50 + "</new_instruction>",
-                                           base)[1]
-    task = Task("t", "Janet has 16 ducks and sells the eggs at the farmers market every single day.", "18")
-    copied = ("<new_instruction>Remember that Janet has 16 ducks and sells the eggs at the farmers market."
-              "</new_instruction>")
-    assert "copies" in parse_instruction(copied, base, [task])[1]
-
-
-def test_instruct_prompt_shows_the_instruction_in_force_the_lengths_and_the_answer_line():
-    from secondnature.candidates import instruct_prompt
-    task = Task("t1", "What is 2+3?", "5")
-    group = [Rollout("a", "t1", (), "2+3=5\nAnswer: 5", Score(1.0, "ok"), (), "m", 0, 0, 10, 40),
-             Rollout("b", "t1", (), "Answer: 6", Score(0.0, "wrong"), (), "m", 0, 1, 10, 384)]
-    user = instruct_prompt("Be brief.\nAnswer: <number>", [Lesson("L1", GOOD, "s")], [group], {"t1": task},
-                           group, max_tokens=384)[-1]["content"]
-    assert "Be brief." in user and GOOD in user and "unchanged:\nAnswer: <number>" in user
-    assert "correct ones 40 tokens on average, wrong ones 384 tokens; 1 of 2 were cut off" in user
-
-
-def test_an_instruction_has_one_word_bound_for_the_reflector_and_for_hand_edits():
-    from secondnature.candidates import parse_instruction
-    from secondnature.inject import INSTRUCTION_PREFIX, MAX_INSTRUCTION_WORDS
-    from secondnature.reflect import problem_with
-    for n, ok in ((MAX_INSTRUCTION_WORDS, True), (MAX_INSTRUCTION_WORDS + 1, False)):
-        body = " ".join(["Count"] * (n - 2)) + "\nAnswer: <number>"
-        text, why = parse_instruction(f"<new_instruction>{body}</new_instruction>", "Be brief.\nAnswer: <number>")
-        assert bool(text) == ok and (problem_with(f"{INSTRUCTION_PREFIX}\n{body}") == "") == ok, why
-
-
-def test_ablations_leave_out_each_sentence_in_turn():
-    from secondnature.candidates import ablations
-    from secondnature.inject import INSTRUCTION_PREFIX
-    got = ablations("Solve the problem. Keep it short: a few lines.  Then end with a line:\nAnswer: <number>")
-    assert got == [f"{INSTRUCTION_PREFIX}\nKeep it short: a few lines.  Then end with a line:\nAnswer: <number>",
-                   f"{INSTRUCTION_PREFIX}\nSolve the problem. Then end with a line:\nAnswer: <number>",
-                   f"{INSTRUCTION_PREFIX}\nSolve the problem. Keep it short: a few lines."]
-    assert ablations("Answer with a final line 'Answer: <number>'.") == []
-    assert ablations("Count every item. Check it twice!")[-1] == f"{INSTRUCTION_PREFIX}\nCount every item."
-    # a numbered method is split at its items' ends, never after an item's number (the list-number fault once
-    # fixed in parse_guide alone; both now share one sentence-end pattern)
-    assert ablations("1. List each item. 2. Add them up. 12. Answer: N.") == [
-        f"{INSTRUCTION_PREFIX}\n2. Add them up. 12. Answer: N.", f"{INSTRUCTION_PREFIX}\n1. List each item. 12. Answer: N.",
-        f"{INSTRUCTION_PREFIX}\n1. List each item. 2. Add them up."]
+    msgs, kept = fit_groups(lambda gs: build_prompt("Answer.", [], gs, tasks), groups, count, full // 2)
+    assert 1 <= kept < 6 and sum(count(m["content"]) for m in msgs) <= full // 2
+    opening = evidence("Answer.", [], groups[:kept], tasks, [], (), 0)  # the groups kept, no more
+    users = [msgs[-1]["content"], reflect.rewrite_prompt("Answer.", [], groups[:kept], tasks)[-1]["content"]]
+    assert all(u.startswith(opening) for u in users) and users[0][len(opening):] != users[1][len(opening):]
 
 
 def test_headings_are_not_lessons_and_bold_titles_are_dropped():
@@ -435,10 +388,10 @@ def test_headings_are_not_lessons_and_bold_titles_are_dropped():
 
 def test_a_lesson_wholly_in_bold_loses_the_markup_and_is_no_new_lesson():
     # seen in the demo: the bold copy of a kept lesson passed the gate as a second lesson
-    from secondnature.learn import apply
+    from secondnature.propose import apply
     kept = "Check if the word contains the letter before writing the answer."
     edits, _ = parse(f'[{{"op": "add", "text": "**{kept}**"}}]', {"L1"})
     assert [e.text for e in edits] == [kept]
-    assert apply([Lesson("L1", kept, "letters")], edits[0], "L2", "letters") is None
+    assert apply(step_with([Lesson("L1", kept, "letters")]), edits[0]) == (None, "repeats L1 in nearly the same words")
     assert parse("- Always **count twice** and **check** the total.", set())[0][0].text == (
         "Always **count twice** and **check** the total.")  # emphasis inside a lesson is left as written

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from secondnature import store as store_mod
 from secondnature.store import MIGRATIONS, LessonStore, StoreError
-from secondnature.types import Completion, Lesson, Rollout, Score
+from secondnature.store import schema as store_schema
+from secondnature.store import sqlite as store_mod
+from secondnature.types import Completion, Edit, GateRecord, Lesson, Reflection, Rollout, Score
 
 SCOPE = "letters:medium,hard"
 
@@ -47,7 +49,7 @@ def test_migrations_are_recorded_once(path: Path) -> None:
 def test_only_new_migrations_run_on_reopen(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     LessonStore(path).close()
     extra = ("999_counter", "CREATE TABLE IF NOT EXISTS ran (x INTEGER); INSERT INTO ran VALUES (1)")
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*MIGRATIONS, extra])
+    monkeypatch.setattr(store_schema, "MIGRATIONS", [*MIGRATIONS, extra])
     for _ in range(3):
         s = LessonStore(path)
         assert s.migrations() == [name for name, _ in MIGRATIONS] + ["999_counter"]
@@ -56,9 +58,9 @@ def test_only_new_migrations_run_on_reopen(path: Path, monkeypatch: pytest.Monke
 
 
 def test_file_from_newer_version_is_refused(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*MIGRATIONS, ("999_future", "CREATE TABLE future (x)")])
+    monkeypatch.setattr(store_schema, "MIGRATIONS", [*MIGRATIONS, ("999_future", "CREATE TABLE future (x)")])
     LessonStore(path).close()
-    monkeypatch.setattr(store_mod, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(store_schema, "MIGRATIONS", MIGRATIONS)
     with pytest.raises(StoreError, match="upgrade"):
         LessonStore(path)
 
@@ -154,8 +156,9 @@ def test_commit_revision_is_atomic_with_its_gate_record(path: Path) -> None:
     s = LessonStore(path)
     l1, l2 = add(s, "First lesson says count each letter."), add(s, "Second lesson says answer briefly.")
     r1 = s.commit_revision(SCOPE, [l1.id], "first")
-    with pytest.raises(KeyError):  # an incomplete gate record fails after the revision row was written
-        s.commit_revision(SCOPE, [l2.id], "second", gate={"scope": SCOPE})
+    broken = GateRecord(SCOPE, (object(),), 8, 0.2, 0.5, 3, 1, 0.3, "accepted", "won")  # an edit that is not one
+    with pytest.raises(TypeError):  # a gate record that cannot be written fails after the revision row was written
+        s.commit_revision(SCOPE, [l2.id], "second", gate=broken)
     assert s.head(SCOPE) == r1
     assert [r.id for r in s.revisions()] == [r1.id]
     assert s.lesson(l1.id).status == "active"
@@ -166,12 +169,14 @@ def test_commit_revision_records_gate_and_run_progress(path: Path) -> None:
     s = LessonStore(path)
     run = s.start_run(SCOPE, {"budget": 10})
     lesson = add(s, "Spell the word letter by letter, then count.")
-    gate = {"run_id": run, "scope": SCOPE, "current_revision": None, "proposed": [lesson.id], "n": 8,
-            "current_score": 0.25, "proposed_score": 0.5, "wins": 3, "losses": 1, "p_value": 0.3125,
-            "reason": "won"}
+    gate = GateRecord(SCOPE, (Edit("add", lesson.text),), 8, 0.25, 0.5, 3, 1, 0.3125, "rejected", "won", run_id=run,
+                      step=1, candidate=0)
     rev = s.commit_revision(SCOPE, [lesson.id], "accepted", gate=gate, run_progress=(run, 2, 48))
     (g,) = s.gates(SCOPE)
-    assert g["revision_id"] == rev.id and g["decision"] == "accepted" and json.loads(g["proposed"]) == [lesson.id]
+    assert g.revision_id == rev.id and g.decision == "accepted" and g.proposed == (Edit("add", lesson.text),)
+    assert (g.run_id, g.step, g.candidate, g.wins, g.losses) == (run, 1, 0, 3, 1) and g.id and g.created_at
+    s.add_gate(replace(g, decision="rejected", reason="again"))  # the same place of a run: replaced, not repeated
+    assert [(x.decision, x.reason) for x in s.gates(SCOPE)] == [("rejected", "again")]
     assert (s.run(run)["steps_done"], s.run(run)["rollouts_used"]) == (2, 48)
 
 
@@ -200,14 +205,14 @@ def test_rollouts_round_trip(path: Path) -> None:
 def test_reflections_round_trip(path: Path) -> None:
     s = LessonStore(path)
     run = s.start_run(SCOPE, {})
-    edits = [{"op": "add", "text": "Spell the word letter by letter.", "id": ""}]
-    s.add_reflection("x1", run_id=run, scope=SCOPE, model="qwen-1.5b", rollout_ids=["r1", "r2"],
-                     prompt="PROMPT", raw='{"edits": []}', edits=edits, parse_error="")
-    s.add_reflection("x2", run_id=None, scope=SCOPE, model="qwen-1.5b", rollout_ids=[], prompt="P2",
-                     raw="Certainly!", edits=[], parse_error="no edits found")
+    edits = (Edit("add", "Spell the word letter by letter."),)
+    s.add_reflection(Reflection("x1", "qwen-1.5b", "PROMPT", '{"edits": []}', ("r1", "r2"), edits), run_id=run,
+                     scope=SCOPE)
+    s.add_reflection(Reflection("x2", "qwen-1.5b", "P2", "Certainly!", notes="no edits found"), run_id=None,
+                     scope=SCOPE)
     r = s.reflection("x1")
     assert (r["model"], r["prompt"], r["raw"], r["parse_error"]) == ("qwen-1.5b", "PROMPT", '{"edits": []}', "")
-    assert json.loads(r["rollout_ids"]) == ["r1", "r2"] and json.loads(r["edits"]) == edits
+    assert json.loads(r["rollout_ids"]) == ["r1", "r2"] and json.loads(r["edits"]) == [asdict(e) for e in edits]
     assert s.reflection("nope") is None
     assert [x["id"] for x in s.reflections(run)] == ["x1"]
     assert sorted(x["id"] for x in s.reflections()) == ["x1", "x2"]

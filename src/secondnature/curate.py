@@ -19,12 +19,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from . import gate, inject, reflect, rollout
+from . import inject
+from .gate import record
+from .inject import EXAMPLE_PREFIX
 from .learn import LearnConfig, learn_split
-from .models import CachedModel, Model
-from .retrieve import words
+from .models import Model, cached
+from .screen import FILLER, problem_with
 from .store import LessonStore
-from .types import Lesson, TaskSet
+from .text import DUPLICATE, similarity
+from .types import Edit, Lesson, TaskSet
+from .validate import Validation
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ class CurateConfig:
     split_seed: int = 0
     max_tokens: int = 384
     lesson_tokens: int | None = 400
-    duplicate: float = 0.6       # word-set overlap (Jaccard) from which two lessons say the same thing
+    duplicate: float = DUPLICATE # word-set overlap (Jaccard) from which two lessons say the same thing
     overlap: float = 0.3         # ... from which they are worth merging
     compress_over: int = 40      # lessons longer than this (policy tokens) are offered for compression
     reflect_max_tokens: int = 200
@@ -68,22 +72,9 @@ def parse_rewrite(raw: str) -> str:
     for line in raw.strip().splitlines():
         line = re.sub(r"^\s*(advice|answer|merged|reworded|lesson)\s*:\s*", "", line.strip(), flags=re.IGNORECASE)
         line = line.strip().strip('"').strip()
-        if line and not reflect.FILLER.search(line):
+        if line and not FILLER.search(line):
             return line
     return ""
-
-
-SIMILARITY_STOPWORDS = frozenset({"the", "a", "an", "of", "to", "and", "or", "in", "it"})
-
-
-def _words(text: str) -> set[str]:
-    return words(text) - SIMILARITY_STOPWORDS
-
-
-def similarity(a: str, b: str) -> float:
-    """Jaccard overlap of the two texts' word sets (lexical; an embedding model could replace it)."""
-    wa, wb = _words(a), _words(b)
-    return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
 
 
 @dataclass(frozen=True)
@@ -124,46 +115,27 @@ def running_credit(rows: Sequence[tuple[str, float, tuple[str, ...]]],
 def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore, config: CurateConfig = CurateConfig(),
            *, progress: Callable[[int, str], None] = lambda _n, _m: None) -> CurateResult:
     scope = taskset.name
-    policy = policy if isinstance(policy, CachedModel) else CachedModel(policy, store)
-    reflector = reflector if isinstance(reflector, CachedModel) else CachedModel(reflector, store)
+    policy, reflector = cached(policy, store), cached(reflector, store)
     head = store.head(scope)
     if head is None or not head.lesson_ids:
         raise ValueError(f"{scope} has no lessons to curate; run `secondnature learn {scope}` first")
-    current = store.revision_lessons(head)
+    before = tuple(store.revision_lessons(head))
+    current = list(before)
     _, val = learn_split(taskset, LearnConfig(val_size=config.val_size, seed=config.seed, split_seed=config.split_seed))
-    count = policy.count_tokens
-    cache: dict[tuple[str, ...], list[float]] = {}
-    spent = {"rollouts": 0, "reflections": 0}
-
-    def score(lessons: Sequence[Lesson], i: int) -> float:
-        key = tuple(x.text for x in lessons)
-        got = cache.setdefault(key, [])
-        while len(got) <= i:  # items are scored in order, each once per lesson set
-            system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, count)
-            r = rollout.run(policy, [val[len(got)]], taskset.reward, system, kept, temperature=0.0,
-                            max_tokens=config.max_tokens, seed=config.seed, purpose="val", tools=taskset.tools)[0]
-            store.add_rollouts([r], scope=scope)
-            spent["rollouts"] += 1
-            progress(1, "")
-            got.append(r.score.value)
-        return got[i]
-
-    def full(lessons: Sequence[Lesson]) -> list[float]:
-        return [score(lessons, i) for i in range(len(val))]
-
-    def affordable() -> bool:
-        return spent["rollouts"] + len(val) <= config.budget
+    v = Validation(policy, taskset, val, store, budget=config.budget, lesson_tokens=config.lesson_tokens,
+                   max_tokens=config.max_tokens, seed=config.seed, progress=progress)
+    count, reflections = policy.count_tokens, [0]
 
     # 1. credit: leave-one-out on the paired validation items
     loo: dict[str, tuple[float, int, int]] = {}
-    base = full(current) if affordable() else []
+    base = v.scores(current) if v.affords(len(val)) else []
     running = running_credit(store.scored(scope), [x.id for x in current])
     # when the budget cannot ablate every lesson, the ones the recorded rollouts suspect go first
     for x in sorted(current, key=lambda y: running[y.id].effect if running[y.id].effect is not None else 0.0):
-        if not affordable():
+        if not v.affords(len(val)):
             progress(0, f"budget spent before {x.id}'s leave-one-out")
             break
-        without = full([y for y in current if y.id != x.id])
+        without = v.scores([y for y in current if y.id != x.id])
         wins = sum(b > w for b, w in zip(base, without))  # items the lesson wins (with it better than without)
         losses = sum(b < w for b, w in zip(base, without))
         effect = (sum(base) - sum(without)) / len(val)
@@ -176,30 +148,32 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
 
     def propose(op: str, lessons: list[Lesson], removed: list[Lesson], note: str) -> bool:
         nonlocal current
-        if not affordable():
+        if not v.affords(len(val)):
             return False
-        now = full(current)
-        result = gate.no_worse_gate(now, lambda i: score(lessons, i))
-        record = {"run_id": None, "scope": scope, "current_revision": store.head(scope).id,
-                  "proposed": [{"op": op, "id": ",".join(x.id for x in removed),
-                                "text": " | ".join(x.text for x in lessons if x not in current)}],
-                  "reflection_id": "", "n": result.n, "current_score": result.current_score,
-                  "proposed_score": result.proposed_score, "wins": result.wins, "losses": result.losses,
-                  "p_value": result.p_value, "reason": result.reason}
+        result = v.no_worse(current, lessons)
+        added = " | ".join(x.text for x in lessons if x not in current)
+        g = record(result, scope, [Edit(op, added, ",".join(x.id for x in removed))],
+                   current_revision=store.head(scope).id)
         steps.append({"op": op, "removed": [x.id for x in removed], "note": note, "accepted": result.accepted,
                       "reason": result.reason})
         progress(0, f"{op} {', '.join(x.id for x in removed)}: {'accepted' if result.accepted else 'rejected'} "
                     f"({result.reason})")
         if not result.accepted:
-            store.add_gate({**record, "decision": "rejected"})
+            store.add_gate(g)
             return False
         with store.transaction():
             final = [x if x.id else store.add_lesson(x) for x in lessons]
             for x in removed:
                 store.set_status(x.id, "retired", f"{op}: {note}; {result.reason}")
-            store.commit_revision(scope, [x.id for x in final], f"curate {op}: {note}", gate=record)
+            store.commit_revision(scope, [x.id for x in final], f"curate {op}: {note}", gate=g)
         current = final
         return True
+
+    def rewrite(prompt: str) -> str:
+        c = reflector.chat([{"role": "user", "content": prompt}], n=1, temperature=0.0,
+                           max_tokens=config.reflect_max_tokens, seed=config.seed)[0]
+        reflections[0] += 1
+        return "" if c.error else parse_rewrite(c.text)
 
     for lid, (effect, _, _) in sorted(loo.items(), key=lambda kv: kv[1][0]):
         x = next((y for y in current if y.id == lid), None)
@@ -213,25 +187,17 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
                     f"{weaker.id} repeats {(b if weaker is a else a).id}")
     for a, b in [(a, b) for i, a in enumerate(rules) for b in rules[i + 1:]]:
         if a in current and b in current and config.overlap <= similarity(a.text, b.text) < config.duplicate:
-            text = _rewrite(reflector, MERGE_PROMPT.format(a=a.text, b=b.text), config, spent)
-            if text and count(text) < count(a.text) + count(b.text) and not reflect.problem_with(text):
+            text = rewrite(MERGE_PROMPT.format(a=a.text, b=b.text))
+            if text and count(text) < count(a.text) + count(b.text) and not problem_with(text):
                 merged = Lesson("", text, scope, a.evidence + b.evidence, parent=a.id, gain=max(a.gain, b.gain),
                                 tags=a.tags)
                 propose("merge", [y for y in current if y.id not in (a.id, b.id)] + [merged], [a, b],
                         f"{a.id} and {b.id} merged")
     for x in [y for y in current if not inject.is_instruction(y)]:  # merges above made new lessons: these too
-        if x in current and not x.text.startswith(reflect.EXAMPLE_PREFIX) and count(x.text) > config.compress_over:
+        if x in current and not x.text.startswith(EXAMPLE_PREFIX) and count(x.text) > config.compress_over:
             words = max(8, len(x.text.split()) // 2)
-            text = _rewrite(reflector, COMPRESS_PROMPT.format(a=x.text, words=words), config, spent)
-            if text and count(text) < count(x.text) and not reflect.problem_with(text):
+            text = rewrite(COMPRESS_PROMPT.format(a=x.text, words=words))
+            if text and count(text) < count(x.text) and not problem_with(text):
                 short = Lesson("", text, scope, x.evidence, parent=x.id, gain=x.gain, tags=x.tags)
                 propose("compress", [y for y in current if y.id != x.id] + [short], [x], f"{x.id} reworded shorter")
-    return CurateResult(scope, tuple(store.revision_lessons(head)), tuple(current), loo, tuple(steps),
-                        spent["rollouts"], spent["reflections"])
-
-
-def _rewrite(reflector: Model, prompt: str, config: CurateConfig, spent: dict) -> str:
-    c = reflector.chat([{"role": "user", "content": prompt}], n=1, temperature=0.0,
-                       max_tokens=config.reflect_max_tokens, seed=config.seed)[0]
-    spent["reflections"] += 1
-    return "" if c.error else parse_rewrite(c.text)
+    return CurateResult(scope, before, tuple(current), loo, tuple(steps), v.paid, reflections[0])

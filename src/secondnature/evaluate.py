@@ -6,9 +6,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from . import gate, inject, rollout
-from .episode import episode_stats
+from . import inject, rollout
 from .models import Model
+from .rollout import episode_stats
+from .stats import paired_bootstrap, wilson
 from .tasks import split
 from .types import Lesson, Rollout, Task, TaskSet
 
@@ -46,7 +47,7 @@ def split_tasks(taskset: TaskSet, name: str, seed: int = 0, limit: int | None = 
 
 def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Sequence[Lesson], *,
              split_name: str = "test", lesson_tokens: int | None = 400, max_tokens: int = 384, seed: int = 0,
-             workers: int = 1, on_done: Callable | None = None, instruction: str | None = None,
+             on_done: Callable | None = None, instruction: str | None = None,
              route: Callable[[Task], Sequence[Lesson]] | None = None) -> EvalResult:
     """Greedy, one attempt per task, the same seed for every lesson set: results pair item by item.
 
@@ -57,9 +58,9 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
     base = taskset.instruction if instruction is None else instruction
     count = policy.count_tokens
     if route is None:
-        system, kept = inject.system_prompt(base, lessons, lesson_tokens, count)
+        system, kept = inject.compose(base, lessons, lesson_tokens, count)
         rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0, max_tokens=max_tokens,
-                         seed=seed, purpose=split_name, workers=workers, on_done=on_done, tools=taskset.tools)
+                         seed=seed, purpose=split_name, on_done=on_done, tools=taskset.tools)
         ids, ltok, ptok = tuple(x.id for x in kept), inject.lesson_tokens(kept, count), count(system)
     else:
         groups: dict[tuple[Lesson, ...], list[int]] = {}
@@ -71,7 +72,7 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
         for group, idx in groups.items():
             system = inject.render(base, group)  # the router already applied the budget and the order
             out = rollout.run(policy, [tasks[i] for i in idx], taskset.reward, system, group, n=1, temperature=0.0,
-                              max_tokens=max_tokens, seed=seed, purpose=split_name, workers=workers, on_done=on_done,
+                              max_tokens=max_tokens, seed=seed, purpose=split_name, on_done=on_done,
                               tools=taskset.tools)
             by_index.update(zip(idx, out))
             used.update((x.id, x) for x in group)
@@ -84,7 +85,7 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
     n = len(scores)
     acc = sum(scores) / n if n else 0.0
     stats = [episode_stats(r) for r in rs]
-    return EvalResult(split_name, n, acc, gate.wilson(sum(scores), n), scores, tuple(r.task_id for r in rs), ids,
+    return EvalResult(split_name, n, acc, wilson(sum(scores), n), scores, tuple(r.task_id for r in rs), ids,
                       ltok, sum(r.completion_tokens for r in rs), sum(bool(r.error) for r in rs),
                       time.perf_counter() - t0, tuple(r.completion for r in rs), ptok,
                       sum(x["steps"] for x in stats) / max(1, n), sum(x["tool_calls"] for x in stats) / max(1, n),
@@ -123,4 +124,4 @@ def paired(base: EvalResult, other: EvalResult, seed: int = 0) -> tuple[float, t
     """Mean paired difference other - base with a 95% paired-bootstrap interval (same tasks, same order)."""
     if base.task_ids != other.task_ids:
         raise ValueError("paired comparison needs the same tasks in the same order")
-    return gate.paired_bootstrap(base.scores, other.scores, seed=seed)
+    return paired_bootstrap(base.scores, other.scores, seed=seed)

@@ -13,10 +13,13 @@ stopped there, after k rollouts instead of half the sample. Every accepted propo
 """
 from __future__ import annotations
 
-import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any
+
+from .stats import sign_test_p
+from .types import Edit, GateRecord
 
 
 @dataclass(frozen=True)
@@ -29,14 +32,6 @@ class GateResult:
     p_value: float
     accepted: bool
     reason: str
-
-
-def sign_test_p(wins: int, losses: int) -> float:
-    """One-sided exact binomial p-value of seeing >= wins out of wins+losses under a fair coin."""
-    m = wins + losses
-    if m == 0:
-        return 1.0
-    return sum(math.comb(m, k) for k in range(wins, m + 1)) / 2 ** m
 
 
 def decide(current: Sequence[float], proposed: Sequence[float], alpha: float = 0.2, planned: int | None = None,
@@ -154,27 +149,10 @@ def no_worse_gate(current: Sequence[float], score_proposed: Callable[[int], floa
     return GateResult(m, cs, ps, wins, losses, p, accepted, reason)
 
 
-# ---------------------------------------------------------------- statistics for reports
-
-def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval for k successes out of n (k may be fractional for partial rewards)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    # the exact interval always contains p; clamp so rounding cannot push a bound past it (0/n must give lo == 0)
-    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
-
-
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int = 5000,
-                     seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """Mean of b - a over paired items, with a 95% percentile bootstrap interval."""
-    d = [y - x for x, y in zip(a, b)]
-    n = len(d)
-    if n == 0:
-        return 0.0, (0.0, 0.0)
-    rng = random.Random(seed)
-    means = sorted(sum(d[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return sum(d) / n, (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
+def record(result: GateResult, scope: str, proposed: Sequence[Edit], *, accepted: bool | None = None, reason: str = "",
+           **where: Any) -> GateRecord:
+    """The store's record of a gate: `result`'s paired figures, the decision (the result's own unless given) and
+    where it happened (`run_id`, `step`, `candidate`, `current_revision`, `reflection_id`)."""
+    ok = result.accepted if accepted is None else accepted
+    return GateRecord(scope, tuple(proposed), result.n, result.current_score, result.proposed_score, result.wins,
+                      result.losses, result.p_value, "accepted" if ok else "rejected", reason or result.reason, **where)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable, Sequence
 
+from .text import approx_tokens
 from .types import Lesson
 
 LESSONS_HEADER = "Lessons learned from earlier attempts (follow them):"
@@ -16,6 +17,9 @@ LESSONS_HEADER = "Lessons learned from earlier attempts (follow them):"
 # the list (a revision holds at most one). It is text like any lesson, so a person reads and edits it the same way.
 INSTRUCTION_PREFIX = "Instruction (replaces the task's own):"
 MAX_INSTRUCTION_WORDS = 120  # after the prefix: a whole prompt, longer than any lesson, written or edited by hand
+# A lesson that starts so is a worked example (a question and a good answer): at most one a revision, kept apart from
+# the rules, which a rewrite replaces
+EXAMPLE_PREFIX = "Worked example."
 
 
 def is_instruction(lesson: Lesson) -> bool:
@@ -80,7 +84,16 @@ def lesson_tokens(lessons: Sequence[Lesson], count_tokens: Callable[[str], int])
     return count_tokens(render("", lessons))  # an instruction lesson counts whole: it is text the loop chose
 
 
-def system_prompt(instruction: str, lessons: Sequence[Lesson], budget_tokens: int | None,
-                  count_tokens: Callable[[str], int]) -> tuple[str, list[Lesson]]:
+def compose(instruction: str, lessons: Sequence[Lesson], budget_tokens: int | None,
+            count_tokens: Callable[[str], int]) -> tuple[str, list[Lesson]]:
+    """The system prompt and the lessons that made it under the budget."""
     kept = select(lessons, budget_tokens, count_tokens)
     return render(instruction, kept), kept
+
+
+def system_prompt(instruction: str, lessons: Sequence[Lesson], budget_tokens: int | None = 400,
+                  count_tokens: Callable[[str], int] = approx_tokens) -> str:
+    """Your own calls' system prompt: `instruction`, then the lessons worth the most gain per token that fit in
+    `budget_tokens` (None: all), in a stable order so a provider's prefix cache keeps hitting. Pass the model's
+    own tokenizer as `count_tokens` (e.g. `model.count_tokens`) for an exact budget."""
+    return compose(instruction, lessons, budget_tokens, count_tokens)[0]

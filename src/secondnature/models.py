@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
+from .text import approx_tokens
 from .types import Completion, ToolCall
 
 
@@ -23,7 +24,16 @@ class ModelError(RuntimeError):
 
 
 class Model(Protocol):
+    """What the loop needs of a model: a name to show, an identity for the completion cache, chat, and a tokenizer.
+
+    `identity` must change whenever the answers could: the cache replays any completion made for the same
+    (identity, messages, parameters, seed, sample). It is the file's hash for a GGUF, the base URL and model
+    name for an endpoint, and for your own model a string you choose (say "my-model@2026-11-30"); a name
+    alone is never enough. `chat` returns one Completion per sample (sample i uses seed + i) and must not raise
+    for a failed call: set `error` instead, and that sample scores 0."""
+
     name: str
+    identity: str
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
              max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]: ...
@@ -111,9 +121,10 @@ class LlamaModel:
         self.path = Path(path)
         self.lora = Path(lora) if lora else None
         self.name = f"llama.cpp:{self.path.stem}" + (f"+{self.lora.stem}" if self.lora else "")
-        self.digest = file_digest(self.path)
+        digest = file_digest(self.path)
         if self.lora:  # an adapter is small: hash all of it, two adapters of one shape differ anywhere
-            self.digest += "+" + hashlib.sha256(self.lora.read_bytes()).hexdigest()[:16]
+            digest += "+" + hashlib.sha256(self.lora.read_bytes()).hexdigest()[:16]
+        self.identity = f"{self.name}@{digest}"
         key = (str(self.path.resolve()), n_ctx, str(self.lora.resolve()) if self.lora else "")
         if key not in _LOADED:
             from llama_cpp._utils import suppress_stdout_stderr
@@ -169,7 +180,7 @@ class OpenAIModel:
         self.name = f"openai:{model}"
         self.model = model
         self.base_url = base_url or "https://api.openai.com/v1"
-        self.digest = hashlib.sha256(f"{self.base_url}|{model}".encode()).hexdigest()[:16]
+        self.identity = f"{self.name}@{hashlib.sha256(f'{self.base_url}|{model}'.encode()).hexdigest()[:16]}"
         if check:
             self.check()
 
@@ -187,8 +198,7 @@ class OpenAIModel:
             raise ModelError(f"cannot reach {self.base_url}: {e}; is the server running and --base-url right?") from e
 
     def count_tokens(self, text: str) -> int:
-        # No tokenizer for a remote model: about 3 characters a token over-counts, so budgets stay safe.
-        return (len(text) + 2) // 3
+        return approx_tokens(text)  # no tokenizer for a remote model: an over-count keeps budgets safe
 
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
              max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]:
@@ -238,23 +248,29 @@ class CompletionCache(Protocol):
 
 
 class CachedModel:
-    """Reuses any completion already made for (model file, prompt, params, seed, sample index).
+    """Reuses any completion already made for (model identity, prompt, params, seed, sample index).
 
     This is what makes a killed run cheap to resume and keeps a gate from paying twice for the
     current revision's validation rollouts. Failed calls are never cached.
     """
 
     def __init__(self, inner: Model, cache: CompletionCache):
+        identity = getattr(inner, "identity", None)
+        if not isinstance(identity, str) or not identity.strip():
+            raise ModelError(f"model {getattr(inner, 'name', inner)!r} has no `identity`: give it a string that changes "
+                             f"whenever its answers could (say 'my-model@v3'); the completion cache keys on it, and "
+                             f"two models that share one would share their answers")
         self.inner, self.cache = inner, cache
-        self.name = inner.name
-        self.model_id = f"{inner.name}@{getattr(inner, 'digest', '')}"
+        self.name = getattr(inner, "name", identity)
+        self.identity = identity
         # summed latency of every completion handed out, cached or fresh: a cached one costs what it cost when
         # it was made, so this measures a benchmark arm's compute even when a rerun replays it
         self.model_s = 0.0
         self.replayed_s = 0.0  # the part of model_s served from the cache: measured when made, maybe on another machine
 
     def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
+        count = getattr(self.inner, "count_tokens", None)
+        return count(text) if count else approx_tokens(text)
 
     def _tally(self, c: Completion) -> Completion:
         self.model_s += c.latency_s
@@ -265,11 +281,12 @@ class CachedModel:
         out = []
         extra = {"tools": tools} if tools else {}
         for i in range(n):
-            key = cache_key(self.model_id, messages, temperature, max_tokens, seed, i, tools)
+            key = cache_key(self.identity, messages, temperature, max_tokens, seed, i, tools)
             hit = self.cache.get_completion(key)
             if hit is None:
                 s = None if seed is None else seed + i
-                c = self.inner.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=s, **extra)[0]
+                c = _completion(self.inner.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=s,
+                                                **extra)[0])
                 if not c.error:
                     self.cache.put_completion(key, c)
                 out.append(self._tally(c))
@@ -279,12 +296,23 @@ class CachedModel:
         return out
 
 
+def _completion(c: Completion | str) -> Completion:
+    """A custom model may answer with plain strings."""
+    return c if isinstance(c, Completion) else Completion(text=str(c))
+
+
+def cached(model: Model, cache: CompletionCache) -> CachedModel:
+    """`model` behind the completion cache (as it is, if it already is behind one)."""
+    return model if isinstance(model, CachedModel) else CachedModel(model, cache)
+
+
 class ScriptedModel:
     """For unit tests: replies come from a function of the messages (or a queue of strings)."""
 
-    def __init__(self, reply: Callable[[list[dict]], str] | Iterable[str], name: str = "scripted"):
+    def __init__(self, reply: Callable[[list[dict]], str] | Iterable[str], name: str = "scripted",
+                 identity: str | None = None):
         self.name = name
-        self.digest = name
+        self.identity = identity or f"scripted:{name}:{id(self):x}"  # two scripts never share cached answers
         self.calls: list[list[dict]] = []
         if callable(reply):
             self._reply = reply
@@ -312,7 +340,7 @@ class ReplayModel:
     def __init__(self, path: str | Path, name: str | None = None):
         data = json.loads(Path(path).read_text())
         self.name = name or data["model"]
-        self.digest = "replay"
+        self.identity = f"replay:{hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]}"
         self.records: dict[str, str] = data["records"]
 
     @staticmethod

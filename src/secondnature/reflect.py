@@ -1,41 +1,25 @@
-"""Reflection: show the reflector groups of attempts with their rewards, and parse the lesson edits it proposes.
+"""The reflector's requests, each beside the parser of its reply.
 
-Groups with mixed rewards come first (a right and a wrong attempt at the same task is the most
-informative contrast, as in group-relative methods), then all-wrong groups with the reference
-answer; all-right groups teach nothing new and are left out. The parser is tolerant (JSON, fenced
-JSON, a plain list) and strict about what counts as a lesson: chat filler such as "Certainly!
-Please provide the inputs." is rejected here, before it can cost a gate.
+Every request opens with the step's evidence (evidence.py) and differs only in what it asks for:
+lesson edits as JSON (add / edit / delete), all the rules rewritten as one paragraph (the way GEPA
+proposes whole instructions), the solution of one failed task written out (a demonstration the
+reward must accept), or, with the Python tool, the program that solves it (run in the sandbox, and
+checked). Parsers are tolerant of form (JSON, fenced JSON, a plain list, missing tags) and strict
+about content: what is not a lesson is refused by the screen (screen.py) with the reason, before it
+can cost a gate. A parser never raises.
 """
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 
-from .episode import episode_stats, failed_steps, render_trajectory
-from .inject import INSTRUCTION_PREFIX, MAX_INSTRUCTION_WORDS
-from .rewards import extract_answer
-from .types import Edit, Lesson, Rollout, Task
-
-REFLECT_SYSTEM = ("You coach a small AI assistant. You read its attempts at tasks, with the correct answers, and "
-                  "write short, general lessons that will make its next attempts correct.")
-
-# Every reflector prompt of a step opens with the same evidence (instruction, lessons, scored attempts, tallies) and
-# only its closing request differs: a local reflector's prefix cache then reads the long evidence once per step.
-EVIDENCE_PROMPT = """The assistant works under this instruction (its whole system prompt):
-<instruction>
-{instruction}
-</instruction>
-
-Lessons it already follows:
-{lessons}
-
-Below are its attempts at {n_tasks} tasks, each scored by an automatic checker (1 = correct, 0 = wrong).
-
-{groups}
-{tally}
-"""
+from .evidence import evidence, reflector_messages
+from .inject import EXAMPLE_PREFIX
+from .sandbox import Limits
+from .screen import FILLER, MAX_EXAMPLE_WORDS, copied_item, problem_with
+from .tools import TOOLS, fenced_call
+from .types import Edit, Lesson, Rollout, Score, Task
 
 REFLECT_ASK = """First, in two or three sentences, diagnose: what did the correct attempts do that the wrong ones did \
 not, and what mistake do the wrong ones share? Then write lessons that fix that mistake. A good lesson:
@@ -53,130 +37,6 @@ EXAMPLE_ADD = '{"edits": [{"op": "add", "text": "<new lesson>"}, {"op": "add", "
 EXAMPLE_ALL = ('{"edits": [{"op": "add", "text": "<new lesson>"}, {"op": "edit", "id": "%s", "text": "<better lesson>"}, '
                '{"op": "delete", "id": "%s"}]}')
 
-MAX_ATTEMPT_CHARS = 700
-CONTEXT_TALK = re.compile(r"\b(task|attempt|example)s?\s*(\d|[AB]\b)|\b(correct|wrong|incorrect) attempts?\b|"
-                          r"\bthe checker\b", re.I)
-FILLER = re.compile(r"please provide|let me know|i'd be happy|i would be happy|certainly[!,.]|as an ai\b|"
-                    r"here (are|is) (the|some|my)|feel free|sure[!,.]|if you have any|hope this helps", re.I)
-
-
-def order_groups(rollouts: Sequence[Rollout]) -> list[list[Rollout]]:
-    """Group by task; mixed-reward groups first (widest spread first), then all-wrong; drop all-right groups."""
-    by_task: dict[str, list[Rollout]] = defaultdict(list)
-    for r in rollouts:
-        by_task[r.task_id].append(r)
-    mixed, wrong = [], []
-    for group in by_task.values():
-        values = [r.score.value for r in group]
-        if max(values) > min(values):
-            mixed.append(sorted(group, key=lambda r: -r.score.value))
-        elif max(values) < 1.0:
-            wrong.append(group)
-    mixed.sort(key=lambda g: -(g[0].score.value - g[-1].score.value))
-    return mixed + wrong
-
-
-def _clip(text: str) -> str:
-    text = text.strip() or "(empty answer)"
-    if len(text) <= MAX_ATTEMPT_CHARS:
-        return text
-    half = MAX_ATTEMPT_CHARS // 2
-    return f"{text[:half]}\n[... {len(text) - 2 * half} characters elided ...]\n{text[-half:]}"
-
-
-def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
-    """A task with at most two attempts: the best and the worst (a contrast), or one if all scored the same."""
-    picks = [group[0], group[-1]] if group[0].score.value != group[-1].score.value else [group[0]]
-    parts = [f"### Task {i}\nQuestion: {task.prompt}\nCorrect answer: {task.answer}"]
-    for label, r in zip("AB", picks):
-        verdict = "correct" if r.score.value >= 1.0 else ("partly correct" if r.score.value > 0 else "wrong")
-        length = r.completion_tokens or len(r.completion.split())
-        parts.append(f"Attempt {label} (score {r.score.value:g}, {verdict}, {length} tokens; checker: {r.score.feedback}):\n"
-                     f"{render_trajectory(r.messages) if len(r.messages) > 3 else _clip(r.completion)}")
-    return "\n\n".join(parts)
-
-
-def fit_groups(build: Callable[[Sequence[Sequence[Rollout]]], list[dict]], groups: Sequence[Sequence[Rollout]],
-               count_tokens: Callable[[str], int], limit: int) -> tuple[list[dict], int]:
-    """The reflector's messages with as many groups as fit in `limit` tokens (dropping the last ones first),
-    and how many groups were kept. One group is always kept: its attempts and tool outputs are clipped
-    already, so only a question longer than the window could still overflow it."""
-    kept = len(groups)
-    while True:
-        msgs = build(groups[:kept])
-        if kept <= 1 or sum(count_tokens(m["content"]) for m in msgs) <= limit:
-            return msgs, kept
-        kept -= 1
-
-
-MAX_TALLY_LABELS = 6  # answers that take more distinct values than this are not labels worth counting
-
-
-def final_label(text: str) -> str:
-    """The answer an attempt ended on: its 'Answer:' line, else the last 'answer (is) X' in the text."""
-    label = extract_answer(text)
-    if not label:
-        found = re.findall(r'answer"?\s*(?:is\s*)?[:=]?\s*(\(?[A-Za-z0-9/-]+\)?)', text, re.IGNORECASE)
-        label = found[-1] if found else ""
-    return label.strip().rstrip(".")[:20] or "no answer"
-
-
-def answer_tally(batch: Sequence[Rollout], tasks: dict[str, Task]) -> str:
-    """One line comparing the assistant's final answers with the correct ones over the whole batch, when answers
-    are short labels (a number, an option): a skew such as answering 2 nearly every time is a mistake that no
-    single attempt shows. '' when the answers are not labels."""
-    gold = Counter(tasks[r.task_id].answer.strip() for r in batch)
-    if not batch or len(gold) > MAX_TALLY_LABELS or any(len(a) > 12 for a in gold):
-        return ""
-    given = Counter(final_label(r.completion) for r in batch)
-
-    def fmt(c: Counter) -> str:
-        return ", ".join(f"{k} ({v} times)" for k, v in c.most_common(MAX_TALLY_LABELS))
-    return (f"\nOver all {len(batch)} attempts of this round, the assistant's final answers were: {fmt(given)}; "
-            f"the correct answers were: {fmt(gold)}.\n")
-
-
-def tool_tally(batch: Sequence[Rollout], tools: Sequence[str]) -> str:
-    """For episodes with tools: how often the round's attempts called a tool and how those fared, against the
-    attempts that answered without one. Which step mattered shows across attempts, not in any one of them."""
-    if not tools or not batch:
-        return ""
-    stats = [(episode_stats(r), r) for r in batch]
-    used = [(s, r) for s, r in stats if s["tool_calls"]]
-    bare = [r for s, r in stats if not s["tool_calls"]]
-    errors = sum(len(failed_steps(r.messages)) for _, r in used)
-    return (f"\nTools over all {len(batch)} attempts of this round: {len(used)} called a tool "
-            f"({sum(r.score.value >= 1 for _, r in used)} of them correct; {errors} calls ended in a tool error), "
-            f"{len(bare)} answered without one ({sum(r.score.value >= 1 for r in bare)} correct). The assistant can "
-            f"call: {', '.join(tools)}. A lesson may say when to call a tool and exactly what to run in it, or name "
-            f"the step of an attempt that went wrong and say what to do at that step instead.\n")
-
-
-def length_tally(batch: Sequence[Rollout], max_tokens: int) -> str:
-    """How long the correct and the wrong attempts were, and how many ran into the length limit: whether to ask
-    for more working or less shows over the whole round, not in any one attempt."""
-    def mean(rs: list[Rollout]) -> str:
-        return f"{sum(r.completion_tokens for r in rs) / len(rs):.0f} tokens" if rs else "none"
-    right = [r for r in batch if r.score.value >= 1.0]
-    wrong = [r for r in batch if r.score.value < 1.0]
-    cut = sum(r.completion_tokens >= max_tokens for r in batch)
-    if not batch or not max_tokens or not any(r.completion_tokens for r in batch):
-        return ""
-    return (f"Length of the replies this round: correct ones {mean(right)} on average, wrong ones {mean(wrong)}; "
-            f"{cut} of {len(batch)} were cut off at the limit of {max_tokens} tokens.\n")
-
-
-def evidence(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
-             tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = (),
-             max_tokens: int = 0) -> str:
-    """The opening every reflector prompt of a step shares: `batch` (every rollout of the round, shown or not)
-    adds the answer tally, with `tools` the tool tally, and with `max_tokens` (the policy's limit) the length tally."""
-    lesson_list = "\n".join(f"{x.id}. {x.text}" for x in lessons) or "(none yet)"
-    body = "\n\n".join(render_group(i, tasks[g[0].task_id], g) for i, g in enumerate(groups, 1))
-    tally = answer_tally(batch, tasks) + tool_tally(batch, tools) + length_tally(batch, max_tokens)
-    return EVIDENCE_PROMPT.format(instruction=instruction, lessons=lesson_list, n_tasks=len(groups), groups=body,
-                                  tally=tally)
-
 
 def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
                  tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = (),
@@ -187,12 +47,7 @@ def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[S
     return reflector_messages(evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + ask)
 
 
-def reflector_messages(user: str) -> list[dict]:
-    """The chat the reflector is asked in: its one system prompt, then the request."""
-    return [{"role": "system", "content": REFLECT_SYSTEM}, {"role": "user", "content": user}]
-
-
-# ---------------------------------------------------------------- parsing
+# ---------------------------------------------------------------- lesson edits
 
 def _json_candidates(raw: str) -> list[str]:
     """Fenced blocks first, then every balanced {...} or [...] span, longest first."""
@@ -287,71 +142,6 @@ META = re.compile(r"^(?:add|create|write|include|here is|new)\b[^:\"“]{0,80}?\
 # a bold title before the lesson ('**Check the Work:** "Do X"'); a title alone, ending on its colon, is a heading
 TITLE = re.compile(r"^\*\*[^*]{1,60}\*\*\s*:?\s*")
 
-EXAMPLE_PREFIX = "Worked example."
-MAX_EXAMPLE_WORDS = 160
-
-
-def problem_with(text: str) -> str:
-    """Why a proposed lesson text is not a lesson ('' if it is one)."""
-    words = text.split()
-    if len(words) < 4:
-        return "too short to be a lesson"
-    if text.startswith(INSTRUCTION_PREFIX):
-        words, limit = text[len(INSTRUCTION_PREFIX):].split(), MAX_INSTRUCTION_WORDS
-    else:
-        limit = MAX_EXAMPLE_WORDS if text.startswith(EXAMPLE_PREFIX) else 80
-    if len(words) > limit:
-        return f"too long ({len(words)} words; at most {limit})"
-    if re.sub(r"[*_#`\s]+$", "", text).endswith(":"):
-        return "a heading, not a lesson"
-    if FILLER.search(text):
-        return "chat filler, not a lesson"
-    if re.search(r"<(new|better|another new) lesson>", text):
-        return "the template placeholder, not a lesson"
-    if CONTEXT_TALK.search(text):
-        return "talks about the attempts it was shown instead of advising the next one"
-    return ""
-
-
-COPY_NGRAM = 8  # words in a row shared with a task prompt: a copied sentence, not advice
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
-def _distinctive(answer: str) -> bool:
-    """An answer specific enough that a lesson naming it names the item: a date, a long number, a phrase."""
-    a = answer.strip()
-    return (len(a) >= 4 and any(ch.isdigit() for ch in a)) or len(a.split()) >= 2
-
-
-def copied_item(text: str, tasks: Sequence[Task]) -> str:
-    """What a proposed lesson copies from a task shown ('' if nothing): a quoted word or phrase of 4+
-    characters from its prompt, a run of COPY_NGRAM words of its prompt, or its answer when that answer
-    is distinctive. A lesson that names a training item's specifics teaches that item, not the skill
-    (overfitting). Worked examples are exempt: they are a labelled copy by design, one at most, and gated."""
-    if text.startswith(EXAMPLE_PREFIX):
-        return ""
-    # a lookahead, so quotes overlap: in "the letter 'n' in the word 'obsession'" the quote that closes one
-    # span opens the next, and a consuming match would skip 'obsession'
-    for q in re.findall(r"(?=['\"‘“]([^'\"’”]{4,})['\"’”])", text):
-        for t in tasks:
-            if q.lower() in t.prompt.lower():
-                return q
-    words = _words(text)
-    grams = {tuple(words[i:i + COPY_NGRAM]) for i in range(len(words) - COPY_NGRAM + 1)}
-    low = " ".join(words)
-    for t in tasks:
-        tw = _words(t.prompt)
-        for i in range(len(tw) - COPY_NGRAM + 1):
-            if tuple(tw[i:i + COPY_NGRAM]) in grams:
-                return " ".join(tw[i:i + COPY_NGRAM])
-        if _distinctive(t.answer) and (aw := " ".join(_words(t.answer))) and re.search(rf"\b{re.escape(aw)}\b", low):
-            return t.answer.strip()
-    return ""
-
-
 def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[list[Edit], list[str]]:
     """Edits the reflector proposed, and notes on what was dropped and why. Never raises."""
     edits: list[Edit] | None = None
@@ -395,3 +185,175 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
     if not good and not notes:
         notes.append("no edits found in the reply (neither JSON nor a list)")
     return good, notes
+
+
+# ---------------------------------------------------------------- a demonstration, a program, a rewrite
+
+# LaTeX the policy writes in its working, as the plain text it stands for: an example is read on every call, and
+# "\[ \text{age} = \frac{50}{2} \]" costs three times the tokens of "age = 50/2" without saying more
+_LATEX = ((r"\\\[\s*(.*?)\s*\\\]", r"\1;"), (r"\\[()]", ""), (r"\\(?:text|mathrm|textbf|mathbf|boxed)\{([^{}]*)\}", r"\1"),
+          (r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: f"{_term(m[1])}/{_term(m[2])}"),
+          (r"\\times", "×"), (r"\\cdot", "·"), (r"\\div", "÷"), (r"\\approx", "≈"), (r"\\(?:left|right)", ""),
+          (r"\\([$%])", r"\1"), (r"\\[,;!]|\\quad", " "))
+
+
+def _term(x: str) -> str:
+    x = x.strip()
+    return x if re.fullmatch(r"[\w.,]+", x) else f"({x})"
+
+
+def plain_math(text: str) -> str:
+    """text with its LaTeX markup rendered as plain text (anything not understood is left as it is)."""
+    for pattern, repl in _LATEX:
+        text = re.sub(pattern, repl, text)
+    return " ".join(text.split())
+
+
+DEMO_PROMPT = """A small AI assistant answers questions under this instruction:
+<instruction>
+{instruction}
+</instruction>
+
+It got this question wrong:
+<question>
+{question}
+</question>
+The correct answer is: {answer}
+
+Write the reply the assistant should have given. Show the working itself, do not describe it: write out, one by \
+one, every element the answer depends on with its value, then combine them, then end with the final answer line \
+the instruction asks for. Use a method that works for any question of this kind. At most {words} words. Reply with \
+that solution only, no preamble."""
+
+
+def demo_prompt(instruction: str, task: Task) -> list[dict]:
+    """Ask the reflector, who knows the answer, to write the solution the policy should have written.
+
+    A worked solution by a stronger model shows a small policy a method it can copy, where its own
+    correct attempts often show none; the reward checks the solution before it can become a candidate."""
+    user = DEMO_PROMPT.format(instruction=instruction, question=task.prompt.strip(), answer=task.answer,
+                              words=MAX_EXAMPLE_WORDS - 60)
+    return reflector_messages(user)
+
+
+def demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> tuple[str, str]:
+    """(lesson, '') for a demonstration the checker accepts, else ('', why not)."""
+    text = re.sub(r"^```\w*\s*|\s*```$", "", raw.strip()).strip()
+    first, _, rest = text.partition("\n")
+    if FILLER.search(first) and rest.strip():  # "Sure. Here are the steps:" is not part of the solution
+        text = rest.strip()
+    if not text:
+        return "", "empty demonstration"
+    body = plain_math(text)
+    lesson = f"{EXAMPLE_PREFIX} Question: {' '.join(task.prompt.split())} Good answer: {body}"
+    if len(lesson.split()) > MAX_EXAMPLE_WORDS:
+        return "", f"demonstration too long ({len(body.split())} words)"
+    score = reward(task, text)
+    if score.value < 1.0:
+        return "", f"the checker rejects the demonstration: {score.feedback}"
+    return lesson, ""
+
+
+TOOL_DEMO_PROMPT = """A small AI assistant solves tasks under this instruction, with a Python tool:
+<instruction>
+{instruction}
+</instruction>
+
+It failed this task:
+<question>
+{question}
+</question>
+
+Write the Python program it should have run: a general method that works for any task of this kind (a systematic \
+search or an exact computation, not a guess), with this task's values in variables at the top, that prints the \
+final answer alone, exactly as the answer line needs it. The answer is not shown to you: the program must find it. \
+Reply with one ```python block only, at most {lines} lines."""
+
+MAX_PROGRAM_WORDS = 240  # a program in a worked example: longer than prose, still well inside the lesson budget
+
+
+def tool_demo_prompt(instruction: str, task: Task) -> list[dict]:
+    """Ask the reflector for the program the policy should have run on a failed task (the answer withheld, so the
+    program has to compute it: printing a given answer would teach nothing)."""
+    user = TOOL_DEMO_PROMPT.format(instruction=instruction, question=task.prompt.strip(), lines=25)
+    return reflector_messages(user)
+
+
+def tool_demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score],
+                     limits: Limits = Limits()) -> tuple[str, str]:
+    """(lesson, '') when the program runs in the sandbox and the checker accepts what it prints, else ('', why not).
+    The lesson is a worked example of the episode the policy should play: run the program, read it, answer."""
+    found = fenced_call(raw, (TOOLS["python"],))
+    if not found:
+        return "", "no ```python block in the reply"
+    code = found[1]
+    out = TOOLS["python"].run(code, limits)
+    lines = [x.strip() for x in out.splitlines() if x.strip()]
+    if "[tool error]" in out or not lines:
+        cause = [x for x in lines if not x.startswith("[")] or lines or ["no output"]
+        return "", f"the program failed: {cause[-1][:160]}"
+    score = reward(task, f"Answer: {lines[-1]}")
+    if score.value < 1.0:
+        return "", f"the checker rejects what the program printed: {score.feedback}"
+    lesson = (f"{EXAMPLE_PREFIX} Question: {' '.join(task.prompt.split())} Good answer:\nStep 1, the assistant:\n"
+              f"```python\n{code}\n```\nStep 1, the tool answered:\n{lines[-1]}\nStep 2, the assistant:\n"
+              f"Answer: {lines[-1]}")
+    if len(lesson.split()) > MAX_PROGRAM_WORDS:
+        return "", f"program too long for a lesson ({len(code.split())} words)"
+    return lesson, ""
+
+
+REWRITE_ASK = """Write the guidance that should replace those lessons (a worked example among them stays as it \
+is): one short paragraph of at most {words} words telling the assistant how to work out the answer to any task of \
+this kind, step by step, and which mistake to avoid. Keep what the correct attempts did, drop advice that misleads. \
+Never mention a task, a word, a number or an answer shown above. Put the paragraph between <guide> and </guide>, \
+and write nothing after it."""
+
+REWRITE_WORDS = 70
+
+
+def rewrite_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[Sequence[Rollout]],
+                   tasks: dict[str, Task], batch: Sequence[Rollout] = (), tools: Sequence[str] = (),
+                   max_tokens: int = 0) -> list[dict]:
+    """Ask for the whole rule set rewritten as one paragraph, the way GEPA proposes whole instructions.
+
+    Single added lessons change little in a small policy's behaviour; a coherent rewrite can change
+    more at once, and since it is one candidate like any other, the gate still decides. Worked
+    examples are kept apart: a rewrite replaces rules only."""
+    user = evidence(instruction, lessons, groups, tasks, batch, tools, max_tokens) + REWRITE_ASK.format(words=REWRITE_WORDS)
+    return reflector_messages(user)
+
+
+# where a sentence may end: after . ! or ?, but not after a list item's number ("2." opens an item, at the start
+# or after a space), so a numbered method is neither cut mid-list nor left ending on a dangling "5."
+SENTENCE_END = r"(?<=[.!?])(?<!\s\d\.)(?<!\s\d\d\.)(?<!^\d\.)(?<!^\d\d\.)"
+
+
+def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
+    """(guide, '') from a rewrite reply, else ('', why not). Small reflectors often drop the tags: then the
+    first plain paragraph of 12+ words is the guide, cut at a sentence end near the word limit."""
+    m = re.search(r"<guide>(.*?)(?:</guide>|$)", raw, re.S | re.I)
+    if m:
+        body = m.group(1)
+    else:
+        paragraphs = [re.sub(r"[*_#`]+", "", p).strip() for p in re.split(r"\n\s*\n", raw)]
+        plain = [p for p in paragraphs if len(p.split()) >= 12 and not re.match(r"(lesson|step)\s*\d|[{\[]", p, re.I)]
+        if not plain:
+            return "", "no <guide> paragraph in the reply"
+        body = plain[0]
+        for p in paragraphs[paragraphs.index(plain[0]) + 1:]:  # "...step by step:" goes on into its list
+            if not body.rstrip().endswith(":") and not re.match(r"\d+[.)]|[-•]", p):
+                break
+            body += " " + re.sub(r"^\s*(?:\d+[.)]|[-•])\s*", "", p, flags=re.M)
+    # the reflector often overshoots the word limit (a third of its guides on object_counting): keep its first
+    # sentences up to the limit rather than lose the guide
+    text = ""
+    for sentence in re.split(SENTENCE_END + r"\s+", " ".join(body.split())):
+        if text and len((text + " " + sentence).split()) > REWRITE_WORDS + 10:
+            break
+        text = f"{text} {sentence}".strip()
+    text = re.sub(r"\s+", " ", text).strip().strip('"')
+    why = problem_with(text)
+    if not why and (copied := copied_item(text, shown)):
+        why = f"copies {copied!r} from a training task"
+    return ("", f"rewrite rejected: {why}: {text[:60]!r}") if why else (text, "")

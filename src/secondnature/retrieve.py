@@ -10,7 +10,6 @@ set reaches another only through the no-match fallback.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -18,6 +17,7 @@ from typing import Callable, Sequence
 
 from . import inject
 from .store import LessonStore
+from .text import words as text_words
 from .types import Lesson
 
 ROUTE_MIN_OVERLAP = 0.3   # Jaccard of word sets between the query and a matched prompt
@@ -39,7 +39,7 @@ class Injected:
 
 
 def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9]+", text.lower()))
+    return set(text_words(text))
 
 
 def route(store: LessonStore, query: str, min_overlap: float = ROUTE_MIN_OVERLAP) -> str | None:

@@ -124,3 +124,17 @@ def structured_call(call: ToolCall, tools: tuple[Tool, ...]) -> tuple[Tool | Non
     if not isinstance(value, str) or not value.strip():
         return tool, "", f'[tool error] no {tool.arg} given; send {{"{tool.arg}": "..."}}'
     return tool, value, ""
+
+
+OUTPUT_HEADER = "Tool output:"  # starts the user message that answers a plain-text call
+
+
+def tool_instruction(instruction: str, tools: tuple[str, ...] = ("python",)) -> str:
+    """A task set's instruction for episodes with tools: how to call them, then the answer line it asks for
+    (the single-turn 'keep your reasoning short' is dropped: with a tool, the work happens in the calls)."""
+    notes = "\n".join(TOOLS[t].note for t in tools)
+    lines = instruction.strip().splitlines()
+    if lines and lines[-1].startswith("Answer:"):
+        return f"Solve the problem. {notes}\nWhen you know the answer, end with a final line exactly of the form:\n" \
+               f"{lines[-1]}"
+    return f"{instruction.strip()}\n\n{notes}"

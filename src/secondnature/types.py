@@ -112,9 +112,60 @@ class Revision:
 
 @dataclass(frozen=True)
 class Edit:
-    """One change a reflector proposes: add (text), edit (id + text), delete (id), or rewrite (text: all rules
-    replaced by one)."""
+    """One change to a lesson set: add (text), edit (id + text), delete (id), or rewrite (text: all the rules
+    replaced by one paragraph; worked examples stay)."""
 
     op: str
     text: str = ""
     id: str = ""
+
+
+@dataclass(frozen=True)
+class Reflection:
+    """One reflector call: what it was shown and asked, its raw answer, the edits parsed from it and why the rest
+    was dropped. Kept in the store as the evidence behind every lesson it led to."""
+
+    id: str
+    model: str
+    prompt: str
+    raw: str
+    rollout_ids: tuple[str, ...] = ()
+    edits: tuple[Edit, ...] = ()
+    notes: str = ""            # what the parser or the screen refused, and why
+    tokens: int = 0            # prompt + completion tokens
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A proposed revision: the edit, the whole lesson set it would make (new lessons still without their store
+    id), which proposer made it, and the reflection and rollouts it came from."""
+
+    edit: Edit
+    lessons: tuple[Lesson, ...]
+    kind: str                  # the proposer: "edit", "example", "demo", "rewrite", or a user's own
+    reflection_id: str = ""
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GateRecord:
+    """One gate decision as the store keeps it: what was proposed, the paired scores, the verdict and why."""
+
+    scope: str
+    proposed: tuple[Edit, ...]
+    n: int
+    current_score: float
+    proposed_score: float
+    wins: int
+    losses: int
+    p_value: float
+    decision: str              # "accepted" or "rejected"
+    reason: str
+    run_id: int | None = None
+    step: int | None = None
+    candidate: int | None = None  # its place among the step's candidates: a resumed step rewrites, never repeats
+    current_revision: int | None = None
+    reflection_id: str = ""
+    revision_id: int | None = None  # the revision an accepted gate made
+    id: int | None = None           # the store's, once recorded
+    created_at: str = ""

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from secondnature.models import ReplayModel
-from secondnature.reflect import reflector_messages
+from secondnature.evidence import reflector_messages
 
 
 def main(db_path: str) -> None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import rollout
-from ..episode import render_trajectory
+from ..evidence import clip_reply, render_trajectory
 from ..models import Model
-from ..reflect import _clip
+from ..rollout import is_episode
 from ..types import Rollout, Task, TaskSet
 
 COMPONENT = "system_prompt"
@@ -74,8 +74,8 @@ class RolloutAdapter:
                                 components_to_update: list[str]) -> dict[str, list[dict]]:
         # an episode's output is its whole trajectory, rendered as our reflector sees it: GEPA reads the same evidence
         records = [{"Inputs": tr["task"].prompt,
-                    "Generated Outputs": (render_trajectory(tr["rollout"].messages) if len(tr["rollout"].messages) > 3
-                                          else _clip(tr["rollout"].completion)),
+                    "Generated Outputs": (render_trajectory(tr["rollout"].messages) if is_episode(tr["rollout"])
+                                          else clip_reply(tr["rollout"].completion)),
                     "Feedback": feedback(tr["task"], tr["rollout"])} for tr in eval_batch.trajectories or []]
         return {c: records for c in components_to_update}
 

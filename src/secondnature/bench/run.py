@@ -45,7 +45,6 @@ class BenchConfig:
     lesson_tokens: int | None = 400
     max_tokens: int = 384
     gepa_reflect_max_tokens: int = 800
-    instructions: bool = False    # the lesson loop's instruction candidates (LearnConfig.instructions)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def _model_s(*models: CachedModel) -> tuple[float, float]:
 def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, taskset: TaskSet, config: BenchConfig,
               workdir: Path, progress: Progress) -> ArmRun:
     lc = LearnConfig(budget=config.budget, val_size=config.val_size, seed=seed, lesson_tokens=config.lesson_tokens,
-                     max_tokens=config.max_tokens, instructions=config.instructions)
+                     max_tokens=config.max_tokens)
     train, val = learn_split(taskset, lc)
     before, t0 = _model_s(policy, reflector), time.perf_counter()
     if arm == "none":

@@ -22,9 +22,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 
-INSTRUCTIONS_HELP = "also propose rewrites of the task's instruction itself (slower; see BENCHMARKS.md)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="secondnature", description=__doc__)
     ap.add_argument("--store", default=None, help="store file (default $SECONDNATURE_HOME/store.db, "
@@ -35,7 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("taskset", help="letters[:tiers], game24, gsm8k, bbh/<task>, or a .jsonl file")
     p.add_argument("--budget", type=int, default=400, help="policy rollouts to spend (train + validation)")
     p.add_argument("--resume", action="store_true", help="continue the last run of this task set")
-    p.add_argument("--instructions", action="store_true", help=INSTRUCTIONS_HELP)
     p.add_argument("--plot", nargs="?", const="", default=None, metavar="PNG",
                    help="save the learning curve (default path under $SECONDNATURE_HOME/plots) and print its path")
     p.add_argument("--val-size", type=int, default=24)
@@ -91,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated: none, secondnature, gepa, grpo (grpo needs the train extra)")
     p.add_argument("--budget", type=int, default=400, help="policy rollouts per arm and seed (train + validation)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm; intervals cover seed and item variance")
-    p.add_argument("--instructions", action="store_true", help=INSTRUCTIONS_HELP)
     p.add_argument("--val-size", type=int, default=24)
     p.add_argument("--test-limit", type=int, default=None, help="first N test items of each task set")
     p.add_argument("--checker", default=None)

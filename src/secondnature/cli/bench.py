@@ -45,7 +45,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     tasksets = [load_taskset(spec, args.checker) for spec in args.taskset]  # every file checked before any model call
     config = BenchConfig(arms=arms, budget=args.budget, seeds=tuple(range(args.seed, args.seed + args.seeds)),
                          val_size=args.val_size, test_limit=args.test_limit, lesson_tokens=args.lesson_tokens,
-                         max_tokens=args.max_tokens, instructions=args.instructions)
+                         max_tokens=args.max_tokens)
     workdir = home() / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
     cache = LessonStore(workdir / "cache.db")  # one completion cache for every benchmark on this machine

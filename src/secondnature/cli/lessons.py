@@ -210,16 +210,15 @@ def cmd_gates(args: argparse.Namespace) -> int:
     """Every gate decision, accepted or not, with its scores and reason: what the loop tried and why it kept it."""
     gates = _store(args).gates(args.scope, args.run)
     if args.json:
-        print(json.dumps([{**g, "proposed": json.loads(g["proposed"])} for g in gates], indent=1))
+        print(json.dumps([asdict(g) for g in gates], indent=1))
         return 0
     t = Table(title="gate decisions", show_lines=True)
     for col in ("id", "run", "decision", "proposed edit", "n", "current → proposed", "won/lost", "p", "reason"):
         t.add_column(col)
     for g in gates:
-        edits = "; ".join(f"{e['op']} {e.get('id') or ''} {e.get('text', '')[:90]}".strip()
-                          for e in json.loads(g["proposed"]))
-        t.add_row(str(g["id"]), str(g["run_id"] or "-"), g["decision"], escape(edits), str(g["n"]),
-                  f"{g['current_score']:.2f} → {g['proposed_score']:.2f}", f"{g['wins']}/{g['losses']}",
-                  f"{g['p_value']:.3f}", escape(g["reason"]))
+        edits = "; ".join(f"{e.op} {e.id} {e.text[:90]}".strip() for e in g.proposed)
+        t.add_row(str(g.id), str(g.run_id or "-"), g.decision, escape(edits), str(g.n),
+                  f"{g.current_score:.2f} → {g.proposed_score:.2f}", f"{g.wins}/{g.losses}", f"{g.p_value:.3f}",
+                  escape(g.reason))
     ui.out.print(t)
     return 0

@@ -25,7 +25,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     policy, reflector = ui.models(args)
     config = LearnConfig(budget=args.budget, seed=args.seed, lesson_tokens=args.lesson_tokens,
                          val_size=args.val_size, group_size=args.group_size, tasks_per_step=args.tasks_per_step,
-                         max_tokens=args.max_tokens, instructions=args.instructions)
+                         max_tokens=args.max_tokens)
     with ui.progress_bar(args.budget, f"learn {taskset.name}") as progress:
         result = learn(policy, reflector, taskset, store, config, resume=args.resume, progress=progress)
     lessons = store.revision_lessons(result.revision)

@@ -12,14 +12,10 @@ from typing import Sequence
 from secondnature.rewards import get_checker
 from secondnature.tasks.builtin import BBH_TASKS, LETTER_TIERS, bbh, game24, gsm8k, letters
 from secondnature.tasks.jsonl import TaskFileError, load_jsonl
+from secondnature.text import slug
 from secondnature.types import Task, TaskSet
 
 __all__ = ["TaskFileError", "list_tasksets", "load_taskset", "slug", "split", "with_tools"]
-
-
-def slug(name: str) -> str:
-    """A task set's name as a file name part ("bbh/object_counting" -> "bbh_object_counting")."""
-    return name.replace("/", "_").replace(":", "_").replace(",", "_").replace("+", "_")
 
 
 def list_tasksets() -> list[str]:
@@ -38,8 +34,7 @@ def _letters(tiers_spec: str) -> TaskSet:
 
 def with_tools(taskset: TaskSet, tool: str) -> TaskSet:
     """The same tasks as multi-turn episodes with a tool; the name says so ('game24+python')."""
-    from secondnature.episode import tool_instruction
-    from secondnature.tools import TOOLS
+    from secondnature.tools import TOOLS, tool_instruction
     if tool not in TOOLS:
         raise ValueError(f"unknown tool {tool!r} in '{taskset.name}+{tool}': the tools are {', '.join(TOOLS)}")
     return replace(taskset, name=f"{taskset.name}+{tool}", instruction=tool_instruction(taskset.instruction, (tool,)),

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import inject, rollout
+from ..evidence import final_label
 from ..models import CachedModel, LlamaModel, Model, ModelError
-from ..reflect import final_label
 from ..store import LessonStore
 from ..tasks import slug, split
 from ..types import TaskSet
@@ -69,7 +69,7 @@ def teacher_examples(policy: Model, taskset: TaskSet, lessons: list, store: Less
     train = list(split(taskset.tasks, config.split_seed)["train"])
     random.Random(config.seed).shuffle(train)
     train = train[:config.tasks]
-    system, kept = inject.system_prompt(taskset.instruction, lessons, config.lesson_tokens, policy.count_tokens)
+    system, kept = inject.compose(taskset.instruction, lessons, config.lesson_tokens, policy.count_tokens)
     rs = rollout.run(policy, train, taskset.reward, system, kept, n=config.samples, temperature=config.temperature,
                      max_tokens=config.max_tokens, seed=config.seed * 7919 + 17, purpose="distill",
                      on_done=lambda r: progress(1, ""))

@@ -13,13 +13,13 @@ import os
 import re
 import sqlite3
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from .schema import MIGRATIONS
-from .types import Completion, Lesson, Revision, Rollout, Score, ToolCall
+from ..types import Completion, Edit, GateRecord, Lesson, Reflection, Revision, Rollout, Score, ToolCall
+from . import schema
 
 APP_ID = 0x534E4154  # "SNAT" in PRAGMA application_id: tells our files from foreign SQLite files
 
@@ -43,7 +43,7 @@ def now() -> str:
 
 
 def default_path() -> Path:
-    from .weights import home
+    from ..weights import home
     return home() / "store.db"
 
 
@@ -91,11 +91,11 @@ class LessonStore:
             db.execute(f"PRAGMA application_id={APP_ID}")
             db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
             done = {r[0] for r in db.execute("SELECT name FROM migrations")}
-            known = {name for name, _ in MIGRATIONS}
+            known = {name for name, _ in schema.MIGRATIONS}
             if done - known:
                 raise StoreError(f"{self.path} was written by a newer secondnature (migrations {sorted(done - known)});"
                                  f" upgrade secondnature to use it")
-            for name, sql in MIGRATIONS:
+            for name, sql in schema.MIGRATIONS:
                 if name not in done:
                     for statement in sql.split(";"):
                         if statement.strip():
@@ -151,11 +151,10 @@ class LessonStore:
                                "('train','val') AND COALESCE(error,'')=''", (scope,))
         return [(r[0], r[1], tuple(json.loads(r[2]))) for r in rows]
 
-    def add_reflection(self, rid: str, *, run_id: int | None, scope: str, model: str, rollout_ids: list[str],
-                       prompt: str, raw: str, edits: list[dict], parse_error: str) -> None:
+    def add_reflection(self, r: Reflection, *, run_id: int | None, scope: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO reflections VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (rid, run_id, scope, model, json.dumps(rollout_ids), prompt, raw, json.dumps(edits),
-                         parse_error, now()))
+                        (r.id, run_id, scope, r.model, json.dumps(list(r.rollout_ids)), r.prompt, r.raw,
+                         json.dumps([asdict(e) for e in r.edits]), r.notes, now()))
 
     def reflection(self, rid: str) -> dict | None:
         r = self.db.execute("SELECT * FROM reflections WHERE id=?", (rid,)).fetchone()
@@ -196,10 +195,6 @@ class LessonStore:
             q, args = q + " AND status=?", args + [status]
         return [_lesson(r) for r in self.db.execute(q + " ORDER BY seq", args)]
 
-    def lesson_created_at(self, lesson_id: str) -> str:
-        r = self.db.execute("SELECT created_at FROM lessons WHERE id=?", (lesson_id,)).fetchone()
-        return r[0] if r else ""
-
     def credit(self, lesson_id: str, *, uses: int = 0, gain: float | None = None) -> None:
         if gain is None:
             self.db.execute("UPDATE lessons SET uses=uses+? WHERE id=?", (uses, lesson_id))
@@ -214,7 +209,7 @@ class LessonStore:
         """Retire (kept, with the reason, restorable) or reactivate a lesson; membership is the revision's business."""
         self.db.execute("UPDATE lessons SET status=?, note=? WHERE id=?", (status, note, lesson_id))
 
-    def commit_revision(self, scope: str, lesson_ids: list[str], note: str, *, gate: dict | None = None,
+    def commit_revision(self, scope: str, lesson_ids: list[str], note: str, *, gate: GateRecord | None = None,
                         run_progress: tuple[int, int, int] | None = None) -> Revision:
         """Make `lesson_ids` the new head of `scope`, atomically with its gate record and the run's progress."""
         with self.transaction() as db:
@@ -229,7 +224,7 @@ class LessonStore:
                     db.execute("UPDATE lessons SET status=?, note=CASE WHEN ?='active' THEN '' ELSE note END "
                                "WHERE id=?", (status, status, lesson.id))
             if gate is not None:
-                self.add_gate({**gate, "revision_id": rev_id, "decision": "accepted"})
+                self.add_gate(replace(gate, revision_id=rev_id, decision="accepted"))
             if run_progress is not None:
                 self.update_run(*run_progress)
         return self.revision(rev_id)
@@ -309,22 +304,23 @@ class LessonStore:
             "SELECT id, rank FROM lesson_index WHERE lesson_index MATCH ? ORDER BY rank LIMIT ?", (q, k))]
 
     # ------------------------------------------------------------ gates and runs
-    def add_gate(self, g: dict) -> None:
+    def add_gate(self, g: GateRecord) -> None:
+        """Record a gate decision; one made again at the same place of a run (a resumed step) replaces it."""
         self.db.execute(
-            "INSERT INTO gates (run_id, scope, current_revision, proposed, reflection_id, n, current_score, "
-            "proposed_score, wins, losses, p_value, decision, reason, revision_id, created_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (g.get("run_id"), g["scope"], g.get("current_revision"), json.dumps(g["proposed"]), g.get("reflection_id"),
-             g["n"], g["current_score"], g["proposed_score"], g["wins"], g["losses"], g["p_value"], g["decision"],
-             g["reason"], g.get("revision_id"), now()))
+            "INSERT OR REPLACE INTO gates (run_id, scope, current_revision, proposed, reflection_id, n, current_score, "
+            "proposed_score, wins, losses, p_value, decision, reason, revision_id, created_at, step, candidate) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (g.run_id, g.scope, g.current_revision, json.dumps([asdict(e) for e in g.proposed]), g.reflection_id, g.n,
+             g.current_score, g.proposed_score, g.wins, g.losses, g.p_value, g.decision, g.reason, g.revision_id, now(),
+             g.step, g.candidate))
 
-    def gates(self, scope: str | None = None, run_id: int | None = None) -> list[dict]:
+    def gates(self, scope: str | None = None, run_id: int | None = None) -> list[GateRecord]:
         q, args = "SELECT * FROM gates WHERE 1=1", []
         if scope:
             q, args = q + " AND scope=?", args + [scope]
         if run_id is not None:
             q, args = q + " AND run_id=?", args + [run_id]
-        return [dict(r) for r in self.db.execute(q + " ORDER BY id", args)]
+        return [_gate(r) for r in self.db.execute(q + " ORDER BY id", args)]
 
     def add_distillation(self, scope: str, revision: int | None, adapter: str, base: str, config: dict,
                          report: dict) -> int:
@@ -360,6 +356,13 @@ def _lesson(r: sqlite3.Row) -> Lesson:
     return Lesson(r["id"], r["text"], r["scope"], tuple(json.loads(r["evidence"])), r["reflection_id"] or "",
                   r["parent"] or "", r["uses"], r["gain"], r["status"], tuple(json.loads(r["tags"])),
                   r["loo"], r["loo_n"], r["note"])
+
+
+def _gate(r: sqlite3.Row) -> GateRecord:
+    proposed = tuple(Edit(e.get("op", ""), e.get("text", ""), e.get("id") or "") for e in json.loads(r["proposed"]))
+    return GateRecord(r["scope"], proposed, r["n"], r["current_score"], r["proposed_score"], r["wins"], r["losses"],
+                      r["p_value"], r["decision"], r["reason"], r["run_id"], r["step"], r["candidate"],
+                      r["current_revision"], r["reflection_id"] or "", r["revision_id"], r["id"], r["created_at"])
 
 
 def _revision(r: sqlite3.Row) -> Revision:

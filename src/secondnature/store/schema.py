@@ -57,4 +57,10 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("006_tool_calls", """
     ALTER TABLE completions ADD COLUMN tool_calls TEXT NOT NULL DEFAULT '[]';
     """),
+    # a gate's place in its run (step, candidate): a resumed step records its gates again in place, not twice
+    ("007_gate_step", """
+    ALTER TABLE gates ADD COLUMN step INTEGER;
+    ALTER TABLE gates ADD COLUMN candidate INTEGER;
+    CREATE UNIQUE INDEX gates_in_run ON gates (run_id, step, candidate);
+    """),
 ]

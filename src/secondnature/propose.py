@@ -1,0 +1,227 @@
+"""Proposers: from one step's evidence to candidate revisions, each judged alone by the gate.
+
+A proposer is a function `(Step) -> Proposal`. The loop runs a tuple of them in order, and a user
+can pass their own beside or instead of these:
+
+- `reflector_edits`: the reflector reads the step's groups and proposes lesson edits (add, edit,
+  delete); each edit is a candidate of its own, since a weak reflector proposes a few good lessons
+  among harmful ones;
+- `rule_rewrite`: all the rules rewritten as one paragraph that replaces them, the way GEPA
+  proposes whole instructions;
+- `worked_example`: the policy's own best work, a correct attempt that shows its working from a
+  group where others failed (small models copy a method from an example they would not follow as
+  a rule);
+- `demonstration`: the reflector writes the solution of one failed task (with the Python tool: the
+  program that solves it, run in the sandbox); the reward must accept it first.
+
+A candidate that repeats a kept lesson in nearly the same words is refused here, with the reason:
+the prompt would carry the same advice twice.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from . import reflect
+from .evidence import render_trajectory
+from .inject import EXAMPLE_PREFIX, is_instruction
+from .models import Model
+from .rollout import is_episode
+from .screen import MAX_EXAMPLE_WORDS
+from .text import DUPLICATE, similarity
+from .types import Candidate, Edit, Lesson, Reflection, Rollout, Task, TaskSet
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one step of the loop has seen, for the proposers."""
+
+    run_id: int
+    index: int                               # the step's number in its run
+    seed: int                                # its sampling seed; reflector calls derive theirs from it
+    taskset: TaskSet
+    instruction: str                         # the instruction in force
+    lessons: tuple[Lesson, ...]              # the current revision's lessons
+    groups: tuple[tuple[Rollout, ...], ...]  # attempts grouped by task, as the reflector is shown them
+    batch: tuple[Rollout, ...]               # every attempt of the step, shown or not
+    tasks: Mapping[str, Task]
+    reflector: Model
+    new_id: str                              # the id the next new lesson will get
+    proposals: int = 2                       # reflector samples asking for edits
+    max_candidates: int = 3                  # edit candidates kept of those
+    reflect_max_tokens: int = 400
+    policy_max_tokens: int = 384             # the policy's reply limit (the reflector sees who hit it)
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return tuple(r.id for g in self.groups for r in g)
+
+    @property
+    def shown(self) -> list[Task]:
+        return [self.tasks[g[0].task_id] for g in self.groups]
+
+    @property
+    def rules(self) -> list[Lesson]:
+        """The lessons the reflector may edit: all but an instruction lesson."""
+        return [x for x in self.lessons if not is_instruction(x)]
+
+    def prompt(self) -> list[dict]:
+        """The reflection request for lesson edits over the step's groups."""
+        return reflect.build_prompt(self.instruction, self.rules, self.groups, dict(self.tasks), self.batch,
+                                    self.taskset.tools, self.policy_max_tokens)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    candidates: tuple[Candidate, ...] = ()
+    reflections: tuple[Reflection, ...] = ()
+
+
+Proposer = Callable[[Step], Proposal]
+
+
+def apply(step: Step, edit: Edit) -> tuple[tuple[Lesson, ...] | None, str]:
+    """The lesson set after `edit`, or None and why it makes no new lesson set. An edited or added lesson goes
+    last, where its new id puts it; a rewrite replaces the rules (worked examples and an instruction stay)."""
+    current = list(step.lessons)
+    new = Lesson(step.new_id, edit.text, step.taskset.name)
+    if edit.op == "add":
+        rest = current
+    elif edit.op == "rewrite":
+        gone = [x for x in current if not x.text.startswith(EXAMPLE_PREFIX) and not is_instruction(x)]
+        rest = [x for x in current if x not in gone]
+        new = replace(new, parent=gone[-1].id if gone else "")
+    else:
+        rest = [x for x in current if x.id != edit.id]
+        if len(rest) == len(current):
+            return None, f"{edit.op} of unknown lesson {edit.id!r}"
+        if edit.op == "delete":
+            return tuple(rest), ""
+        new = replace(new, parent=edit.id)
+    others = current if edit.op == "rewrite" else rest  # a rewrite that says what a rule it replaces said is no change
+    if kept := next((x for x in others if similarity(x.text, edit.text) >= DUPLICATE), None):
+        return None, f"repeats {kept.id} in nearly the same words"
+    return tuple(rest) + (new,), ""
+
+
+def candidates_of(step: Step, edits: Sequence[Edit], kind: str, reflection_id: str = "") -> tuple[list[Candidate], str]:
+    """A candidate for each edit that makes a new lesson set, and the notes on those that do not."""
+    out, notes = [], []
+    for e in edits:
+        lessons, why = apply(step, e)
+        if lessons is None:
+            notes.append(f"{e.op} refused: {why}: {e.text[:60]!r}")
+        elif all(tuple(x.text for x in c.lessons) != tuple(x.text for x in lessons) for c in out):
+            out.append(Candidate(e, lessons, kind, reflection_id, step.evidence))
+    return out, "; ".join(notes)
+
+
+def ask(step: Step, kind: str, messages: list[dict], check: Callable[[str], tuple[str, str]], seed: int,
+        rollout_ids: Sequence[str]) -> tuple[str, Reflection]:
+    """One reflector call for a candidate of its own kind: the checked text ('' if refused) and its record."""
+    c = step.reflector.chat(messages, n=1, temperature=0.7, max_tokens=step.reflect_max_tokens, seed=seed)[0]
+    text, why = check(c.text) if not c.error else ("", f"reflector failed: {c.error}")
+    return text, Reflection(f"f{step.run_id}-{step.index}-{kind}", step.reflector.name, messages[-1]["content"], c.text,
+                            tuple(rollout_ids), notes=why, tokens=c.prompt_tokens + c.completion_tokens)
+
+
+def reflector_edits(step: Step) -> Proposal:
+    """The reflector's lesson edits, `step.proposals` samples of them, each edit a candidate of its own."""
+    msgs = step.prompt()
+    found: list[Candidate] = []
+    reflections = []
+    for i, c in enumerate(step.reflector.chat(msgs, n=step.proposals, temperature=0.7,
+                                              max_tokens=step.reflect_max_tokens, seed=step.seed)):
+        rid = f"f{step.run_id}-{step.index}-{i}"
+        edits, notes = (reflect.parse(c.text, {x.id for x in step.rules}, step.shown) if not c.error
+                        else ([], [f"reflector failed: {c.error}"]))
+        made, refused = candidates_of(step, edits, "edit", rid)
+        found += [x for x in made if all(x.lessons != y.lessons for y in found)]
+        reflections.append(Reflection(rid, step.reflector.name, msgs[-1]["content"], c.text, step.evidence,
+                                      tuple(edits), "; ".join(notes + [refused] if refused else notes),
+                                      c.prompt_tokens + c.completion_tokens))
+    return Proposal(tuple(found[:step.max_candidates]), tuple(reflections))
+
+
+def worked_example(step: Step) -> Proposal:
+    """The policy's own best work as a worked example, unless the revision holds one already."""
+    if any(x.text.startswith(EXAMPLE_PREFIX) for x in step.lessons):
+        return Proposal()
+    text = example_from(step.groups, step.tasks)
+    return Proposal(tuple(candidates_of(step, [Edit("add", text)], "example")[0])) if text else Proposal()
+
+
+def demonstration(step: Step) -> Proposal:
+    """The reflector's solution of the shortest failed task, kept only if the reward accepts it; with the Python
+    tool, the program that solves it, run in the sandbox and checked. It replaces a worked example already kept."""
+    failed = [g for g in step.groups if min(r.score.value for r in g) < 1]
+    if not failed:
+        return Proposal()
+    group = min(failed, key=lambda g: len(step.tasks[g[0].task_id].prompt))
+    task, reward = step.tasks[group[0].task_id], step.taskset.reward
+    if "python" in step.taskset.tools:  # the answer is withheld: the program has to compute it
+        msgs, check = reflect.tool_demo_prompt(step.instruction, task), lambda raw: reflect.tool_demo_lesson(raw, task, reward)
+    else:
+        msgs, check = reflect.demo_prompt(step.instruction, task), lambda raw: reflect.demo_lesson(raw, task, reward)
+    text, reflection = ask(step, "demo", msgs, check, step.seed, [r.id for r in group])
+    if not text:
+        return Proposal((), (reflection,))
+    example = next((x for x in step.lessons if x.text.startswith(EXAMPLE_PREFIX)), None)
+    edit = Edit("edit", text, example.id) if example else Edit("add", text)
+    made, refused = candidates_of(step, [edit], "demo", reflection.id)
+    return Proposal(tuple(made), (replace(reflection, edits=(edit,), notes=refused),))
+
+
+def rule_rewrite(step: Step) -> Proposal:
+    """All the rules rewritten as one paragraph (at most reflect.REWRITE_WORDS words) that replaces them."""
+    msgs = reflect.rewrite_prompt(step.instruction, step.rules, step.groups, dict(step.tasks), step.batch,
+                                  step.taskset.tools, step.policy_max_tokens)
+    text, reflection = ask(step, "rewrite", msgs, lambda raw: reflect.parse_guide(raw, step.shown), step.seed + 1,
+                           [r.id for r in step.batch])
+    if not text:
+        return Proposal((), (reflection,))
+    made, refused = candidates_of(step, [Edit("rewrite", text)], "rewrite", reflection.id)
+    return Proposal(tuple(made), (replace(reflection, edits=(Edit("rewrite", text),), notes=refused),))
+
+
+# In this order the reflection and the rewrite, which open with the same evidence, are asked one after the other: a
+# local reflector keeps that evidence in its KV cache (0.60 of the reflector time a step on gsm8k; BENCHMARKS.md)
+PROPOSERS: tuple[Proposer, ...] = (reflector_edits, rule_rewrite, worked_example, demonstration)
+
+
+def propose(step: Step, proposers: Sequence[Proposer] = PROPOSERS) -> Proposal:
+    """Every proposer's candidates in order, each lesson set once, and every reflection made on the way."""
+    found: list[Candidate] = []
+    reflections: list[Reflection] = []
+    for proposer in proposers:
+        p = proposer(step)
+        reflections += p.reflections
+        found += [c for c in p.candidates if all(_texts(c) != _texts(d) for d in found)]
+    return Proposal(tuple(found), tuple(reflections))
+
+
+def _texts(c: Candidate) -> tuple[str, ...]:
+    return tuple(x.text for x in c.lessons)
+
+
+# ---------------------------------------------------------------- the policy's own best work
+
+def example_from(groups: Sequence[Sequence[Rollout]], tasks: Mapping[str, Task]) -> str:
+    """A lesson made of the policy's own best work: a correct attempt that shows its working, from a group where
+    other attempts failed (SIMBA-style demonstrations). '' if no attempt qualifies.
+
+    From an episode the example is the whole working, step by step: the code that ran (lines kept), what
+    came back and the answer, so a solver the policy once wrote becomes one it can reuse."""
+    shows_work = [(len(_working(r).split()), r) for g in groups if min(x.score.value for x in g) < 1
+                  for r in g if r.score.value >= 1.0]
+    shows_work = [(words, r) for words, r in shows_work if 12 <= words <= MAX_EXAMPLE_WORDS - 30]
+    if not shows_work:
+        return ""
+    best = max(shows_work, key=lambda wr: wr[0])[1]  # the first of the longest
+    return f"{EXAMPLE_PREFIX} Question: {' '.join(tasks[best.task_id].prompt.split())} Good answer: {_working(best)}"
+
+
+def _working(r: Rollout) -> str:
+    if not is_episode(r):
+        return reflect.plain_math(" ".join(r.completion.split()))
+    return "\n" + render_trajectory(r.messages)  # code stays as it ran: its backslashes are not LaTeX
