@@ -30,19 +30,23 @@ def reflector(messages: list[dict]) -> str:
 def test_demo_learns_and_reports_the_references(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                 capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("SECONDNATURE_HOME", str(tmp_path))
-    monkeypatch.setattr(ui, "out", Console(width=10_000))
+    monkeypatch.setattr(ui, "out", Console(width=80))  # what a user sees in an 80-column terminal
     scripted = {"p": ScriptedModel(letters_policy, "policy"), "r": ScriptedModel(reflector, "reflector")}
     monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: scripted[spec])
     code = cli.main(["demo", "--budget", "120", "--test-items", "30", "--val-size", "8", "--policy", "p",
-                     "--reflector", "r", "--json"])
+                     "--reflector", "r", "--record", str(tmp_path / "demo.json")])
     out = capsys.readouterr().out
     assert code == 0
-    report, _ = json.JSONDecoder().raw_decode(out[out.index('{\n "before"'):])
-    assert report["lessons"] == [GOOD] and report["after"] == 1.0 > report["before"]
-    assert "always answering '1'" in out and "balanced accuracy" in out
-    before, after = report["balanced"]
-    assert after == 1.0 and before <= 0.5  # always "2": right on one of the (at least two) answers counted
-    assert (tmp_path / "demo.db").exists()
+    assert max(len(line) for line in out.splitlines()) <= 80
+    record = json.loads((tmp_path / "demo.json").read_text())
+    assert record["task"] == "letters:medium,hard+python" and record["n"] == 30 and record["commit"]
+    assert [x["text"] for x in record["lessons"]] == [GOOD]
+    assert record["accuracy"]["after"] == 1.0 > record["accuracy"]["before"]
+    assert record["diff_ci95"][0] > 0 and record["balanced_diff_ci95"][0] > 0
+    assert record["balanced_accuracy"]["after"] == 1.0 and record["balanced_accuracy"]["before"] <= 0.5
+    assert record["majority"]["answer"] == "1" and "nothing is left to win" in record["stopped"]
+    assert "always answering '1'" in out and "balanced accuracy" in out and "kept" in out
+    assert (tmp_path / "demo.db").exists() and str(tmp_path / "demo.db") in out.replace("\n", "")
 
 
 def test_eval_reports_balanced_accuracy_where_answers_are_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -35,6 +35,7 @@ def tiny_adapter(path: Path, base: str) -> Path:
 
 
 def test_adapter_metadata_and_a_missing_base_is_a_clear_error(tmp_path):
+    pytest.importorskip("gguf")  # the reader comes with the embedded and train extras
     from secondnature.weights import adapter_meta
     path = tiny_adapter(tmp_path / "a.gguf", str(tmp_path / "gone.gguf"))
     assert adapter_meta(path) == {"base": str(tmp_path / "gone.gguf"), "revision": "3"}

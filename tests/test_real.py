@@ -18,6 +18,7 @@ import pytest
 from secondnature.cli import main
 from secondnature.models import ModelError, OpenAIModel
 from secondnature.store import LessonStore
+from secondnature.types import Lesson
 
 pytestmark = pytest.mark.real
 TASKSET = "letters:medium,hard"
@@ -47,7 +48,7 @@ def test_learn_records_everything_and_eval_uses_the_revision(tmp_path, capsys, p
     assert store.reflections(), "every reflector call is recorded, parsed or not"
     assert store.last_run(TASKSET)["status"] == "done"
     for gate in store.gates(TASKSET):
-        assert gate["decision"] in ("accepted", "rejected") and gate["n"] >= 1 and gate["reason"]
+        assert gate.decision in ("accepted", "rejected") and gate.n >= 1 and gate.reason
     assert main(["--store", str(store_path), "eval", TASKSET, "--limit", "4", "--json", "--max-tokens", "200"]) == 0
     r = json.loads(capsys.readouterr().out)
     head = store.head(TASKSET)
@@ -78,10 +79,15 @@ def test_curate_and_retrieval_on_the_embedded_model(tmp_path, capsys, policy_pat
     routed = json.loads(capsys.readouterr().out)
     assert routed["routed"] == {TASKSET: 3} and routed["lessons"] == list(s.head(TASKSET).lesson_ids)
 
+HAND = "Spell the word out letter by letter, then count the matches one by one."
+
 
 def test_killed_learn_resumes(tmp_path, policy_path):
     """SIGKILL a real `learn` process mid-run; `--resume` finishes the same run and keeps what was accepted."""
     store_path = tmp_path / "s.db"
+    store = LessonStore(store_path)  # a head revision from before the run, which the kill must not lose
+    kept = store.commit_revision(TASKSET, [store.add_lesson(Lesson("", HAND, TASKSET)).id], "by hand")
+    store.close()
     args = [sys.executable, "-m", "secondnature.cli", "--store", str(store_path), "learn", TASKSET, "--budget", "60",
             "--val-size", "6", "--tasks-per-step", "2", "--group-size", "3", "--reflector", "default",
             "--max-tokens", "160"]
@@ -99,17 +105,22 @@ def test_killed_learn_resumes(tmp_path, policy_path):
     store = LessonStore(store_path)
     before = store.last_run(TASKSET)
     assert before is not None and before["status"] == "running"
-    kept = store.head(TASKSET)
-    kept_ids = set(kept.lesson_ids) if kept else set()
+    head = store.head(TASKSET)
+    at_kill = [x.text for x in store.revision_lessons(head)]
+    assert HAND in at_kill
     store.close()
     done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "stopped:" in done.stderr + done.stdout  # the run says why it ended
     store = LessonStore(store_path)
     after = store.last_run(TASKSET)
     assert after["id"] == before["id"] and after["status"] == "done"
     assert after["steps_done"] >= before["steps_done"]
-    all_ids = {x.id for x in store.lessons(TASKSET)}
-    assert kept_ids <= all_ids
+    assert [x.text for x in store.revision_lessons(store.revision(head.id))] == at_kill  # revisions never change
+    final = [x.text for x in store.revision_lessons(store.head(TASKSET))]
+    removed = [t for t in at_kill if t not in final]  # only an accepted gate may take a lesson out of the head
+    accepted = [g for g in store.gates(TASKSET) if g.decision == "accepted" and g.revision_id > kept.id]
+    assert not removed or accepted, (at_kill, final)
 
 
 def _free_port() -> int:

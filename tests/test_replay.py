@@ -3,6 +3,7 @@ tests/data/record_replay.py). The parser and the rewards must cope with what rea
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,21 @@ def test_real_reflections_parse_into_clean_lessons():
     for p in RECORDED["prompts"]:
         raw = model.chat(p["messages"], n=p["sample"] + 1, seed=p["seed"])[p["sample"]].text
         edits, notes = reflect.parse(raw, known_ids={"L1"})
-        for e in edits:
-            if e.op != "delete":
-                assert reflect.problem_with(e.text) == "", e.text
-                assert len(e.text.split()) <= 80
+        assert edits or notes, "a reply that gives no lesson is explained"
+        said = words(raw)
+        for e in edits:  # the parser extracts what the reflector wrote; it never invents or reorders words
+            assert e.op == "delete" or is_subsequence(words(e.text), said), (e.text, raw[:300])
         found += sum(e.op == "add" for e in edits)
     assert found >= 3, "the recorded 1.5B replies contain usable lessons; the parser must find them"
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def is_subsequence(part: list[str], whole: list[str]) -> bool:
+    it = iter(whole)
+    return all(w in it for w in part)
 
 
 def test_replay_refuses_an_unseen_prompt():

@@ -1,6 +1,7 @@
 """Score a lesson set on a split: accuracy with a Wilson interval, and paired differences between two sets."""
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -112,6 +113,24 @@ def balanced_accuracy(tasks: Sequence[Task], scores: Sequence[float], min_items:
         by.setdefault(t.answer.strip(), []).append(v)
     groups = [v for v in by.values() if len(v) >= min_items]
     return sum(sum(v) / len(v) for v in groups) / len(groups) if len(groups) >= 2 else None
+
+
+def balanced_diff(tasks: Sequence[Task], before: Sequence[float], after: Sequence[float], *, resamples: int = 2000,
+                  seed: int = 0) -> tuple[float, tuple[float, float]] | None:
+    """Balanced accuracy after minus before on the same items, with a 95% bootstrap interval over items (both
+    arms on each resample); None where balanced accuracy is (the answers are not labels)."""
+    b, a = balanced_accuracy(tasks, before), balanced_accuracy(tasks, after)
+    if b is None or a is None:
+        return None
+    rng, diffs = random.Random(seed), []
+    for _ in range(resamples):
+        idx = [rng.randrange(len(tasks)) for _ in tasks]
+        pick = [tasks[i] for i in idx]
+        got = balanced_accuracy(pick, [after[i] for i in idx]), balanced_accuracy(pick, [before[i] for i in idx])
+        if None not in got:
+            diffs.append(got[0] - got[1])
+    diffs.sort()
+    return a - b, (diffs[int(0.025 * len(diffs))], diffs[int(0.975 * len(diffs)) - 1])
 
 
 def balanced_over_seeds(tasks: Sequence[Task], per_seed: Sequence[Sequence[float]]) -> float | None:

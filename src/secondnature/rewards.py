@@ -355,11 +355,20 @@ def get_checker(name: str) -> Reward:
             f"define {func_name}(task, completion) there, or use one of {valid}"
         )
 
-    def user_checker(task: Task, completion: str) -> Score:
+    return as_reward(func, func_name)
+
+
+def as_reward(func: Callable[[Task, str], Any], name: str | None = None) -> Reward:
+    """A reward from your own function of (task, completion): it may return a Score, a float in [0, 1], an int
+    or a bool, and may raise; whatever it does, the loop gets a Score and never an exception (a bug scores 0
+    with the error as its feedback). Give feedback text in a Score where you can: the reflector learns from it."""
+    label = name or getattr(func, "__name__", "reward")
+
+    def reward(task: Task, completion: str) -> Score:
         try:
-            return _as_score(func(task, completion), name)
+            return _as_score(func(task, completion), label)
         except Exception as err:  # noqa: BLE001 - a user's bug scores 0, it does not stop a run
             return Score(0.0, f"checker raised {type(err).__name__}: {err}")
 
-    user_checker.__name__ = func_name
-    return user_checker
+    reward.__name__ = label
+    return reward

@@ -73,13 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     from .distill import add_parser as add_distill  # the parser only: torch loads only to distil
     add_distill(sub)
 
-    p = sub.add_parser("demo", help="baseline, a short learning run, the lessons, the score after")
-    p.add_argument("--budget", type=int, default=400)
+    p = sub.add_parser("demo", help="baseline, a learning run, the lessons, the score after, and its record")
+    p.add_argument("--budget", type=int, default=400, help="most rollouts to spend (it stops once nothing is left "
+                                                           "to win)")
     p.add_argument("--test-items", type=int, default=60)
     p.add_argument("--val-size", type=int, default=24)
+    p.add_argument("--record", default=None, help="where to write the JSON record (default "
+                                                  "benchmarks/results/demo.json in a clone, else $SECONDNATURE_HOME)")
     p.add_argument("--json", action="store_true")
     model_args(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, policy="reflector")  # the 1.5B calls the tool; see `secondnature.cli.demo`
 
     p = sub.add_parser("bench", help="compare prompt-learning arms at one rollout budget (none, secondnature, gepa)")
     p.add_argument("taskset", nargs="+", help="one or more task sets or .jsonl files")

@@ -6,8 +6,6 @@ import json
 from collections import Counter
 from dataclasses import asdict
 
-from rich.table import Table
-
 from .. import inject, retrieve
 from ..evaluate import EvalResult, balanced_accuracy, evaluate, split_tasks
 from ..learn import LearnConfig, learn
@@ -41,13 +39,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
                           "lessons": [asdict(x) for x in lessons]}, indent=1))
         return 0
     ui.lesson_table(lessons, f"lessons of {taskset.name} (revision {result.revision.id if result.revision else '-'})")
-    t = Table(title="learning run")
-    for col in ("steps", "rollouts", "train", "val", "reflections", "accepted", "rejected", "val score"):
-        t.add_column(col, justify="right")
-    t.add_row(str(result.steps), f"{result.rollouts_used}/{args.budget}", str(result.train_rollouts),
-              str(result.val_rollouts), str(result.reflections), str(result.accepted), str(result.rejected),
-              f"{result.val_score:.1%}")
-    ui.out.print(t)
+    ui.out.print(f"{result.steps} steps, {result.rollouts_used}/{args.budget} rollouts ({result.train_rollouts} training, "
+                 f"{result.val_rollouts} validation), {result.reflections} reflector calls; {result.accepted} accepted, "
+                 f"{result.rejected} rejected; validation {result.val_score:.1%}")
+    ui.out.print(f"stopped: {result.stopped}")
     if plot:
         ui.out.print(f"learning curve: {plot}")
     return 0

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -45,11 +46,12 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int, str], None]]
 
 def models(args: argparse.Namespace, reflector: bool = True) -> tuple[Model, Model | None]:
     """The policy (and the reflector) the command's options name; one object when they name the same model."""
+    if reflector and args.reflector == args.policy:  # one model for both: with the reflector's window
+        policy = load_model(args.policy, base_url=args.base_url, n_ctx=8192)
+        return policy, policy
     policy = load_model(args.policy, base_url=args.base_url)
     if not reflector:
         return policy, None
-    if args.reflector == args.policy:
-        return policy, policy
     return policy, load_model(args.reflector, base_url=args.base_url, n_ctx=8192)
 
 
@@ -79,19 +81,22 @@ def model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
 
 
 def lesson_table(lessons: Sequence[Lesson], title: str, running: Mapping[str, Any] | None = None) -> None:
-    """`running` maps lesson ids to curate.RunningCredit (the estimate from recorded rollouts)."""
-    t = Table(title=title, show_lines=True, expand=True)
+    """The lessons with their credit, readable at 80 columns: the text wraps, the figures stay short. `running` maps
+    lesson ids to curate.RunningCredit (the estimate from recorded rollouts)."""
+    t = Table(title=title, box=box.SIMPLE_HEAD, show_lines=True, expand=False, title_justify="left")
     t.add_column("id", no_wrap=True)
-    t.add_column("lesson", ratio=3, min_width=24)  # the lesson gets the room; the figures wrap instead
-    for col in ("gate gain", "leave-one-out", "from rollouts", "uses", "evidence", "status"):
-        t.add_column(col, ratio=1, max_width=22)
+    t.add_column("lesson", ratio=1, min_width=20, overflow="fold")
+    for col in ("gate", "loo", "seen", "uses"):
+        t.add_column(col, justify="right", no_wrap=True)
+    retired = any(x.status != "active" for x in lessons)
     for x in lessons:
-        loo = f"{x.loo:+.2f} (n={x.loo_n})" if x.loo is not None else "-"
         r = (running or {}).get(x.id)
-        seen = f"{r.effect:+.2f} over {r.tasks} tasks" if r is not None and r.effect is not None else "-"
-        status = x.status + (f": {escape(x.note)}" if x.note else "")
-        t.add_row(x.id, escape(x.text), f"{x.gain:+.2f}", loo, seen, str(x.uses), f"{len(x.evidence)} rollouts",
-                  status)
+        text = escape(x.text) + (f"\n[dim]{x.status}: {escape(x.note)}[/]" if retired and x.status != "active" else "")
+        t.add_row(x.id, text, f"{x.gain:+.2f}", f"{x.loo:+.2f}" if x.loo is not None else "-",
+                  f"{r.effect:+.2f}" if r is not None and r.effect is not None else "-", str(x.uses))
     if not lessons:
-        t.add_row("-", "(no lessons yet)", "", "", "", "", "", "")
+        t.add_row("-", "(no lessons yet)", "", "", "", "")
     out.print(t)
+    if lessons:
+        out.print("[dim]gate: the gain it won on fresh items; loo: leave-one-out (curate); seen: with it minus without, "
+                  "over recorded attempts; `lessons show ID` for its evidence[/]")

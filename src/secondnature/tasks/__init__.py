@@ -6,16 +6,47 @@ the same deterministic train / val / test cut, so a lesson is always judged on t
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Sequence
 
-from secondnature.rewards import get_checker
-from secondnature.tasks.builtin import BBH_TASKS, LETTER_TIERS, bbh, game24, gsm8k, letters
+from secondnature.rewards import as_reward, get_checker
+from secondnature.tasks.builtin import ANSWER_SHAPES, BBH_TASKS, LETTER_TIERS, bbh, game24, gsm8k, letters
+from secondnature.tasks.builtin import instruction as default_instruction
 from secondnature.tasks.jsonl import TaskFileError, load_jsonl
 from secondnature.text import slug
 from secondnature.types import Task, TaskSet
 
-__all__ = ["TaskFileError", "list_tasksets", "load_taskset", "slug", "split", "with_tools"]
+__all__ = ["TaskFileError", "list_tasksets", "load_taskset", "slug", "split", "task_set", "with_tools"]
+
+
+def task_set(name: str, tasks: Iterable[Task | dict], reward: str | Callable[[Task, str], Any], *,
+             instruction: str | None = None, tools: Sequence[str] = ()) -> TaskSet:
+    """Your own task set: `tasks` as Task objects or dicts with "prompt" and "answer" (an "id" is made if missing),
+    `reward` a built-in checker's name ("number", "exact", "choice", "regex") or your function of (task, completion)
+    returning a Score, float or bool. The instruction defaults to one that asks for a final "Answer: ..." line in
+    the shape the checker reads. Raises ValueError naming the first bad task."""
+    made = []
+    for i, t in enumerate(tasks):
+        if isinstance(t, dict):
+            if not str(t.get("prompt", "")).strip() or "answer" not in t:
+                raise ValueError(f"task {i} of {name!r} needs a non-empty \"prompt\" and an \"answer\"; got keys "
+                                 f"{sorted(t)}")
+            t = Task(str(t.get("id", f"{i}")), str(t["prompt"]), str(t["answer"]),
+                     {k: v for k, v in t.items() if k not in ("id", "prompt", "answer")})
+        if not isinstance(t, Task):
+            raise ValueError(f"task {i} of {name!r} is a {type(t).__name__}; pass Task objects or dicts")
+        made.append(t)
+    if len({t.id for t in made}) < len(made):
+        raise ValueError(f"task ids of {name!r} repeat; give every task its own id")
+    if isinstance(reward, str):
+        shape, fn = ANSWER_SHAPES.get(reward, "<answer>"), get_checker(reward)
+    else:
+        shape, fn = "<answer>", as_reward(reward)
+    ts = TaskSet(name, tuple(made), fn, instruction or default_instruction(shape))
+    for tool in tools:
+        ts = with_tools(ts, tool)
+    return ts
 
 
 def list_tasksets() -> list[str]:
