@@ -236,3 +236,23 @@ def test_an_endpoint_takes_the_tool_and_the_tool_messages(server):
              {"role": "tool", "tool_call_id": "call_0_0", "content": "24"}]
     [c] = m.chat(start, n=1, temperature=0.0, max_tokens=48, seed=0, tools=[TOOLS["python"].spec()])
     assert not c.error and (c.text.strip() or c.tool_calls)  # the server read the call and its result and went on
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_the_own_task_example_runs(tmp_path, policy_path):
+    done = subprocess.run([sys.executable, str(EXAMPLES / "own_task.py"), "--budget", "48", "--reflector", "default",
+                           "--store", str(tmp_path / "dates.db")], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "validation:" in done.stdout and "stopped:" in done.stdout and "system prompt" in done.stdout
+    assert LessonStore(tmp_path / "dates.db").last_run("dates")["status"] == "done"
+
+
+def test_the_endpoint_example_runs_against_a_real_server(tmp_path, server):
+    done = subprocess.run([sys.executable, str(EXAMPLES / "endpoint.py"), "--base-url", server, "--model", "qwen",
+                           "--budget", "30", "--store", str(tmp_path / "e.db")], capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "openai:qwen: validation" in done.stdout and "echo (a custom model" in done.stdout
+

@@ -12,6 +12,7 @@ from .models import Model
 from .rollout import episode_stats
 from .stats import paired_bootstrap, wilson
 from .tasks import split
+from .text import approx_tokens
 from .types import Lesson, Rollout, Task, TaskSet
 
 
@@ -57,7 +58,7 @@ def evaluate(policy: Model, taskset: TaskSet, tasks: Sequence[Task], lessons: Se
     token counts are then means per task."""
     t0 = time.perf_counter()
     base = taskset.instruction if instruction is None else instruction
-    count = policy.count_tokens
+    count = getattr(policy, "count_tokens", approx_tokens)  # a model of your own may have no tokenizer
     if route is None:
         system, kept = inject.compose(base, lessons, lesson_tokens, count)
         rs = rollout.run(policy, tasks, taskset.reward, system, kept, n=1, temperature=0.0, max_tokens=max_tokens,

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from . import inject, rollout
 from .evidence import fit_groups, order_groups
 from .gate import record
-from .models import Model, ModelError, cached
+from .models import Model, ModelError, cached, window_of
 from .propose import PROPOSERS, Proposal, Proposer, Step, propose
 from .store import LessonStore, open_store
 from .tasks import split
@@ -169,8 +169,9 @@ def observe(run_id: int, index: int, seed: int, taskset: TaskSet, current: Seque
                 {t.id: t for t in taskset.tasks}, reflector, new_id, config.proposals, config.max_candidates,
                 config.reflect_max_tokens, config.max_tokens)
     groups = tuple(tuple(g) for g in order_groups(rs)[:config.tasks_per_step])
+    window = min(config.reflect_context, window_of(reflector) or config.reflect_context)
     _, kept = fit_groups(lambda gs: replace(step, groups=tuple(gs)).prompt(), groups, reflector.count_tokens,
-                         config.reflect_context - config.reflect_max_tokens)
+                         window - config.reflect_max_tokens)
     return replace(step, groups=groups[:kept])
 
 

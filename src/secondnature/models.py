@@ -285,7 +285,7 @@ class CachedModel:
             hit = self.cache.get_completion(key)
             if hit is None:
                 s = None if seed is None else seed + i
-                c = _completion(self.inner.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=s,
+                c = as_completion(self.inner.chat(messages, n=1, temperature=temperature, max_tokens=max_tokens, seed=s,
                                                 **extra)[0])
                 if not c.error:
                     self.cache.put_completion(key, c)
@@ -296,9 +296,14 @@ class CachedModel:
         return out
 
 
-def _completion(c: Completion | str) -> Completion:
+def as_completion(c: Completion | str) -> Completion:
     """A custom model may answer with plain strings."""
     return c if isinstance(c, Completion) else Completion(text=str(c))
+
+
+def window_of(model: object) -> int | None:
+    """The context window of an embedded model (behind a cache or not); None where it is not known."""
+    return getattr(getattr(model, "inner", model), "n_ctx", None)
 
 
 def cached(model: Model, cache: CompletionCache) -> CachedModel:
@@ -362,8 +367,11 @@ class ReplayModel:
 
 
 def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096) -> Model:
-    """`--policy`/`--reflector` value: a packaged name or GGUF path (embedded), or a model name with a base URL."""
-    if base_url or os.environ.get("SECONDNATURE_BASE_URL"):
+    """A model by name. Embedded (llama.cpp, in this process): a packaged name ("default" or "0.5b", "reflector" or
+    "1.5b"; assembled from their packages on first use) or any GGUF path, a distilled LoRA adapter included. With
+    `base_url` (or $SECONDNATURE_BASE_URL): a model name on any OpenAI-compatible endpoint, the key from
+    $OPENAI_API_KEY or $SECONDNATURE_API_KEY. `n_ctx` is the embedded model's window (a reflector wants 8192)."""
+    if (base_url or os.environ.get("SECONDNATURE_BASE_URL")) and not Path(spec).expanduser().is_file():
         if spec in ("default", "reflector"):
             spec = os.environ.get("SECONDNATURE_MODEL") or "gpt-4o-mini"
         return OpenAIModel(spec, base_url=base_url)

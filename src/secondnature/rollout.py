@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from .models import Model, OpenAIModel
+from .models import Model, OpenAIModel, as_completion
 from .sandbox import Limits
 from .tools import OUTPUT_HEADER, TOOLS, Tool, fenced_call, structured_call
 from .types import Completion, Lesson, Reward, Rollout, Score, Task, ToolCall
@@ -74,8 +74,8 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
     for task in tasks:
         start = messages_for(task, system)
         # the first turn of every attempt in one call: n samples of one prompt share its prefix
-        firsts = model.chat(wire(start), n=n, temperature=temperature, max_tokens=max_tokens, seed=seed,
-                            **({"tools": specs} if specs else {}))
+        firsts = [as_completion(c) for c in model.chat(wire(start), n=n, temperature=temperature, max_tokens=max_tokens,
+                                                       seed=seed, **({"tools": specs} if specs else {}))]
         for i, first in enumerate(firsts):
             msgs, tally = _attempt(model, start, first, offered, specs, limits, max_steps if offered else 1,
                                    temperature=temperature, max_tokens=max_tokens, seed=seed + i)
@@ -102,8 +102,8 @@ def _attempt(model: Model, start: list[dict], first: Completion, offered: tuple[
     c = first
     for step in range(max_steps):
         if step:
-            c = model.chat(wire(msgs), n=1, temperature=temperature, max_tokens=max_tokens, seed=seed + 7919 * step,
-                           **({"tools": specs} if specs else {}))[0]
+            c = as_completion(model.chat(wire(msgs), n=1, temperature=temperature, max_tokens=max_tokens,
+                                         seed=seed + 7919 * step, **({"tools": specs} if specs else {}))[0])
         tally["steps"] += 1
         tally["seconds"] += c.latency_s
         tally["prompt_tokens"] += c.prompt_tokens

@@ -27,6 +27,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from .text import elide
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -89,10 +91,7 @@ exec(compile(_code, "main.py", "exec"), {"__name__": "__main__"})
 
 
 def _clip(text: str, bound: int) -> tuple[str, bool]:
-    if len(text) <= bound:
-        return text, False
-    half = bound // 2
-    return f"{text[:half]}\n[... {len(text) - 2 * half} characters elided ...]\n{text[-half:]}", True
+    return elide(text, bound), len(text) > bound
 
 
 def run_python(code: str, limits: Limits = Limits()) -> RunResult:

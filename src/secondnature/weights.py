@@ -6,6 +6,7 @@ keep a small sidecar so later runs skip re-hashing a gigabyte.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -107,14 +108,25 @@ def resolve(spec: str) -> Path:
 
 
 def file_digest(path: Path) -> str:
-    """A cheap identity for cache keys: the packaged hash when known, else size+mtime+head hash."""
-    for p in PACKAGED.values():
-        if path.name == p.filename:
-            return p.sha256[:16]
+    """A GGUF file's identity for the completion cache: its sha256 (16 hex digits). The packaged files were hashed
+    when assembled (their sidecar says so); any other file is hashed whole, once per process and version of it."""
     st = path.stat()
+    for p in PACKAGED.values():
+        stamp = path.with_suffix(".verified.json")
+        if path.name == p.filename and stamp.is_file():
+            seen = json.loads(stamp.read_text())
+            if (seen.get("sha256"), seen.get("size"), seen.get("mtime")) == (p.sha256, st.st_size, st.st_mtime):
+                return p.sha256[:16]
+    return _sha256(str(path.resolve()), st.st_size, st.st_mtime)[:16]
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        head = hashlib.sha256(f.read(1 << 20)).hexdigest()[:12]
-    return f"{st.st_size:x}-{head}"
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
 
 
 META_PREFIX = "secondnature."  # our keys in a distilled adapter's GGUF metadata: base model, scope, revision

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..evaluate import EvalResult, evaluate, split_tasks
 from ..learn import LearnConfig, learn, learn_split
 from ..models import CachedModel
-from ..store import LessonStore
+from ..store import fresh_store
 from ..tasks import slug
 from ..types import Lesson, TaskSet
 from . import gepa_arm
@@ -88,9 +88,7 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
     elif arm == "secondnature":
         workdir.mkdir(parents=True, exist_ok=True)
         db = workdir / f"{slug(taskset.name)}-s{seed}.db"
-        for suffix in ("", "-wal", "-shm"):  # a fresh store per run: lessons learned before must not leak in
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        store = LessonStore(db)
+        store = fresh_store(db)  # a fresh store per run: lessons learned before must not leak in
         try:
             result = learn(policy, reflector, taskset, store, lc, progress=progress)
             lessons = tuple(store.revision_lessons(result.revision))

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from ..evaluate import EvalResult, balanced_accuracy, balanced_diff, majority_reference, paired, split_tasks
 from ..learn import LearnConfig, learn
-from ..store import open_store
+from ..store import fresh_store
 from ..tasks import load_taskset
 from ..weights import home
 from . import ui
@@ -37,9 +37,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     taskset = load_taskset(DEMO_TASKSET)
     path = Path(args.store) if args.store else home() / "demo.db"
-    for suffix in ("", "-wal", "-shm"):  # every demo starts from no lessons; the user's own store is untouched
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    store = open_store(path)
+    store = fresh_store(path)  # every demo starts from no lessons; the user's own store is untouched
     ui.out.print(f"[bold]secondnature demo[/]: {taskset.name}, letter counting with a Python tool\n"
                  "loading the embedded model (assembled from its packages on first use)...")
     policy, reflector = ui.models(args)
@@ -113,8 +111,8 @@ def _record_path() -> Path:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=5).stdout.strip() or "unknown"
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"  # the code that ran
     except OSError:
         return "unknown"
 

@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimiser steps")
     p.add_argument("--match", choices=["tokens", "logits"], default="logits",
                    help="learn the teacher's replies (tokens) or its next-token distributions along them (logits)")
-    p.add_argument("--out", default=None, help="adapter path (default: $SECONDNATURE_HOME/distilled/...)")
+    p.add_argument("--out", default=None, help="adapter path (default: distilled/... beside the store file)")
     p.add_argument("--checker", default=None)
     p.add_argument("--json", action="store_true")
     ui.model_args(p, reflector=False)

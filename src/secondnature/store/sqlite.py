@@ -369,6 +369,15 @@ def _revision(r: sqlite3.Row) -> Revision:
     return Revision(r["id"], r["scope"], tuple(json.loads(r["lesson_ids"])), r["parent"], r["note"], r["created_at"])
 
 
+def fresh_store(path: str | Path) -> LessonStore:
+    """A new, empty store at `path`: a store there before is deleted first, with its write-ahead log."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return LessonStore(path)
+
+
 def open_store(path: str | Path | None = None) -> LessonStore:
+    """The lesson store at `path`, else $SECONDNATURE_STORE, else $SECONDNATURE_HOME/store.db (~/.secondnature).
+    Created with its migrations if new; a file that is not a secondnature store is refused, never changed."""
     env = os.environ.get("SECONDNATURE_STORE")
     return LessonStore(path or env or None)

@@ -142,7 +142,7 @@ def distill(policy: Model, taskset: TaskSet, store: LessonStore, config: Distill
                                     progress=progress)
     tag = hashlib.sha256("|".join(x.text for x in lessons).encode()).hexdigest()[:8]
     out = out or store.path.parent / "distilled" / f"{slug(scope)}-r{rev.id if rev else 0}-{tag}.gguf"
-    meta = {"base": str(base.path.resolve()), "base_digest": base.digest, "scope": scope,
+    meta = {"base": str(base.path.resolve()), "base_digest": base.identity.rpartition("@")[2], "scope": scope,
             "revision": rev.id if rev else "", "lessons": ",".join(x.id for x in lessons)}
     lora.export(peft_model, out, alpha=config.alpha, meta=meta)
     peft_model.unload()  # the cached base model stays clean for the next adapter
