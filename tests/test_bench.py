@@ -13,10 +13,11 @@ from test_learn import GOOD, policy_fn, taskset
 
 from secondnature import cli
 from secondnature.bench.plots import plot_curves
-from secondnature.bench.records import records, seed_item_bootstrap
+from secondnature.bench.records import records
 from secondnature.bench.run import BenchConfig, run_bench
 from secondnature.cli import ui
 from secondnature.models import CachedModel, ScriptedModel
+from secondnature.stats import seed_item_bootstrap
 from secondnature.store import LessonStore
 
 

@@ -94,3 +94,10 @@ def test_the_public_api_is_documented_and_typed():
             assert obj.__doc__, f"{name} has no docstring"
             sig = inspect.signature(obj)
             assert sig.return_annotation is not inspect.Signature.empty, f"{name} has no return type"
+
+
+def test_benchmarks_md_is_generated_from_the_records():
+    root = PACKAGE.parent.parent
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "report.py"), "--check"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, "BENCHMARKS.md is stale: run python benchmarks/report.py\n" + done.stdout[-500:]

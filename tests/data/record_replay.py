@@ -13,8 +13,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from secondnature.models import ReplayModel
 from secondnature.evidence import reflector_messages
+from secondnature.models import ReplayModel
 
 
 def main(db_path: str) -> None:

@@ -2,42 +2,16 @@
 statistics over seeds and items their intervals come from."""
 from __future__ import annotations
 
-import random
 import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..evaluate import balanced_over_seeds, majority_reference, split_tasks
 from ..rewards import extract_answer
+from ..stats import paired_over_seeds, seed_item_bootstrap
 from ..types import TaskSet
 from .run import ArmRun
 
-
-def seed_item_bootstrap(values: Sequence[Sequence[float]], *, resamples: int = 2000,
-                        seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """Mean over (seed, item) with a 95% interval that resamples seeds and items together.
-
-    `values[s][i]` is seed s on test item i (every seed sees the same items). With one seed this is an
-    ordinary item bootstrap; with more, an unlucky seed widens the interval as it should."""
-    s_n, i_n = len(values), len(values[0]) if values else 0
-    if not s_n or not i_n:
-        return 0.0, (0.0, 0.0)
-    rng = random.Random(seed)
-    means = []
-    for _ in range(resamples):
-        seeds = [rng.randrange(s_n) for _ in range(s_n)]
-        items = [rng.randrange(i_n) for _ in range(i_n)]
-        means.append(sum(values[s][i] for s in seeds for i in items) / (s_n * i_n))
-    means.sort()
-    mean = sum(map(sum, values)) / (s_n * i_n)
-    return mean, (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
-
-
-def paired_over_seeds(base: Sequence[Sequence[float]],
-                      other: Sequence[Sequence[float]]) -> tuple[float, tuple[float, float]]:
-    """other - base, item by item within each seed (seed s against seed s; the shorter list sets how many), with
-    the interval of seed_item_bootstrap, so it covers seed variance too."""
-    return seed_item_bootstrap([[b - a for a, b in zip(x, y)] for x, y in zip(base, other)])
 
 def _answers(completions: Sequence[str]) -> dict:
     return dict(Counter(str(extract_answer(c)) for c in completions).most_common(6))

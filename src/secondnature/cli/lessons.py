@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -180,11 +181,13 @@ def cmd_revisions(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([asdict(r) for r in revs], indent=1))
             return 0
-        t = Table(title="revisions")
-        for col in ("id", "scope", "parent", "lessons", "created", "note"):
-            t.add_column(col)
+        t = Table(title="revisions", box=box.SIMPLE_HEAD, show_lines=True, title_justify="left")
+        for col in ("id", "from", "scope", "lessons"):
+            t.add_column(col, overflow="fold")
+        t.add_column("note", ratio=1, overflow="fold")
         for r in revs:
-            t.add_row(str(r.id), r.scope, str(r.parent or "-"), " ".join(r.lesson_ids) or "-", r.created_at, escape(r.note))
+            t.add_row(str(r.id), str(r.parent or "-"), escape(r.scope), " ".join(r.lesson_ids) or "-",
+                      f"{escape(r.note)}\n[dim]{r.created_at}[/]")
         ui.out.print(t)
         return 0
     if args.action == "diff":
@@ -212,13 +215,15 @@ def cmd_gates(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([asdict(g) for g in gates], indent=1))
         return 0
-    t = Table(title="gate decisions", show_lines=True)
-    for col in ("id", "run", "decision", "proposed edit", "n", "current → proposed", "won/lost", "p", "reason"):
-        t.add_column(col)
+    t = Table(title="gate decisions", box=box.SIMPLE_HEAD, show_lines=True, title_justify="left")
+    t.add_column("id", no_wrap=True)
+    t.add_column("verdict", no_wrap=True)
+    t.add_column("proposed, and why it was decided so", ratio=1, overflow="fold")
     for g in gates:
-        edits = "; ".join(f"{e.op} {e.id} {e.text[:90]}".strip() for e in g.proposed)
-        t.add_row(str(g.id), str(g.run_id or "-"), g.decision, escape(edits), str(g.n),
-                  f"{g.current_score:.2f} → {g.proposed_score:.2f}", f"{g.wins}/{g.losses}", f"{g.p_value:.3f}",
-                  escape(g.reason))
+        edits = "; ".join(f"{e.op} {e.id} {e.text[:200]}".replace("  ", " ").strip() for e in g.proposed)
+        verdict = (f"{g.decision}\nwon {g.wins}, lost {g.losses}\nof {g.n}, p {g.p_value:.3f}\n"
+                   f"{g.current_score:.2f} → {g.proposed_score:.2f}")
+        where = f"run {g.run_id}, step {g.step}" if g.run_id is not None else "by curate"
+        t.add_row(str(g.id), verdict, f"{escape(edits)}\n[dim]{escape(g.reason)} ({where})[/]")
     ui.out.print(t)
     return 0
