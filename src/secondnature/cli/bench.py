@@ -10,6 +10,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from rich import box
+from rich.console import Group
 from rich.table import Table
 
 from ..bench.plots import plot_curves
@@ -92,26 +94,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _table(task: str, recs: list[dict], seeds: int) -> Table:
-    t = Table(title=f"{task}: test accuracy, {recs[0]['n']} items, {seeds} seed(s), 95% intervals over seeds and items")
-    episodes = any(r.get("tool_calls") for r in recs) or "+" in task
+def _table(task: str, recs: list[dict], seeds: int) -> Group:
+    """Two tables that read at 80 columns: what each arm scored, then what it cost."""
+    head = f"{task}: {recs[0]['n']} test items, {seeds} seed(s); 95% intervals over seeds and items"
+    scores = Table(title=head, box=box.SIMPLE_HEAD, title_justify="left")
     labels = all(r.get("balanced_accuracy") is not None for r in recs)  # answers are labels: a constant can't score here
-    for col in ("arm", "accuracy", *(("balanced",) if labels else ()), "vs none", "vs others", "rollouts (train+val)",
-                "reflector calls / tokens", "prompt tokens", "wall s",
-                *(("steps / tool calls / s per item",) if episodes else ())):
-        t.add_column(col, justify="right" if col != "arm" else "left")
+    for col in ("arm", "accuracy", "vs none", *(("balanced",) if labels else ()), "vs others"):
+        scores.add_column(col, justify="left" if col == "arm" else "right", no_wrap=col == "arm")
+    costs = Table(box=box.SIMPLE_HEAD, title_justify="left")
+    episodes = any(r.get("tool_calls") for r in recs) or "+" in task
+    for col in ("arm", "rollouts\ntrain+val", "reflector\ncalls/tokens", "prompt\ntokens", "wall s",
+                *(("per episode\nsteps/calls/s",) if episodes else ())):
+        costs.add_column(col, justify="left" if col == "arm" else "right", no_wrap=col == "arm")
     for r in recs:
-        others = "; ".join(f"{k} {v['diff']:+.1%}" for k, v in r["diff_vs"].items() if k not in ("none", "majority"))
-        sd = f" ±{r['accuracy_sd']:.1%}" if seeds > 1 and r["arm"] != "majority" else ""
-        rollouts = (f"{r['rollouts']:.0f} ({r['train_rollouts']:.0f}+{r['val_rollouts']:.0f})"
-                    if "train_rollouts" in r else "-")
-        refl = f"{r['reflector_calls']:.0f} / {r['reflector_tokens']:.0f}" if "reflector_calls" in r else "-"
         label = f"{r['arm']} ({r['answer']!r})" if r["arm"] == "majority" else r["arm"]
-        t.add_row(label, f"{r['accuracy']:.1%}{sd} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]",
-                  *([f"{r['balanced_accuracy']:.1%}"] if labels else []),
-                  (f"{r['diff_vs_none']:+.1%} [{r['diff_ci95'][0]:+.1%}, {r['diff_ci95'][1]:+.1%}]"
-                   if r["arm"] != "none" else ""),
-                  others, rollouts, refl, f"{r['prompt_tokens']:.0f}", f"{r['wall_s']:.0f}",
-                  *([f"{r['steps']:.2f} / {r['tool_calls']:.2f} / {r['episode_s']:.1f}" if "steps" in r else "-"]
-                    if episodes else []))
-    return t
+        sd = f" ±{r['accuracy_sd']:.1%}" if seeds > 1 and r["arm"] != "majority" else ""
+        others = "\n".join(f"{k} {v['diff']:+.1%}" for k, v in r["diff_vs"].items() if k not in ("none", "majority"))
+        scores.add_row(label, f"{r['accuracy']:.1%}{sd}\n[{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]",
+                       (f"{r['diff_vs_none']:+.1%}\n[{r['diff_ci95'][0]:+.1%}, {r['diff_ci95'][1]:+.1%}]"
+                        if r["arm"] != "none" else ""),
+                       *([f"{r['balanced_accuracy']:.1%}"] if labels else []), others)
+        if r["arm"] == "majority":
+            continue
+        costs.add_row(label, f"{r['train_rollouts']:.0f}+{r['val_rollouts']:.0f}",
+                      f"{r['reflector_calls']:.0f}/{r['reflector_tokens']:.0f}", f"{r['prompt_tokens']:.0f}",
+                      f"{r['wall_s']:.0f}",
+                      *([f"{r['steps']:.1f}/{r['tool_calls']:.1f}/{r['episode_s']:.1f}"] if episodes else []))
+    return Group(scores, costs)
