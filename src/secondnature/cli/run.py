@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from collections import Counter
 from dataclasses import asdict
@@ -18,6 +19,8 @@ from .ui import UsageError
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:  # say so before the run, not after
+        raise UsageError("--plot needs matplotlib: pip install 'secondnature[bench]'")
     taskset = load_taskset(args.taskset, args.checker)
     store = open_store(args.store)
     policy, reflector = ui.models(args)
