@@ -204,16 +204,15 @@ def test_bench_runs_the_real_gepa_arm(tmp_path, capsys, policy_path):
 def test_tool_calls_and_tool_results_render_in_the_real_chat_template(policy_path):
     """The packaged model's own chat template takes the tool, an earlier call and its result (as the OpenAI format
     stores them) without error, and they reach the prompt."""
-    from secondnature.episode import PYTHON_TOOL
-
     from secondnature.models import LlamaModel
+    from secondnature.tools import TOOLS
     m = LlamaModel(policy_path)
     call = {"id": "call_0_0", "type": "function", "function": {"name": "python", "arguments": '{"code": "print(6*4)"}'}}
     msgs = [{"role": "system", "content": "Solve it."}, {"role": "user", "content": "What is 6 times 4?"},
             {"role": "assistant", "content": "", "tool_calls": [call]},
             {"role": "tool", "tool_call_id": "call_0_0", "content": "24"}]
     [plain] = m.chat(msgs[:2], max_tokens=4)
-    [c] = m.chat(msgs, max_tokens=4, tools=[PYTHON_TOOL])
+    [c] = m.chat(msgs, max_tokens=4, tools=[TOOLS["python"].spec()])
     assert not c.error and c.prompt_tokens > plain.prompt_tokens + 60  # the tool schema, the call and its result
 
 
