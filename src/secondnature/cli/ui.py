@@ -42,6 +42,9 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int, str], None]]
             if message:
                 shown.console.print(message)
         yield progress
+        done = shown.tasks[0].completed
+        if done < total:  # a run that stopped early (nothing left to win) ends its bar where it stopped
+            shown.update(job, total=done, description=f"stopped at {done:.0f} of {total}")
 
 
 def models(args: argparse.Namespace, reflector: bool = True) -> tuple[Model, Model | None]:
