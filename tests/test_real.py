@@ -109,7 +109,7 @@ def test_killed_learn_resumes(tmp_path, policy_path):
     at_kill = [x.text for x in store.revision_lessons(head)]
     assert HAND in at_kill
     store.close()
-    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "stopped:" in done.stderr + done.stdout  # the run says why it ended
     store = LessonStore(store_path)
