@@ -24,7 +24,7 @@ from .store import LessonStore, open_store
 from .tasks import split
 from .text import words
 from .types import Candidate, GateRecord, Lesson, Revision, Rollout, Task, TaskSet
-from .validate import Progress, Validation, key
+from .validate import Progress, Validation, key, no_progress
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,9 @@ class LearnResult:
     stopped: str = ""                  # why the run ended
 
 
-def _noop(_: int, __: str) -> None:
-    pass
-
-
 def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore | None = None,
           config: LearnConfig = LearnConfig(), *, proposers: Sequence[Proposer] = PROPOSERS, resume: bool = False,
-          progress: Progress = _noop) -> LearnResult:
+          progress: Progress = no_progress) -> LearnResult:
     """Learn lessons for `taskset` into `store` (the default store if None); `resume` continues its last run."""
     store = store if store is not None else open_store()
     policy, reflector = cached(policy, store), cached(reflector, store)

@@ -111,8 +111,8 @@ def candidates_of(step: Step, edits: Sequence[Edit], kind: str, reflection_id: s
         lessons, why = apply(step, e)
         if lessons is None:
             notes.append(f"{e.op} refused: {why}: {e.text[:60]!r}")
-        elif all(tuple(x.text for x in c.lessons) != tuple(x.text for x in lessons) for c in out):
-            out.append(Candidate(e, lessons, kind, reflection_id, step.evidence))
+        elif is_new(made := Candidate(e, lessons, kind, reflection_id, step.evidence), out):
+            out.append(made)
     return out, "; ".join(notes)
 
 
@@ -136,7 +136,7 @@ def reflector_edits(step: Step) -> Proposal:
         edits, notes = (reflect.parse(c.text, {x.id for x in step.rules}, step.shown) if not c.error
                         else ([], [f"reflector failed: {c.error}"]))
         made, refused = candidates_of(step, edits, "edit", rid)
-        found += [x for x in made if all(x.lessons != y.lessons for y in found)]
+        found += [x for x in made if is_new(x, found)]
         reflections.append(Reflection(rid, step.reflector.name, msgs[-1]["content"], c.text, step.evidence,
                                       tuple(edits), "; ".join(notes + [refused] if refused else notes),
                                       c.prompt_tokens + c.completion_tokens))
@@ -196,12 +196,14 @@ def propose(step: Step, proposers: Sequence[Proposer] = PROPOSERS) -> Proposal:
     for proposer in proposers:
         p = proposer(step)
         reflections += p.reflections
-        found += [c for c in p.candidates if all(_texts(c) != _texts(d) for d in found)]
+        found += [c for c in p.candidates if is_new(c, found)]
     return Proposal(tuple(found), tuple(reflections))
 
 
-def _texts(c: Candidate) -> tuple[str, ...]:
-    return tuple(x.text for x in c.lessons)
+def is_new(c: Candidate, found: Sequence[Candidate]) -> bool:
+    """Whether `c`'s lesson set (its texts in order) is none of `found`'s: each lesson set is gated once a step."""
+    texts = tuple(x.text for x in c.lessons)
+    return all(texts != tuple(x.text for x in d.lessons) for d in found)
 
 
 # ---------------------------------------------------------------- the policy's own best work

@@ -17,7 +17,7 @@ from .types import Lesson, Task, TaskSet
 Progress = Callable[[int, str], None]  # (rollouts just spent, message)
 
 
-def _noop(_: int, __: str) -> None:
+def no_progress(_: int, __: str) -> None:
     pass
 
 
@@ -31,12 +31,13 @@ class Validation:
 
     def __init__(self, policy: Model, taskset: TaskSet, items: Sequence[Task], store: LessonStore, *, budget: int,
                  spent: int = 0, confirm: Sequence[Task] = (), run_id: int | None = None, lesson_tokens: int | None = 400,
-                 max_tokens: int = 384, seed: int = 0, progress: Progress = _noop):
+                 max_tokens: int = 384, seed: int = 0, progress: Progress = no_progress):
         self.policy, self.taskset, self.store, self.progress = policy, taskset, store, progress
         self.items, self.confirm_items = list(items), list(confirm)
         self.budget, self.spent, self.paid = budget, spent, 0  # spent: the run's rollouts; paid: validation's here
         self.run_id, self.lesson_tokens, self.max_tokens, self.seed = run_id, lesson_tokens, max_tokens, seed
         self._scores: dict[tuple[bool, tuple[str, ...]], dict[int, float]] = {}
+        self._prompts: dict[tuple[str, ...], tuple[str, list[Lesson]]] = {}  # each lesson set's prompt, composed once
 
     def affords(self, rollouts: int) -> bool:
         return self.spent + rollouts <= self.budget
@@ -51,7 +52,10 @@ class Validation:
         got = self._scores.setdefault((confirm, key(lessons)), {})
         if i not in got:
             task = (self.confirm_items if confirm else self.items)[i]
-            system, kept = inject.compose(self.taskset.instruction, lessons, self.lesson_tokens, self.policy.count_tokens)
+            if key(lessons) not in self._prompts:
+                self._prompts[key(lessons)] = inject.compose(self.taskset.instruction, lessons, self.lesson_tokens,
+                                                             self.policy.count_tokens)
+            system, kept = self._prompts[key(lessons)]
             r = rollout.run(self.policy, [task], self.taskset.reward, system, kept, temperature=0.0,
                             max_tokens=self.max_tokens, seed=self.seed, purpose="val", tools=self.taskset.tools)[0]
             self.store.add_rollouts([r], run_id=self.run_id, scope=self.taskset.name)

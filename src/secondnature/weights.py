@@ -67,11 +67,8 @@ def assemble(p: Packaged, directory: Path | None = None) -> Path:
     directory = directory or cache_dir()
     out = directory / p.filename
     sidecar = out.with_suffix(".verified.json")
-    if out.is_file() and sidecar.is_file():
-        stamp = json.loads(sidecar.read_text())
-        st = out.stat()
-        if stamp.get("sha256") == p.sha256 and stamp.get("size") == st.st_size and stamp.get("mtime") == st.st_mtime:
-            return out
+    if out.is_file() and _verified(out, p):
+        return out
     chunks = _chunk_paths(p)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(f".tmp{os.getpid()}")
@@ -110,14 +107,21 @@ def resolve(spec: str) -> Path:
 def file_digest(path: Path) -> str:
     """A GGUF file's identity for the completion cache: its sha256 (16 hex digits). The packaged files were hashed
     when assembled (their sidecar says so); any other file is hashed whole, once per process and version of it."""
+    p = next((p for p in PACKAGED.values() if p.filename == path.name), None)
+    if p is not None and _verified(path, p):
+        return p.sha256[:16]
     st = path.stat()
-    for p in PACKAGED.values():
-        stamp = path.with_suffix(".verified.json")
-        if path.name == p.filename and stamp.is_file():
-            seen = json.loads(stamp.read_text())
-            if (seen.get("sha256"), seen.get("size"), seen.get("mtime")) == (p.sha256, st.st_size, st.st_mtime):
-                return p.sha256[:16]
     return _sha256(str(path.resolve()), st.st_size, st.st_mtime)[:16]
+
+
+def _verified(path: Path, p: Packaged) -> bool:
+    """Whether `path` is `p` as assembled and hash-checked: its sidecar names p's hash, and the file has not changed
+    since (same size and modification time)."""
+    sidecar = path.with_suffix(".verified.json")
+    if not sidecar.is_file():
+        return False
+    seen, st = json.loads(sidecar.read_text()), path.stat()
+    return (seen.get("sha256"), seen.get("size"), seen.get("mtime")) == (p.sha256, st.st_size, st.st_mtime)
 
 
 @functools.lru_cache(maxsize=64)

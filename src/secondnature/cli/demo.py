@@ -26,6 +26,7 @@ from ..evaluate import EvalResult, balanced_accuracy, balanced_diff, majority_re
 from ..learn import LearnConfig, learn
 from ..store import fresh_store
 from ..tasks import load_taskset
+from ..types import TaskSet
 from ..weights import home
 from . import ui
 from .run import run_eval
@@ -53,7 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ui.out.print(f"[bold]kept[/] ({g.proposed[0].op}): {g.reason}")
     ui.lesson_table(result.lessons, "lessons learned")
     after = run_eval(policy, taskset, tasks, list(result.lessons), args, "after")
-    record = _record(args, taskset.name, tasks, before, after, result, policy, reflector, store.path)
+    record = _record(args, taskset, tasks, before, after, result, policy, reflector, store.path)
     ui.out.print(_table(record))
     ui.out.print(f"always answering {record['majority']['answer']!r} (the commonest training answer) scores "
                  f"{record['majority']['accuracy']:.1%}; balanced accuracy cannot be raised by such a shift")
@@ -68,14 +69,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _record(args: argparse.Namespace, task: str, tasks: list, before: EvalResult, after: EvalResult, result,
+def _record(args: argparse.Namespace, taskset: TaskSet, tasks: list, before: EvalResult, after: EvalResult, result,
             policy, reflector, store: Path) -> dict:
     diff, ci = paired(before, after)
     balanced = [balanced_accuracy(tasks, r.scores) for r in (before, after)]
     bdiff = balanced_diff(tasks, before.scores, after.scores)
-    answer, const = majority_reference(load_taskset(task), tasks)
+    answer, const = majority_reference(taskset, tasks)
     return {"command": "secondnature demo", "date": date.today().isoformat(), "commit": _commit(),
-            "machine": _machine(), "models": {"policy": policy.name, "reflector": reflector.name}, "task": task,
+            "machine": _machine(), "models": {"policy": policy.name, "reflector": reflector.name}, "task": taskset.name,
             "seed": args.seed, "n": after.n, "budget": args.budget, "rollouts": result.rollouts_used,
             "stopped": result.stopped,
             "accuracy": {"before": before.accuracy, "after": after.accuracy},
