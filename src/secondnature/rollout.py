@@ -21,6 +21,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
+from . import sandbox
 from .models import Model, OpenAIModel, as_completion
 from .sandbox import Limits
 from .tools import OUTPUT_HEADER, TOOLS, Tool, fenced_call, structured_call
@@ -69,6 +70,8 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
     two lesson sets pair attempt by attempt. With `tools` (a task set's, e.g. ("python",)) an attempt may take
     up to `max_steps` turns; `system` should then say how to call them (tools.tool_instruction)."""
     offered = tuple(TOOLS[t] for t in tools)
+    if "python" in tools:
+        sandbox.check()  # before any call: no boundary, no run (unless the user opted out), with the fix
     specs = [t.spec() for t in offered] if offered and (native_tools(model) if native is None else native) else None
     out = []
     for task in tasks:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from ..models import ModelError
+from ..sandbox import INSECURE_ENV, SandboxUnavailable
 from ..store import StoreError
 from ..weights import WeightsError
 from . import ui
@@ -26,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="secondnature", description=__doc__)
     ap.add_argument("--store", default=None, help="store file (default $SECONDNATURE_HOME/store.db, "
                                                   "SECONDNATURE_HOME defaults to ~/.secondnature)")
+    ap.add_argument("--insecure-sandbox", action="store_true",
+                    help="run the Python tool without Linux namespaces where they cannot be made: rlimits and an "
+                         "audit hook only, which is NOT a security boundary (model-written code can then reach "
+                         "your files, secrets and network)")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("learn", help="learn lessons on a task set")
@@ -131,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.insecure_sandbox:
+        os.environ[INSECURE_ENV] = "1"
     lessons_cmd = args.func is cmd_lessons
     if lessons_cmd and args.action in ("show", "edit", "rm", "restore") and not args.id:
         ui.err.print(f"error: `lessons {args.action}` needs a lesson id, e.g. L3")
@@ -148,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (UsageError, ModelError, StoreError, WeightsError, ValueError) as e:
+    except (UsageError, ModelError, StoreError, WeightsError, SandboxUnavailable, ValueError) as e:
         ui.err.print(f"[red]error:[/] {e}")
         return 2
     except KeyboardInterrupt:
