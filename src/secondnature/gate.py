@@ -13,6 +13,7 @@ stopped there, after k rollouts instead of half the sample. Every accepted propo
 """
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,18 @@ class GateResult:
     reason: str
 
 
+def mean(xs: Sequence[float]) -> float:
+    """The mean of the scores that are numbers: an item whose model call failed (NaN) pairs with nothing."""
+    ok = [x for x in xs if not math.isnan(x)]
+    return sum(ok) / len(ok) if ok else math.nan
+
+
+def _means(current: Sequence[float], proposed: Sequence[float]) -> tuple[float, float]:
+    """Both sides' means over the pairs where both have a score."""
+    pairs = [(c, p) for c, p in zip(current, proposed) if not (math.isnan(c) or math.isnan(p))]
+    return mean([c for c, _ in pairs]), mean([p for _, p in pairs])
+
+
 def decide(current: Sequence[float], proposed: Sequence[float], alpha: float = 0.2, planned: int | None = None,
            stopped_early: bool = False) -> GateResult:
     n = len(proposed)
@@ -41,8 +54,7 @@ def decide(current: Sequence[float], proposed: Sequence[float], alpha: float = 0
     wins = sum(p > c for p, c in zip(proposed, cur))
     losses = sum(p < c for p, c in zip(proposed, cur))
     p = sign_test_p(wins, losses)
-    cs = sum(cur) / n if n else 0.0
-    ps = sum(proposed) / n if n else 0.0
+    cs, ps = _means(cur, proposed)
     accepted = wins > losses and p <= alpha and not stopped_early
     if accepted:
         reason = f"won {wins}, lost {losses} of {n} paired items (sign test p={p:.3f} <= {alpha})"
@@ -66,7 +78,8 @@ def screen_order(current: Sequence[float], seed: int | None = None) -> list[int]
     keys = list(range(len(current)))
     if seed is not None:
         random.Random(seed).shuffle(keys)
-    return sorted(range(len(current)), key=lambda i: (current[i], keys[i]))
+    return sorted(range(len(current)), key=lambda i: (math.isnan(current[i]), current[i] if current[i] == current[i]
+                                                      else 0.0, keys[i]))  # failed calls (NaN) last
 
 
 def screenable(current: Sequence[float], screen: int) -> int:
@@ -119,7 +132,7 @@ def confirm_gate(current: Sequence[float], score_proposed: Callable[[int], float
     n = len(current)
     proposed, wins, losses = _score_until(current, score_proposed, lambda w, lo, rest: lo - w > rest)
     m = len(proposed)
-    cs, ps = (sum(current[:m]) / m, sum(proposed) / m) if m else (0.0, 0.0)
+    cs, ps = _means(current[:m], proposed)
     p = sign_test_p(first.wins + wins, first.losses + losses)
     accepted = m == n and losses <= wins and p <= alpha
     verdict = "held" if accepted else "did not hold"
@@ -138,7 +151,7 @@ def no_worse_gate(current: Sequence[float], score_proposed: Callable[[int], floa
     proposed, wins, losses = _score_until(current, score_proposed, lambda w, lo, rest: lo - w > rest)
     m = len(proposed)
     p = sign_test_p(losses, wins)
-    cs, ps = (sum(current[:m]) / m, sum(proposed) / m) if m else (0.0, 0.0)
+    cs, ps = _means(current[:m], proposed)
     accepted = m == n and losses <= wins
     if accepted:
         reason = f"no worse: won {wins}, lost {losses} of {n} paired items, with fewer lesson tokens"

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
@@ -177,6 +178,7 @@ class OpenAIModel:
             api_key = "none"  # local servers (llama.cpp, vLLM, Ollama) accept any key
         self._openai = openai
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
+        self.timeout = timeout
         self.name = f"openai:{model}"
         self.model = model
         self.base_url = base_url or "https://api.openai.com/v1"
@@ -210,24 +212,73 @@ class OpenAIModel:
             want = n - len(out)
             t0 = time.perf_counter()
             try:
-                r = self.client.chat.completions.create(
-                    model=self.model, messages=messages, n=want, temperature=temperature, max_tokens=max_tokens,
-                    seed=None if seed is None else seed + len(out), **extra)
-            except self._openai.APIError as e:  # retries with backoff already happened inside the SDK
-                out.extend(Completion(text="", latency_s=time.perf_counter() - t0, error=f"{type(e).__name__}: {e}")
-                           for _ in range(want))
+                got = self._call(dict(model=self.model, messages=messages, n=want, temperature=temperature,
+                                      max_tokens=max_tokens, seed=None if seed is None else seed + len(out), **extra), want)
+            except Exception as e:  # the SDK has already retried 429s, 5xx and timeouts; a body cut off mid-read
+                # surfaces as the HTTP library's own error: whatever it is, this call failed, the run goes on
+                why = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
+                out.extend(Completion(text="", latency_s=time.perf_counter() - t0, error=why[:500]) for _ in range(want))
                 break
             dt = time.perf_counter() - t0
-            usage = r.usage
-            choices = r.choices[:want]
-            for c in choices:
-                calls = tuple(ToolCall(t.id, t.function.name, t.function.arguments or "{}")
-                              for t in (c.message.tool_calls or []) if getattr(t, "function", None))
-                out.append(Completion(text=c.message.content or "", tool_calls=calls,
-                                      prompt_tokens=(usage.prompt_tokens if usage else 0),
-                                      completion_tokens=(usage.completion_tokens if usage else 0) // max(len(choices), 1),
-                                      latency_s=dt / max(len(choices), 1)))
+            out.extend(replace(c, latency_s=dt / len(got)) for c in got)
         return out
+
+    def _call(self, body: dict, want: int) -> list[Completion]:
+        """One request, read within `self.timeout` in all (a server that drips a byte a second is cut off), and
+        checked: anything but a chat completion with choices raises ModelError naming what came back."""
+        deadline = time.monotonic() + self.timeout
+        with self.client.chat.completions.with_streaming_response.create(**body) as r:
+            chunks = []
+            for chunk in r.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise ModelError(f"{self.base_url} took longer than {self.timeout:.0f} s to send its answer")
+                if sum(map(len, chunks)) > MAX_RESPONSE_BYTES:
+                    raise ModelError(f"{self.base_url} sent more than {MAX_RESPONSE_BYTES} bytes for one answer")
+        return parse_response(b"".join(chunks), want)
+
+
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+def parse_response(raw: bytes, want: int) -> list[Completion]:
+    """The completions in a chat-completions response body; ModelError naming the problem when it is not one."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ModelError(f"the endpoint answered with something that is not JSON: {raw[:80]!r}") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise ModelError(f"the endpoint's answer has no choices: {raw[:120]!r}")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    out = []
+    for c in choices[:want]:
+        message = c.get("message") if isinstance(c, dict) else None
+        if not isinstance(message, dict):
+            raise ModelError(f"a choice in the endpoint's answer has no message: {str(c)[:120]!r}")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise ModelError(f"a message's content is not text: {str(content)[:80]!r}")
+        out.append(Completion(text=content or "", tool_calls=_calls(message.get("tool_calls")),
+                              prompt_tokens=_int(usage.get("prompt_tokens")),
+                              completion_tokens=_int(usage.get("completion_tokens")) // len(choices[:want])))
+    return out
+
+
+def _int(x: object) -> int:
+    return x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else 0
+
+
+def _calls(raw: object) -> tuple[ToolCall, ...]:
+    if not isinstance(raw, list):
+        return ()
+    out = []
+    for t in raw:
+        f = t.get("function") if isinstance(t, dict) else None
+        if isinstance(f, dict) and isinstance(f.get("name"), str):
+            args = f.get("arguments")
+            out.append(ToolCall(str(t.get("id") or ""), f["name"], args if isinstance(args, str) and args else "{}"))
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- caching, scripting, record/replay

@@ -7,6 +7,7 @@ sample (`confirm`) is scored the same way for the two-stage gate's confirmation.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from . import gate, inject, rollout
@@ -15,6 +16,9 @@ from .store import LessonStore
 from .types import Lesson, Task, TaskSet
 
 Progress = Callable[[int, str], None]  # (rollouts just spent, message)
+
+
+RETRIES = 2  # more tries for a validation rollout whose model call failed, before it leaves the comparison
 
 
 def no_progress(_: int, __: str) -> None:
@@ -36,6 +40,7 @@ class Validation:
         self.items, self.confirm_items = list(items), list(confirm)
         self.budget, self.spent, self.paid = budget, spent, 0  # spent: the run's rollouts; paid: validation's here
         self.run_id, self.lesson_tokens, self.max_tokens, self.seed = run_id, lesson_tokens, max_tokens, seed
+        self.errors, self.last_error = 0, ""  # validation rollouts whose calls failed even after their retries
         self._scores: dict[tuple[bool, tuple[str, ...]], dict[int, float]] = {}
         self._prompts: dict[tuple[str, ...], tuple[str, list[Lesson]]] = {}  # each lesson set's prompt, composed once
 
@@ -48,7 +53,9 @@ class Validation:
 
     def score(self, lessons: Sequence[Lesson], i: int, *, confirm: bool = False, charge: bool = True) -> float:
         """Item i's score under `lessons`: recorded and paid the first time, remembered after. `charge=False` for
-        evidence a killed run already paid for (a resumed run's head)."""
+        evidence a killed run already paid for (a resumed run's head). A model call that still fails after
+        `RETRIES` more tries gives NaN, which pairs with nothing (never a 0 a candidate can win against), and is
+        not remembered: the next gate asks again."""
         got = self._scores.setdefault((confirm, key(lessons)), {})
         if i not in got:
             task = (self.confirm_items if confirm else self.items)[i]
@@ -56,12 +63,18 @@ class Validation:
                 self._prompts[key(lessons)] = inject.compose(self.taskset.instruction, lessons, self.lesson_tokens,
                                                              self.policy.count_tokens)
             system, kept = self._prompts[key(lessons)]
-            r = rollout.run(self.policy, [task], self.taskset.reward, system, kept, temperature=0.0,
-                            max_tokens=self.max_tokens, seed=self.seed, purpose="val", tools=self.taskset.tools)[0]
+            for _ in range(1 + RETRIES):  # failed calls are not cached, so a retry asks the model again
+                r = rollout.run(self.policy, [task], self.taskset.reward, system, kept, temperature=0.0,
+                                max_tokens=self.max_tokens, seed=self.seed, purpose="val", tools=self.taskset.tools)[0]
+                if not r.error:
+                    break
             self.store.add_rollouts([r], run_id=self.run_id, scope=self.taskset.name)
             if charge:
                 self.spent, self.paid = self.spent + 1, self.paid + 1
                 self.progress(1, "")
+            if r.error:
+                self.errors, self.last_error = self.errors + 1, r.error
+                return math.nan
             got[i] = r.score.value
         return got[i]
 
@@ -70,8 +83,8 @@ class Validation:
         return [self.score(lessons, i, confirm=confirm, charge=charge) for i in range(n)]
 
     def mean(self, lessons: Sequence[Lesson]) -> float:
-        s = self.scores(lessons)
-        return sum(s) / len(s)
+        """The mean over the items scored (those whose calls failed are left out)."""
+        return gate.mean(self.scores(lessons))
 
     # ---------------------------------------------------------------- the gates, scored here
 
@@ -86,18 +99,49 @@ class Validation:
 
     def gate(self, current: Sequence[Lesson], lessons: Sequence[Lesson], *, order_seed: int, alpha: float = 0.2,
              reject_margin: int = 3, screen: int = 6) -> gate.GateResult:
-        """The sequential gate: items the current revision fails first, in an order of this candidate's own."""
+        """The sequential gate: items the current revision fails first, in an order of this candidate's own.
+        Items whose current-revision call failed are left out; too many failed calls stop the gate."""
         base = self.scores(current)
-        order = gate.screen_order(base, seed=order_seed)
-        return gate.sequential_gate([base[i] for i in order], lambda i: self.score(lessons, order[i]), alpha,
-                                    reject_margin, gate.screenable(base, screen))
+        order = [i for i in gate.screen_order(base, seed=order_seed) if not math.isnan(base[i])]
+        return self._guarded(len(base) - len(order), len(base), lambda score: gate.sequential_gate(
+            [base[i] for i in order], lambda i: score(lessons, order[i]), alpha, reject_margin,
+            gate.screenable([base[i] for i in order], screen)))
 
     def confirm(self, current: Sequence[Lesson], lessons: Sequence[Lesson], first: gate.GateResult,
                 alpha: float = 0.2) -> gate.GateResult:
         """Does a gate's winner hold on the fresh confirmation items?"""
         base = self.scores(current, confirm=True)
-        return gate.confirm_gate(base, lambda i: self.score(lessons, i, confirm=True), first, alpha)
+        return self._guarded(sum(map(math.isnan, base)), len(base), lambda score: gate.confirm_gate(
+            base, lambda i: score(lessons, i, confirm=True), first, alpha))
 
     def no_worse(self, current: Sequence[Lesson], lessons: Sequence[Lesson]) -> gate.GateResult:
         """The gate of a revision that only makes the prompt smaller: it must lose no more items than it wins."""
-        return gate.no_worse_gate(self.scores(current), lambda i: self.score(lessons, i))
+        base = self.scores(current)
+        return self._guarded(sum(map(math.isnan, base)), len(base), lambda score: gate.no_worse_gate(
+            base, lambda i: score(lessons, i)))
+
+    def _guarded(self, failed: int, n: int, run: Callable[[Callable[..., float]], gate.GateResult]) -> gate.GateResult:
+        """`run(score)`, stopped with a rejection and its reason once more than a quarter of the n items' calls
+        (the current revision's and the candidate's together) have failed: an outage must not decide a gate."""
+        bound = max(2, n // 4)
+
+        def score(*args, **kw) -> float:
+            nonlocal failed
+            value = self.score(*args, **kw)
+            failed += math.isnan(value)
+            if failed > bound:
+                raise _Outage
+            return value
+
+        try:
+            if failed > bound:
+                raise _Outage
+            return run(score)
+        except _Outage:
+            return gate.GateResult(0, math.nan, math.nan, 0, 0, 1.0, False,
+                                   f"stopped: the model failed on {failed} of {n} items after {RETRIES} retries each "
+                                   f"(last: {self.last_error[:160]}); a gate needs answers to compare")
+
+
+class _Outage(Exception):
+    """Too many failed model calls for a gate to mean anything."""
