@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
+import subprocess
+import sys
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from secondnature.store import MIGRATIONS, LessonStore, StoreError
+from secondnature.store import MIGRATIONS, HeadMoved, LessonStore, StoreError
 from secondnature.store import schema as store_schema
 from secondnature.store import sqlite as store_mod
 from secondnature.types import Completion, Edit, GateRecord, Lesson, Reflection, Rollout, Score
@@ -216,3 +220,125 @@ def test_reflections_round_trip(path: Path) -> None:
     assert s.reflection("nope") is None
     assert [x["id"] for x in s.reflections(run)] == ["x1"]
     assert sorted(x["id"] for x in s.reflections()) == ["x1", "x2"]
+
+
+# ---------------------------------------------------------------- two writers on one scope
+
+def test_a_revision_made_on_an_old_head_is_refused_with_the_heads_and_the_fix(path: Path) -> None:
+    s = LessonStore(path)
+    r1 = s.commit_revision(SCOPE, [add(s, "First lesson says count each letter.").id], "first", parent=None)
+    other = LessonStore(path)  # another writer commits after this one read r1
+    r2 = other.commit_revision(SCOPE, [*r1.lesson_ids, add(other, "Their lesson says answer briefly.").id], "theirs",
+                               parent=r1.id)
+    mine = add(s, "My lesson says spell the word first.")
+    with pytest.raises(HeadMoved) as info:
+        s.commit_revision(SCOPE, [*r1.lesson_ids, mine.id], "mine", parent=r1.id)
+    assert isinstance(info.value, StoreError)
+    message = str(info.value)
+    assert SCOPE in message and f"revision {r1.id}" in message and f"revision {r2.id}" in message
+    assert "Nothing was saved" in message and "again" in message
+    assert (info.value.read, info.value.now) == (r1.id, r2.id)
+    assert s.head(SCOPE) == r2 and s.lesson("L2").status == "active"
+    other.commit_revision("game24", [], "theirs", parent=None)
+    with pytest.raises(HeadMoved, match="the scope was empty"):  # a first revision, when another came first
+        s.commit_revision("game24", [], "mine", parent=None)
+
+
+def test_rebase_applies_the_change_to_the_new_head(path: Path) -> None:
+    s = LessonStore(path)
+    a, b, c = (add(s, f"Lesson {x} says do the thing carefully.") for x in "abc")
+    r1 = s.commit_revision(SCOPE, [a.id, b.id], "first", parent=None)
+    theirs = add(s, "Their lesson says answer briefly.")
+    r2 = s.commit_revision(SCOPE, [a.id, b.id, theirs.id], "theirs", parent=r1.id)
+    r3 = s.commit_revision(SCOPE, [a.id, c.id], "mine: b replaced by c", parent=r1.id, rebase=True)
+    assert r3.lesson_ids == (a.id, theirs.id, c.id) and r3.parent == r2.id
+    assert f"rebased onto revision {r2.id}" in r3.note and f"on revision {r1.id}" in r3.note
+    assert s.lesson(b.id).status == "retired" and s.lesson(theirs.id).status == "active"
+    assert store_mod.rebased([], ["x"], ["y"]) == ["y", "x"]  # a first revision made when another came first
+
+
+WAIT = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+time.sleep(1.0)
+db.execute("COMMIT")
+"""
+
+
+def test_a_second_writer_waits_for_the_write_lock_instead_of_failing(path: Path) -> None:
+    s = LessonStore(path)
+    assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] == store_mod.BUSY_TIMEOUT_S * 1000
+    holder = subprocess.Popen([sys.executable, "-c", WAIT, str(path)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    start = time.monotonic()
+    rev = s.commit_revision(SCOPE, [add(s, "Spell the word letter by letter, then count.").id], "waited", parent=None)
+    assert time.monotonic() - start > 0.5 and s.head(SCOPE) == rev  # it waited for the lock, then committed
+    assert holder.wait(timeout=30) == 0
+
+
+# ---------------------------------------------------------------- a full disk, a read-only place, a damaged file
+
+def test_a_full_disk_is_a_store_error_with_the_fix_and_leaves_nothing_half_written(path: Path) -> None:
+    s = LessonStore(path)
+    s.db.execute("PRAGMA max_page_count = 1")  # clamped to the current size: the file cannot grow, as on a full disk
+    with pytest.raises(StoreError, match="disk is full") as info:
+        s.add_rollouts([replace(rollout(f"r{i}"), completion="x" * 4000) for i in range(50)])
+    assert "--store" in str(info.value) and str(path) in str(info.value)
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert s.rollout("r0") is None  # the transaction was rolled back whole
+    with pytest.raises(StoreError, match="disk is full"):  # outside an explicit transaction too
+        s.put_completion("k", Completion("x" * 8000, 1, 1, 0.1))
+    with pytest.raises(StoreError, match="disk is full"):
+        with s.transaction():
+            lesson = add(s, "x" * 8000)
+            s.commit_revision(SCOPE, [lesson.id], "accepted")
+    assert s.lessons() == [] and s.head(SCOPE) is None
+
+
+def test_a_read_only_store_says_so_not_that_it_is_unreadable(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add(LessonStore(path), "Spell the word letter by letter, then count.")
+    real = sqlite3.connect
+    # what SQLite sees on a read-only file system: the file opens, every write is refused (works as root too)
+    monkeypatch.setattr(store_mod.sqlite3, "connect", lambda p, **kw: real(f"file:{p}?mode=ro", uri=True, **kw))
+    with pytest.raises(StoreError, match="read-only") as info:
+        LessonStore(path)
+    assert "not a readable SQLite database" not in str(info.value) and "writable --store" in str(info.value)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_a_store_in_a_read_only_directory_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    add(LessonStore(folder / "s.db"), "Spell the word letter by letter, then count.")
+    (folder / "s.db").chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(StoreError, match="read-only|not writable"):
+            LessonStore(folder / "s.db")
+        with pytest.raises(StoreError, match="not writable"):
+            LessonStore(folder / "new.db")
+    finally:
+        folder.chmod(0o755)
+
+
+def damage(path: Path) -> None:
+    """Overwrite the middle third of a store file with noise, as a bad disk or an interrupted copy might."""
+    data = bytearray(path.read_bytes())
+    third = len(data) // 3
+    data[third:2 * third] = random.Random(0).randbytes(third)
+    path.write_bytes(bytes(data))
+
+
+def test_a_store_damaged_mid_file_says_how_to_recover(path: Path) -> None:
+    s = LessonStore(path)
+    for i in range(300):
+        add(s, f"Lesson {i}: " + "count the letters one by one and check the count. " * 8)
+    s.close()
+    damage(path)
+    with pytest.raises(StoreError, match="damaged") as info:
+        LessonStore(path).lessons()  # the header is intact, so it opens; the damage shows when pages are read
+    message = str(info.value)
+    assert f"sqlite3 {path} .recover" in message and "backup" in message and "quick_check" in message
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)

@@ -5,6 +5,11 @@ immutable rows (an edit adds a row whose `parent` is the old one); a revision is
 of lesson ids for a scope, and the newest revision of a scope is its head. Accepting a revision
 writes its lessons, the revision, its gate record and the run's progress in one transaction, so a
 killed process leaves either all of it or none.
+
+Several processes may write one store (a learn run while lessons are edited by hand): a writer
+names the head it read when it commits (`parent`), and the check and the commit happen under
+SQLite's write lock (BEGIN IMMEDIATE), so a change made on an old head is never committed as if
+the newer one did not exist. A second writer waits for the lock (up to BUSY_TIMEOUT_S).
 """
 from __future__ import annotations
 
@@ -12,16 +17,19 @@ import json
 import os
 import re
 import sqlite3
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from types import EllipsisType
 
 from ..types import Completion, Edit, GateRecord, Lesson, Reflection, Revision, Rollout, Score, ToolCall
 from . import schema
+from .errors import HeadMoved, StoreError, explain, guard, guarded
 
 APP_ID = 0x534E4154  # "SNAT" in PRAGMA application_id: tells our files from foreign SQLite files
+BUSY_TIMEOUT_S = 30  # a writer waits this long for another's write lock; a learn step holds it for milliseconds
 
 
 def query_words(text: str, limit: int = 64) -> list[str]:
@@ -34,10 +42,6 @@ def fts_query(words: list[str]) -> str:
     return " OR ".join(f'"{w}"' for w in words)
 
 
-class StoreError(RuntimeError):
-    """The store file cannot be used as it is; the message says why and what to do."""
-
-
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -47,24 +51,34 @@ def default_path() -> Path:
     return home() / "store.db"
 
 
+@guard  # every public method says what a full disk, a read-only place or a damaged file means, and the fix
 class LessonStore:
     """SQLite-backed store. Stateful (a connection), so a class; every method is one short query."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a read-only file system, or a file where a directory should be
+            raise StoreError(f"cannot create the directory of {self.path} ({e.strerror}); pass --store with a path "
+                             f"in a writable directory. Nothing was changed.") from e
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path} is not a readable SQLite database ({e}); move it aside or pass "
-                             f"--store with another path. Nothing was changed.") from e
+            known = explain(e, self.path) if getattr(e, "sqlite_errorname", "") != "SQLITE_NOTADB" else None
+            raise known or StoreError(f"{self.path} is not a readable SQLite database ({e}); move it aside or pass "
+                                      f"--store with another path. Nothing was changed.") from e
         if not fresh and app_id != APP_ID and tables:
             raise StoreError(f"{self.path} is an SQLite file that secondnature did not create (tables: "
                              f"{', '.join(sorted(tables)[:5])}); pass --store with another path. Nothing was changed.")
+        self._setup()
+
+    @guarded
+    def _setup(self) -> None:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -75,16 +89,33 @@ class LessonStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE takes the write lock first, so what is read inside it is what the
+        commit will be made on, in every process."""
         if self.db.in_transaction:  # nested: the outer transaction owns the commit
             yield self.db
             return
-        self.db.execute("BEGIN IMMEDIATE")
+        self._execute("BEGIN IMMEDIATE")
         try:
             yield self.db
         except BaseException:
-            self.db.execute("ROLLBACK")
+            self._rollback()
             raise
-        self.db.execute("COMMIT")
+        try:
+            self._execute("COMMIT")
+        except StoreError:
+            self._rollback()
+            raise
+
+    @guarded
+    def _execute(self, sql: str) -> None:
+        self.db.execute(sql)
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # SQLite rolls back by itself after some errors (a full disk)
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the error that led here says more than a failed rollback would
 
     def _migrate(self) -> None:
         with self.transaction() as db:
@@ -209,13 +240,27 @@ class LessonStore:
         """Retire (kept, with the reason, restorable) or reactivate a lesson; membership is the revision's business."""
         self.db.execute("UPDATE lessons SET status=?, note=? WHERE id=?", (status, note, lesson_id))
 
-    def commit_revision(self, scope: str, lesson_ids: list[str], note: str, *, gate: GateRecord | None = None,
-                        run_progress: tuple[int, int, int] | None = None) -> Revision:
-        """Make `lesson_ids` the new head of `scope`, atomically with its gate record and the run's progress."""
+    def commit_revision(self, scope: str, lesson_ids: Sequence[str], note: str, *,
+                        parent: int | None | EllipsisType = ..., rebase: bool = False,
+                        gate: GateRecord | None = None, run_progress: tuple[int, int, int] | None = None) -> Revision:
+        """Make `lesson_ids` the new head of `scope`, atomically with its gate record and the run's progress.
+
+        `parent` is the head the change was made on (its id, or None if the scope had none). If another writer has
+        committed since, committing `lesson_ids` would silently drop their change, so HeadMoved is raised; or, with
+        `rebase`, the change (parent -> lesson_ids) is applied to the new head instead and the note says so. Leaving
+        `parent` out skips the check: only for a writer that is alone on the store (tests, setup)."""
         with self.transaction() as db:
             head = self.head(scope)
+            if parent is not ... and parent != (head.id if head else None):
+                if not rebase:
+                    raise HeadMoved(scope, parent, head.id if head else None)
+                base = self.revision(parent) if parent is not None else None
+                lesson_ids = rebased(base.lesson_ids if base else (), lesson_ids, head.lesson_ids)
+                made_on = f"revision {parent}" if parent is not None else "no revision (the scope was empty)"
+                note += (f" (rebased onto revision {head.id}, which another writer committed meanwhile; this change "
+                         f"was made, and any gate judged it, on {made_on})")
             cur = db.execute("INSERT INTO revisions (scope, parent, lesson_ids, note, created_at) VALUES (?,?,?,?,?)",
-                             (scope, head.id if head else None, json.dumps(lesson_ids), note, now()))
+                             (scope, head.id if head else None, json.dumps(list(lesson_ids)), note, now()))
             rev_id = cur.lastrowid
             keep = set(lesson_ids)
             for lesson in self.lessons(scope):
@@ -350,6 +395,13 @@ class LessonStore:
     def update_run(self, run_id: int, steps_done: int, rollouts_used: int, status: str | None = None) -> None:
         self.db.execute("UPDATE runs SET steps_done=?, rollouts_used=?, status=COALESCE(?, status), updated_at=? "
                         "WHERE id=?", (steps_done, rollouts_used, status, now(), run_id))
+
+
+def rebased(base: Sequence[str], ours: Sequence[str], theirs: Sequence[str]) -> list[str]:
+    """Our change (base -> ours) applied to their revision: theirs without the lessons we removed, then the ones we
+    added. Their additions and edits stay; ours are appended, as a hand edit appends its new lesson."""
+    removed, known = set(base) - set(ours), set(base) | set(theirs)
+    return [x for x in theirs if x not in removed] + [x for x in ours if x not in known]
 
 
 def _lesson(r: sqlite3.Row) -> Lesson:
