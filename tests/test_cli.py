@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from rich.console import Console
+from test_store import damage
 
 from secondnature import cli  # noqa: F401
 from secondnature.cli import (
@@ -14,6 +17,7 @@ from secondnature.cli import (
     ui,  # noqa: F401
 )
 from secondnature.store import LessonStore
+from secondnature.store import sqlite as store_mod
 from secondnature.types import Edit, GateRecord, Lesson
 
 SCOPE = "letters:medium,hard"
@@ -241,3 +245,73 @@ def test_import_with_malformed_prompts_names_them_and_imports_nothing(store_path
     code, _, err = run(capsys, "--store", store_path, "lessons", "import", str(bad))
     assert code == 2 and "(task id, prompt) pairs" in err
     assert reopen(store_path).head("other") is None  # the transaction rolled back: nothing half-imported
+
+
+# ---------------------------------------------------------------- several writers, and store errors, at the CLI
+
+WRITER = """
+import contextlib, io, json, sys
+from pathlib import Path
+from secondnature.cli import build_parser, cmd_lessons, main
+from secondnature.store import LessonStore
+store, k, n, scope = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+export = Path(store).parent / f"writer{k}.json"
+own = f"Writer {k}'s own rule"
+args = build_parser().parse_args(["--store", store, "lessons", "import", str(export)])  # parsed once: it is slow
+args.file = args.id
+for i in range(n):
+    export.write_text(json.dumps({"scopes": {scope: [{"text": f"Lesson {i} of writer {k}: check the count twice."}]}}))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cmd_lessons(args) == 0
+    if i % 4 == 3:  # every few lessons, an edit of this writer's own rule (a new id each time)
+        s = LessonStore(store)
+        (x,) = [x for x in s.revision_lessons(s.head(scope)) if x.text.startswith(own)]
+        s.close()
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(["--store", store, "lessons", "edit", x.id, "--text", f"{own}, version {i}.", "--force"]) == 0
+"""
+
+
+def test_concurrent_imports_and_edits_by_four_processes_lose_no_lesson(store_path: str) -> None:
+    s = reopen(store_path)
+    own = [s.add_lesson(Lesson("", f"Writer {k}'s own rule, first version.", SCOPE)).id for k in range(4)]
+    s.commit_revision(SCOPE, [*s.head(SCOPE).lesson_ids, *own], "four writers' own rules")
+    s.close()
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, store_path, str(k), "100", SCOPE],
+                                stderr=subprocess.PIPE, text=True) for k in range(4)]
+    for w in writers:
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    head = reopen(store_path).revision_lessons(reopen(store_path).head(SCOPE))
+    texts = [x.text for x in head]
+    assert {f"Lesson {i} of writer {k}: check the count twice." for k in range(4) for i in range(100)} <= set(texts)
+    assert {f"Writer {k}'s own rule, version 99." for k in range(4)} <= set(texts)
+    assert T1 in texts and T2 in texts and len(texts) == 2 + 4 + 400  # nothing lost, nothing doubled
+
+
+def test_a_full_disk_is_reported_without_a_traceback(store_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture) -> None:
+    real = sqlite3.connect
+
+    def full(*args, **kwargs):  # a store that cannot grow, as on a full disk
+        db = real(*args, **kwargs)
+        db.execute("PRAGMA max_page_count = 1")
+        return db
+    monkeypatch.setattr(store_mod.sqlite3, "connect", full)
+    export = tmp_path / "many.json"
+    export.write_text(json.dumps({"scopes": {SCOPE: [{"text": f"Lesson {i}: " + "count each letter. " * 40}
+                                                     for i in range(40)]}}))
+    code, _, err = run(capsys, "--store", store_path, "lessons", "import", str(export))
+    assert code == 2 and "disk is full" in err and "--store" in err and "Traceback" not in err
+    monkeypatch.setattr(store_mod.sqlite3, "connect", real)
+    assert len(reopen(store_path).head(SCOPE).lesson_ids) == 2  # nothing half-imported
+
+
+def test_a_damaged_store_is_reported_with_how_to_recover(store_path: str, capsys: pytest.CaptureFixture) -> None:
+    s = reopen(store_path)
+    s.commit_revision(SCOPE, [s.add_lesson(Lesson("", f"Lesson {i}: " + "count each letter. " * 30, SCOPE)).id
+                              for i in range(300)], "many")
+    s.close()
+    damage(Path(store_path))
+    code, _, err = run(capsys, "--store", store_path, "lessons", "list")
+    assert code == 2 and "damaged" in err and ".recover" in err and "Traceback" not in err

@@ -1,6 +1,8 @@
 """`secondnature lessons ...` and `secondnature revisions ...`: read, edit, export and restore the store by hand.
 
 A hand edit is trusted (no gate) and, like every change, makes a new revision: nothing is lost.
+Each change is applied to the head as it is once the store's write lock is held (`change_head`), so a
+learn run or another edit committing meanwhile keeps its lessons.
 """
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import difflib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from rich.table import Table
 from ..curate import running_credit
 from ..reflect import problem_with
 from ..store import LessonStore, open_store
-from ..types import Lesson
+from ..types import Lesson, Revision
 from . import ui
 from .ui import UsageError
 
@@ -89,11 +92,12 @@ def cmd_lessons(args: argparse.Namespace) -> int:
         return _replace(store, x, None)
     if args.action == "restore":
         x = _scope_of(store, args.id)
-        head = store.head(x.scope)
-        ids = list(head.lesson_ids) if head else []
-        if x.id in ids:
-            raise UsageError(f"{x.id} is already in the current revision of {x.scope}")
-        rev = store.commit_revision(x.scope, ids + [x.id], f"restored {x.id} by hand")
+
+        def restore(ids: list[str]) -> list[str]:
+            if x.id in ids:
+                raise UsageError(f"{x.id} is already in the current revision of {x.scope}")
+            return ids + [x.id]
+        rev = change_head(store, x.scope, restore, f"restored {x.id} by hand")
         ui.out.print(f"revision {rev.id} of {x.scope}: restored {x.id}" + (f" (it was retired: {x.note})" if x.note else ""))
         return 0
     if args.action == "export":
@@ -125,21 +129,32 @@ def _edit_in_editor(text: str) -> str:
     return Path(f.name).read_text()
 
 
+def change_head(store: LessonStore, scope: str, change: Callable[[list[str]], list[str]], note: str) -> Revision:
+    """Commit `change` (the head's lesson ids -> the new ones) applied to the head of `scope` as it is when the write
+    lock is held: whatever another process committed before is what the change is applied to, and nothing can commit
+    between the read and the commit (`parent` makes the store check it)."""
+    with store.transaction():
+        head = store.head(scope)
+        ids = change(list(head.lesson_ids) if head else [])
+        return store.commit_revision(scope, ids, note, parent=head.id if head else None)
+
+
 def _replace(store: LessonStore, x: Lesson, text: str | None) -> int:
     """A hand edit or removal makes a new revision of the lesson's scope (people are trusted; no gate)."""
-    head = store.head(x.scope)
-    ids = list(head.lesson_ids) if head else []
-    if x.id not in ids:
-        raise UsageError(f"{x.id} is not in the current revision of {x.scope}; restore a revision that has it first")
-    with store.transaction():
-        ids.remove(x.id)
+    new: list[Lesson] = []
+
+    def swap(ids: list[str]) -> list[str]:
+        if x.id not in ids:
+            raise UsageError(f"{x.id} is not in the current revision of {x.scope}; restore a revision that has it "
+                             f"first")
         if text is not None:
-            new = store.add_lesson(Lesson("", text, x.scope, x.evidence, x.reflection_id, parent=x.id, gain=x.gain))
-            ids.append(new.id)
-        rev = store.commit_revision(x.scope, ids, f"{'edited' if text else 'removed'} {x.id} by hand")
+            new.append(store.add_lesson(Lesson("", text, x.scope, x.evidence, x.reflection_id, parent=x.id,
+                                               gain=x.gain)))
         store.set_status(x.id, "retired", "edited by hand" if text else "removed by hand")
+        return [i for i in ids if i != x.id] + [y.id for y in new]
+    rev = change_head(store, x.scope, swap, f"{'edited' if text else 'removed'} {x.id} by hand")
     ui.out.print(f"revision {rev.id} of {x.scope}: {'replaced' if text else 'removed'} {x.id}"
-              + (f" with {ids[-1]}" if text else ""))
+              + (f" with {new[0].id}" if new else ""))
     return 0
 
 
@@ -151,26 +166,24 @@ def _import(store: LessonStore, path: Path) -> int:
     except (OSError, ValueError, KeyError, AssertionError, TypeError) as e:  # ValueError: bad JSON or not UTF-8
         raise UsageError(f"{path} is not a lessons export ({type(e).__name__}: {e}); make one with "
                          f"`secondnature lessons export FILE`") from e
-    with store.transaction():
+    with store.transaction():  # every scope or none
         for scope, items in scopes.items():
-            head = store.head(scope)
-            ids = list(head.lesson_ids) if head else []
-            have = {x.text for x in store.revision_lessons(head)}
-            for item in items:
-                if not isinstance(item, dict) or not str(item.get("text", "")).strip():
-                    raise UsageError(f"{path}: scope {scope}: every lesson needs a non-empty \"text\"")
-                if item["text"] in have:
-                    continue
-                new = store.add_lesson(Lesson("", item["text"], scope, tuple(item.get("evidence", ())),
-                                              gain=float(item.get("gain", 0.0)), tags=tuple(item.get("tags", ()))))
-                ids.append(new.id)
-            rev = store.commit_revision(scope, ids, f"imported from {path.name}")
+            if not all(isinstance(item, dict) and str(item.get("text", "")).strip() for item in items):
+                raise UsageError(f"{path}: scope {scope}: every lesson needs a non-empty \"text\"")
+
+            def add(ids: list[str], scope: str = scope, items: list[dict] = items) -> list[str]:
+                have = {x.text for x in store.revision_lessons(store.head(scope))}
+                return ids + [store.add_lesson(Lesson("", item["text"], scope, tuple(item.get("evidence", ())),
+                                                      gain=float(item.get("gain", 0.0)),
+                                                      tags=tuple(item.get("tags", ())))).id
+                              for item in items if item["text"] not in have]
+            rev = change_head(store, scope, add, f"imported from {path.name}")
             prompts = (data.get("prompts") or {}).get(scope, [])
             if not isinstance(prompts, list) or not all(isinstance(x, list) and len(x) == 2 for x in prompts):
                 raise UsageError(f"{path}: prompts of scope {scope} must be a list of (task id, prompt) pairs, as "
                                  f"`secondnature lessons export` writes them; nothing was imported")
             store.index_prompts(scope, [(str(t), str(p)) for t, p in prompts])
-            ui.out.print(f"{scope}: revision {rev.id} with {len(ids)} lessons")
+            ui.out.print(f"{scope}: revision {rev.id} with {len(rev.lesson_ids)} lessons")
     return 0
 
 
@@ -203,7 +216,7 @@ def cmd_revisions(args: argparse.Namespace) -> int:
         old = store.revision(args.a)
         if old is None:
             raise UsageError(f"no revision {args.a}; see `secondnature revisions list`")
-        rev = store.commit_revision(old.scope, list(old.lesson_ids), f"restored revision {old.id}")
+        rev = change_head(store, old.scope, lambda _ids: list(old.lesson_ids), f"restored revision {old.id}")
         ui.out.print(f"revision {rev.id} of {old.scope} restores revision {old.id} ({len(old.lesson_ids)} lessons)")
         return 0
     raise UsageError(f"unknown action {args.action}")
