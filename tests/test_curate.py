@@ -159,3 +159,23 @@ def test_lessons_list_shows_the_running_estimate_after_curation(tmp_path: Path, 
     assert running["L2"]["effect"] == 0.0
     assert cli.main(["--store", str(tmp_path / "s.db"), "lessons", "list"]) == 0
     assert f"{running['L1']['effect']:+.2f}" in capsys.readouterr().out  # the "seen" column
+
+
+def test_a_lesson_committed_by_another_writer_during_curation_is_kept(tmp_path: Path) -> None:
+    """Another writer commits while curation measures: each retirement is applied to the head as it then is, so
+    their lesson stays, and the note says the gate judged the first retirement on the older revision."""
+    s = store_with(tmp_path, [GOOD, INERT, DUP])
+    other = LessonStore(tmp_path / "s.db")
+    hand = "Say the word aloud before you count anything."
+
+    def policy(messages: list[dict]) -> str:
+        head = other.head("toy")
+        if head.id == 1:
+            other.commit_revision("toy", [*head.lesson_ids, other.add_lesson(Lesson("", hand, "toy")).id], "by hand",
+                                  parent=head.id)
+        return policy_fn(messages)
+    r = curate(ScriptedModel(policy, "p"), ScriptedModel(never, "r"), taskset(), s, CurateConfig(val_size=10))
+    assert [x.text for x in r.after] == [DUP, hand] == [x.text for x in s.revision_lessons(s.head("toy"))]
+    first = s.revisions("toy")[2]
+    assert "rebased onto revision 2" in first.note and "on revision 1" in first.note
+    assert [g.current_revision for g in s.gates("toy")] == [1, 3, 4]  # each gate names the revision it compared

@@ -12,7 +12,7 @@ from secondnature.models import ModelError, ScriptedModel
 from secondnature.propose import demonstration, reflector_edits, rule_rewrite
 from secondnature.rewards import number
 from secondnature.store import LessonStore
-from secondnature.types import Task, TaskSet
+from secondnature.types import Lesson, Task, TaskSet
 
 GOOD = "Spell the word out letter by letter, then count the matches one by one."
 BAD = "Always answer with the number zero to save time and effort."
@@ -297,3 +297,23 @@ def test_the_reflectors_prompts_of_a_step_share_their_opening_and_come_in_a_row(
     opening = prompts[0][:prompts[0].index("First, in two")]
     assert "Lessons it already follows" in opening and "word number" in opening
     assert prompts[1].startswith(opening) and not prompts[2].startswith(opening)
+
+
+HAND = "Read the question twice before you start answering it."
+
+
+def test_a_lesson_committed_by_another_writer_during_a_run_is_kept(tmp_path):
+    """A hand edit (or another run) commits while this run reflects: the accepted lesson is applied to that revision,
+    not committed over it, and the note says the gate judged it on the older one."""
+    store, other = LessonStore(tmp_path / "s.db"), LessonStore(tmp_path / "s.db")
+
+    def reflect(messages: list[dict]) -> str:
+        if other.head("toy") is None:
+            other.commit_revision("toy", [other.add_lesson(Lesson("", HAND, "toy")).id], "by hand", parent=None)
+        return json.dumps({"edits": [{"op": "add", "text": GOOD}]})
+    result = learn(ScriptedModel(policy_fn, "policy"), ScriptedModel(reflect, "reflector"), taskset(), store, config())
+    head = store.head("toy")
+    assert [x.text for x in store.revision_lessons(head)] == [HAND, GOOD] == [x.text for x in result.lessons]
+    assert "rebased onto revision 1" in head.note and "on revision None" not in head.note
+    (accepted,) = [g for g in store.gates("toy") if g.decision == "accepted"]
+    assert accepted.current_revision is None and accepted.revision_id == head.id  # what the gate really compared

@@ -11,7 +11,9 @@ costs nothing. Applied by code, one small edit at a time, never a rewrite of the
    - compress: a long lesson is reworded shorter by the reflector.
    Retired lessons stay in the store with the reason (`lessons list --all`, `lessons restore`).
 Every accepted step is a revision with its gate record, committed before the next is tried, so a
-killed run keeps what it accepted.
+killed run keeps what it accepted. A step is an edit (retire, replace two lessons by one, ...): if
+another writer committed to the scope while curation measured, the edit is applied to their
+revision (their lessons stay) and the revision's note says the gate judged it on the older one.
 """
 from __future__ import annotations
 
@@ -120,7 +122,7 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
     if head is None or not head.lesson_ids:
         raise ValueError(f"{scope} has no lessons to curate; run `secondnature learn {scope}` first")
     before = tuple(store.revision_lessons(head))
-    current = list(before)
+    current, on = list(before), head.id  # on: the revision `current` is, which each gate compares against
     _, val = learn_split(taskset, LearnConfig(val_size=config.val_size, seed=config.seed, split_seed=config.split_seed))
     v = Validation(policy, taskset, val, store, budget=config.budget, lesson_tokens=config.lesson_tokens,
                    max_tokens=config.max_tokens, seed=config.seed, progress=progress)
@@ -147,13 +149,12 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
     steps: list[dict] = []
 
     def propose(op: str, lessons: list[Lesson], removed: list[Lesson], note: str) -> bool:
-        nonlocal current
+        nonlocal current, on
         if not v.affords(len(val)):
             return False
         result = v.no_worse(current, lessons)
         added = " | ".join(x.text for x in lessons if x not in current)
-        g = record(result, scope, [Edit(op, added, ",".join(x.id for x in removed))],
-                   current_revision=store.head(scope).id)
+        g = record(result, scope, [Edit(op, added, ",".join(x.id for x in removed))], current_revision=on)
         steps.append({"op": op, "removed": [x.id for x in removed], "note": note, "accepted": result.accepted,
                       "reason": result.reason})
         progress(0, f"{op} {', '.join(x.id for x in removed)}: {'accepted' if result.accepted else 'rejected'} "
@@ -165,8 +166,10 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
             final = [x if x.id else store.add_lesson(x) for x in lessons]
             for x in removed:
                 store.set_status(x.id, "retired", f"{op}: {note}; {result.reason}")
-            store.commit_revision(scope, [x.id for x in final], f"curate {op}: {note}", gate=g)
-        current = final
+            rev = store.commit_revision(scope, [x.id for x in final], f"curate {op}: {note}", gate=g, parent=on,
+                                        rebase=True)
+        current = final if list(rev.lesson_ids) == [x.id for x in final] else store.revision_lessons(rev)
+        on = rev.id
         return True
 
     def rewrite(prompt: str) -> str:

@@ -218,14 +218,18 @@ def choose(v: Validation, current: Sequence[Lesson], candidates: Sequence[Candid
 def commit(store: LessonStore, c: Candidate, gate: GateRecord, gain: float, current: Sequence[Lesson],
            run_progress: tuple[int, int, int]) -> tuple[Revision, tuple[Lesson, ...]]:
     """The candidate's new lessons (with their evidence, reflection and gain), its revision, gate record and the
-    run's progress, in one transaction."""
+    run's progress, in one transaction. If another writer committed to the scope since the run read its head (a hand
+    edit, an import, another run), the accepted edit is applied to their revision rather than dropping it; the note
+    says the gate judged it on the older one."""
     kept, tags = {x.id for x in current}, scope_tags(gate.scope)
     with store.transaction():
         final = tuple(x if x.id in kept else store.add_lesson(replace(x, evidence=c.evidence, gain=gain, tags=tags,
                                                                         reflection_id=c.reflection_id))
                       for x in c.lessons)
         head = store.commit_revision(gate.scope, [x.id for x in final], f"{c.edit.op}: {gate.reason}",
-                                     gate=gate, run_progress=run_progress)
+                                     parent=gate.current_revision, rebase=True, gate=gate, run_progress=run_progress)
+        if list(head.lesson_ids) != [x.id for x in final]:  # rebased: the run goes on from the head as it now is
+            final = tuple(store.revision_lessons(head))
     return head, final
 
 
