@@ -36,9 +36,9 @@ class GateResult:
 
 
 def mean(xs: Sequence[float]) -> float:
-    """The mean of the scores that are numbers: an item whose model call failed (NaN) pairs with nothing."""
+    """The mean of the scores that are numbers (0 if none): an item whose model call failed (NaN) pairs with nothing."""
     ok = [x for x in xs if not math.isnan(x)]
-    return sum(ok) / len(ok) if ok else math.nan
+    return sum(ok) / len(ok) if ok else 0.0
 
 
 def _means(current: Sequence[float], proposed: Sequence[float]) -> tuple[float, float]:

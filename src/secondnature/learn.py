@@ -11,15 +11,17 @@ every step committed, so a killed run resumes where it stopped without losing an
 """
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from . import inject, rollout
 from .evidence import fit_groups, order_groups
-from .gate import record
+from .gate import GateResult, record
 from .models import Model, ModelError, cached, window_of
 from .propose import PROPOSERS, Proposal, Proposer, Step, propose
+from .screen import problem_with
 from .store import LessonStore, open_store
 from .tasks import split
 from .text import words
@@ -46,6 +48,7 @@ class LearnConfig:
     reflect_context: int = 8192  # the reflector's window (tokens): prompt and reply must fit in it
     seed: int = 0
     split_seed: int = 0
+    instruction_lessons: bool = False  # let a lesson replace the task's instruction (the screen refuses those by default)
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore 
 def why_stop(v: Validation, current: Sequence[Lesson], config: LearnConfig) -> str:
     """Why no further step is worth starting ('' to go on): nothing is left to win, or the budget cannot pay for
     a step's attempts and the gate and confirmation of one of its candidates."""
-    scores = v.scores(current)
-    if min(scores) >= 1.0:
+    scores = [x for x in v.scores(current) if not math.isnan(x)]  # NaN: a call that failed
+    if scores and min(scores) >= 1.0 and len(scores) == len(v.items):
         return f"the current revision scores {len(scores)}/{len(scores)} on validation: nothing is left to win"
     attempts, gating = config.tasks_per_step * config.group_size, v.to_accept(current)
     if not v.affords(attempts + gating):
@@ -161,6 +164,7 @@ def observe(run_id: int, index: int, seed: int, taskset: TaskSet, current: Seque
     """What the proposers see of a step: groups with mixed rewards first, as many as fit the reflector's window
     with its reply."""
     instruction, _ = inject.in_force(taskset.instruction, current)  # a rewritten instruction in force, if any
+    rs = [r for r in rs if not r.error]  # a failed call says nothing about the task: nothing to learn from it
     step = Step(run_id, index, seed, taskset, instruction, tuple(current), (), tuple(rs),
                 {t.id: t for t in taskset.tasks}, reflector, new_id, config.proposals, config.max_candidates,
                 config.reflect_max_tokens, config.max_tokens)
@@ -178,6 +182,11 @@ def choose(v: Validation, current: Sequence[Lesson], candidates: Sequence[Candid
     gate record and the gain it showed on the confirmation sample, and the records of all the others."""
     count, passed, rejected = v.policy.count_tokens, [], []
     for k, c in enumerate(candidates):
+        if why := screened(c, current, config):  # any proposer's, a custom one's too: refused before it costs a rollout
+            progress(0, f"  {c.edit.op} {c.edit.text[:70]!r}: refused ({why})")
+            rejected.append(record(GateResult(0, 0.0, 0.0, 0, 0, 1.0, False, f"screen: {why}"), v.taskset.name,
+                                   [c.edit], candidate=k, reflection_id=c.reflection_id, **where))
+            continue
         if inject.select(c.lessons, config.lesson_tokens, count) == inject.select(current, config.lesson_tokens, count):
             continue  # the edit does not survive the token budget: nothing to test
         if key(c.lessons) in tried:
@@ -213,6 +222,13 @@ def choose(v: Validation, current: Sequence[Lesson], candidates: Sequence[Candid
             tried.add(key(c.lessons))
         rejected.append(replace(g, decision="rejected", reason=why))
     return best, rejected
+
+
+def screened(c: Candidate, current: Sequence[Lesson], config: LearnConfig) -> str:
+    """Why the screen refuses one of the candidate's new lessons ('' when none)."""
+    kept = {x.text for x in current}
+    return next((f"{why}: {x.text[:60]!r}" for x in c.lessons if x.text not in kept
+                 and (why := problem_with(x.text, allow_instruction=config.instruction_lessons))), "")
 
 
 def commit(store: LessonStore, c: Candidate, gate: GateRecord, gain: float, current: Sequence[Lesson],

@@ -26,6 +26,7 @@ from . import reflect
 from .evidence import render_trajectory
 from .inject import EXAMPLE_PREFIX, is_instruction
 from .models import Model
+from .redact import redact_messages
 from .rollout import is_episode
 from .screen import MAX_EXAMPLE_WORDS
 from .text import DUPLICATE, similarity
@@ -119,7 +120,8 @@ def candidates_of(step: Step, edits: Sequence[Edit], kind: str, reflection_id: s
 def ask(step: Step, kind: str, messages: list[dict], check: Callable[[str], tuple[str, str]], seed: int,
         rollout_ids: Sequence[str]) -> tuple[str, Reflection]:
     """One reflector call for a candidate of its own kind: the checked text ('' if refused) and its record."""
-    c = step.reflector.chat(messages, n=1, temperature=0.7, max_tokens=step.reflect_max_tokens, seed=seed)[0]
+    c = step.reflector.chat(redact_messages(messages), n=1, temperature=0.7, max_tokens=step.reflect_max_tokens,
+                            seed=seed)[0]
     text, why = check(c.text) if not c.error else ("", f"reflector failed: {c.error}")
     return text, Reflection(f"f{step.run_id}-{step.index}-{kind}", step.reflector.name, messages[-1]["content"], c.text,
                             tuple(rollout_ids), notes=why, tokens=c.prompt_tokens + c.completion_tokens)
@@ -130,7 +132,7 @@ def reflector_edits(step: Step) -> Proposal:
     msgs = step.prompt()
     found: list[Candidate] = []
     reflections = []
-    for i, c in enumerate(step.reflector.chat(msgs, n=step.proposals, temperature=0.7,
+    for i, c in enumerate(step.reflector.chat(redact_messages(msgs), n=step.proposals, temperature=0.7,
                                               max_tokens=step.reflect_max_tokens, seed=step.seed)):
         rid = f"f{step.run_id}-{step.index}-{i}"
         edits, notes = (reflect.parse(c.text, {x.id for x in step.rules}, step.shown) if not c.error

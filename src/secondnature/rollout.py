@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 
 from . import sandbox
 from .models import Model, OpenAIModel, as_completion
+from .redact import redact
 from .sandbox import Limits
 from .tools import OUTPUT_HEADER, TOOLS, Tool, fenced_call, structured_call
 from .types import Completion, Lesson, Reward, Rollout, Score, Task, ToolCall
@@ -114,14 +115,14 @@ def _attempt(model: Model, start: list[dict], first: Completion, offered: tuple[
         if c.error:
             tally["error"] = c.error
             break
-        tally["final"] = c.text
-        reply: dict = {"role": "assistant", "content": c.text, "seconds": round(c.latency_s, 3)}
+        tally["final"] = text = redact(c.text)
+        reply: dict = {"role": "assistant", "content": text, "seconds": round(c.latency_s, 3)}
         calls = [ToolCall(f"call_{step}_{i}", t.name, t.arguments) for i, t in enumerate(c.tool_calls)]
         if calls:
             reply["tool_calls"] = [{"id": t.id, "type": "function",
                                     "function": {"name": t.name, "arguments": t.arguments}} for t in calls]
         msgs.append(reply)
-        fenced = None if calls or not offered else fenced_call(c.text, offered)
+        fenced = None if calls or not offered else fenced_call(text, offered)
         tally["open"] = bool(calls or fenced)
         if not tally["open"] or step == max_steps - 1:
             break  # an answer, or no turn left to read a result: the attempt ends on this reply
@@ -139,7 +140,7 @@ def _attempt(model: Model, start: list[dict], first: Completion, offered: tuple[
 
 def _call(tool: Tool, arg: str, limits: Limits) -> tuple[str, float]:
     t0 = time.perf_counter()
-    output = tool.run(arg, limits)
+    output = redact(tool.run(arg, limits))  # a key the code found never reaches the model, the store or the reflector
     return output, time.perf_counter() - t0
 
 

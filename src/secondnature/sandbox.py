@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from .text import elide
+from .redact import redact
 
 INSECURE_ENV = "SECONDNATURE_INSECURE_SANDBOX"
 MAX_CODE_CHARS = 100_000
@@ -178,13 +178,19 @@ class _Tail:
         self.tail = (self.tail + chunk)[-self.bound:]
 
     def text(self, bound: int) -> tuple[str, bool]:
-        """The stream cut to `bound` characters, head and tail kept; and whether anything was cut."""
-        gone = self.total - len(self.head) - len(self.tail)
+        """The stream cut to `bound` characters, head and tail kept, secrets redacted (a piece of one the cut leaves
+        at an edge too); and whether anything was cut."""
         head, tail = self.head.decode("utf-8", "replace"), self.tail.decode("utf-8", "replace")
+        gone = self.total - len(self.head) - len(self.tail)  # bytes never kept
         if gone == 0:
-            return elide(head + tail, bound), len(head + tail) > bound
+            head, tail = head + tail, ""
+            if len(head) <= bound:
+                return redact(head), False
+            tail = head
         half = bound // 2
-        return f"{head[:half]}\n[... {gone + len(head[half:]) + len(tail[:-half])} bytes elided ...]\n{tail[-half:]}", True
+        elided = gone + len(head) + len(tail) - 2 * half - (len(head) if tail is head else 0)
+        return (f"{redact(head[:half], edges=True)}\n[... {elided} characters elided ...]\n"
+                f"{redact(tail[-half:], edges=True)}"), True
 
 
 def _pump(proc: subprocess.Popen, code: bytes, limits: Limits) -> tuple[_Tail, _Tail, bool]:

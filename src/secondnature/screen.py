@@ -5,10 +5,20 @@ models produced. So the reflector's chat ("Certainly! Please provide the inputs.
 placeholders, headings, talk about the attempts it was shown ("Task 3", "the correct attempts"), and
 advice that copies a training item (a quoted word of a task, eight words in a row of one, a
 distinctive answer: overfitting) are refused here, with the reason, and never reach the policy.
+
+The same text can come from an attacker: a rollout, a tool's output or an imported file can carry an
+injection the reflector copies into a lesson. `attack_in` refuses what no lesson has a reason to say:
+telling the model to ignore or replace its instructions or role, chat-template role and special tokens,
+asking for secrets, keys or the environment, URLs and instructions to send data anywhere, hidden
+characters, and an instruction that replaces the task's own unless the user turned those on. It runs on
+every lesson before a gate can be paid for it: reflector edits, worked examples, a custom proposer's
+candidates, imports and hand edits. Its patterns are deliberately broad: a refused useful lesson costs
+one candidate, an accepted injection costs every later call.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from .inject import EXAMPLE_PREFIX, INSTRUCTION_PREFIX, MAX_INSTRUCTION_WORDS
@@ -20,12 +30,52 @@ CONTEXT_TALK = re.compile(r"\b(task|attempt|example)s?\s*(\d|[AB]\b)|\b(correct|
 FILLER = re.compile(r"please provide|let me know|i'd be happy|i would be happy|certainly[!,.]|as an ai\b|"
                     r"here (are|is) (the|some|my)|feel free|sure[!,.]|if you have any|hope this helps", re.I)
 
+OVERRIDE = re.compile(
+    r"\b(ignore|disregard|forget|override|bypass)\b[^.\n]{0,40}\b(instructions?|prompts?|directives?|guidelines|"
+    r"(previous|prior|above|earlier|original|system|developer) (rules?|messages?|text|context))\b|"
+    r"\b(new|updated|real|actual|hidden|secret) (system )?(instructions|prompt)\b|\byou are (now|no longer)\b|"
+    r"\b(act|behave|pretend|roleplay) as (an?|the|if)\b|\bjailbreak|\bdeveloper mode\b|"
+    r"\b(reveal|repeat|print|show|output|leak)\b[^.\n]{0,30}\b(system prompt|your instructions|your prompt)\b", re.I)
+ROLE_TOKENS = re.compile(r"<\|[^|>\n]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<\|?(im_start|im_end|endoftext|eot_id)|"
+                         r"</?tool_call>|^\s*(system|assistant|user|developer)\s*:", re.I | re.M)
+SECRETS = re.compile(
+    r"(?<![a-z])(api[ _-]?keys?|access[ _-]?tokens?|auth(entication)?[ _-]?tokens?|bearer tokens?|secret[ _-]?keys?|"
+    r"secrets?|passwords?|passphrases?|credentials?|private[ _-]?keys?|ssh[ _-]?keys?|session[ _-]?cookies?)(?![a-z])|"
+    r"\benv(ironment)?[ _-]?var(iable)?s?\b|\bos\.environ\b|\bgetenv\b|/proc/|\.ssh\b|\.env\b|\bprintenv\b|"
+    r"\benviron\b|\b(sk|pk|rk|ghp|gho|xox[abp])[-_][A-Za-z0-9]{8,}|\bAKIA[0-9A-Z]{12,}", re.I)
+EXFIL = re.compile(
+    r"\b(https?|ftp|wss?|file|data|javascript)://|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|net|org|io|ai|dev|xyz|ru|cn)\b|"
+    r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b|\b(curl|wget|netcat|ncat|requests\.(get|post)|urllib|urlopen|socket|webhook|smtp)\b|"
+    r"\b(send|post|upload|email|e-mail|forward|transmit|exfiltrate|leak)\b[^.\n]{0,40}\b(to|into|at)\b[^.\n]{0,20}"
+    r"\b(server|address|endpoint|url|site|website|inbox|channel|attacker|me|us)\b", re.I)
+HIDDEN = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\U000e0000-\U000e007f]")
+MAX_SCREEN_CHARS = 4000  # longer than any lesson may be (MAX_EXAMPLE_WORDS): the patterns stay cheap
+
+
+def attack_in(text: str, *, allow_instruction: bool = False) -> str:
+    """Why `text` must never become a lesson, as an injection or a leak ('' when the screen finds nothing)."""
+    if HIDDEN.search(text):
+        return "hidden characters (zero-width or direction controls)"
+    plain = unicodedata.normalize("NFKC", text[:MAX_SCREEN_CHARS])  # fullwidth and other look-alikes fold to ASCII
+    if text.startswith(INSTRUCTION_PREFIX) and not allow_instruction:
+        return "replaces the task's instruction (instruction lessons are off; turn them on to allow this)"
+    for pattern, why in ((ROLE_TOKENS, "chat-template role or special tokens"),
+                         (OVERRIDE, "tells the model to ignore or replace its instructions or role"),
+                         (SECRETS, "asks for or names secrets, keys or the environment"),
+                         (EXFIL, "a URL, an address, or an instruction to send data somewhere")):
+        if m := pattern.search(plain):
+            return f"refused by the safety screen: {why} ({m.group(0).strip()[:40]!r})"
+    return ""
+
+
 MAX_EXAMPLE_WORDS = 160
 MAX_RULE_WORDS = 80
 
 
-def problem_with(text: str) -> str:
-    """Why a proposed lesson text is not a lesson ('' if it is one)."""
+def problem_with(text: str, *, allow_instruction: bool = False) -> str:
+    """Why a proposed lesson text is not a lesson ('' if it is one): the safety screen first, then the rest."""
+    if attack := attack_in(text, allow_instruction=allow_instruction):
+        return attack
     words = text.split()
     if len(words) < 4:
         return "too short to be a lesson"

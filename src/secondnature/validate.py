@@ -138,7 +138,7 @@ class Validation:
                 raise _Outage
             return run(score)
         except _Outage:
-            return gate.GateResult(0, math.nan, math.nan, 0, 0, 1.0, False,
+            return gate.GateResult(0, 0.0, 0.0, 0, 0, 1.0, False,
                                    f"stopped: the model failed on {failed} of {n} items after {RETRIES} retries each "
                                    f"(last: {self.last_error[:160]}); a gate needs answers to compare")
 
