@@ -140,9 +140,10 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
         without = v.scores([y for y in current if y.id != x.id])
         wins = sum(b > w for b, w in zip(base, without))  # items the lesson wins (with it better than without)
         losses = sum(b < w for b, w in zip(base, without))
-        effect = (sum(base) - sum(without)) / len(val)
+        pairs = [(b, w) for b, w in zip(base, without) if b == b and w == w]  # NaN: a failed call pairs with nothing
+        effect = sum(b - w for b, w in pairs) / max(len(pairs), 1)
         loo[x.id] = (effect, wins, losses)
-        store.set_loo(x.id, effect, len(val))
+        store.set_loo(x.id, effect, len(pairs))
         progress(0, f"{x.id}: leave-one-out {effect:+.3f} (wins {wins}, losses {losses} of {len(val)})")
 
     # 2. proposals, each gated against the head as it is when its turn comes
