@@ -112,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", default=None)
     p.add_argument("--all", action="store_true", help="include retired lessons")
     p.add_argument("--text", default=None, help="new text for edit (else $EDITOR opens)")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--force", action="store_true", help="edit: keep a text that does not look like a lesson (the "
+                                                         "safety screen still applies)")
+    p.add_argument("--allow-instruction", action="store_true",
+                   help="edit, import: allow lessons that replace the task's instruction")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lessons)
 

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..curate import running_credit
-from ..reflect import problem_with
+from ..screen import attack_in, problem_with
 from ..store import LessonStore, open_store
 from ..types import Lesson, Revision
 from . import ui
@@ -83,7 +83,9 @@ def cmd_lessons(args: argparse.Namespace) -> int:
         if not text or text == x.text:
             ui.out.print("unchanged")
             return 0
-        why = problem_with(text)
+        if why := attack_in(text, allow_instruction=args.allow_instruction):  # --force does not pass the safety screen
+            raise UsageError(f"the lesson screen refuses that text ({why}); nothing was changed")
+        why = problem_with(text, allow_instruction=args.allow_instruction)
         if why and not args.force:
             raise UsageError(f"that text does not look like a lesson ({why}); pass --force to keep it anyway")
         return _replace(store, x, text)
@@ -114,7 +116,7 @@ def cmd_lessons(args: argparse.Namespace) -> int:
             print(text)
         return 0
     if args.action == "import":
-        return _import(store, Path(args.file))
+        return _import(store, Path(args.file), args.allow_instruction)
     raise UsageError(f"unknown action {args.action}")
 
 
@@ -158,7 +160,8 @@ def _replace(store: LessonStore, x: Lesson, text: str | None) -> int:
     return 0
 
 
-def _import(store: LessonStore, path: Path) -> int:
+def _import(store: LessonStore, path: Path, allow_instruction: bool = False) -> int:
+    """Every scope of an export, each lesson through the safety screen first (a file may come from anyone)."""
     try:
         data = json.loads(path.read_text())
         scopes = data["scopes"]
@@ -170,6 +173,12 @@ def _import(store: LessonStore, path: Path) -> int:
         for scope, items in scopes.items():
             if not all(isinstance(item, dict) and str(item.get("text", "")).strip() for item in items):
                 raise UsageError(f"{path}: scope {scope}: every lesson needs a non-empty \"text\"")
+
+            refused = [(item["text"], why) for item in items
+                       if (why := attack_in(item["text"], allow_instruction=allow_instruction))]
+            for text, why in refused:
+                ui.err.print(escape(f"{scope}: not imported, {why}: {text[:80]!r}"))
+            items = [item for item in items if item["text"] not in {t for t, _ in refused}]
 
             def add(ids: list[str], scope: str = scope, items: list[dict] = items) -> list[str]:
                 have = {x.text for x in store.revision_lessons(store.head(scope))}
