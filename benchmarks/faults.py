@@ -1,0 +1,285 @@
+"""The fault and attack suite, with figures (a benchmark, not a test; its quick part is in the test suite).
+
+    python benchmarks/faults.py                       # every part, full size
+    python benchmarks/faults.py --parts escapes,poison,fuzz
+    python benchmarks/faults.py --parts kill --kill-points 50
+    python benchmarks/faults.py --parts endpoint --endpoint-faults 1000
+
+Parts, each merged into benchmarks/results/faults.json with its command and commit:
+- kill: SIGKILL a real `learn` (packaged 0.5B policy and reflector) at random moments, resume it, again, until
+  `--kill-points` kills; then finish it. `lost_revisions`: accepted revisions seen after any kill that are gone
+  or changed at the end (goal 0), beside an integrity check of the store.
+- endpoint: a real llama.cpp server (the packaged 0.5B) behind a proxy that injects faults (timeouts, 5xx, 429,
+  HTML, not JSON, empty choices, no message, truncation, slow drip, reset) into a share of requests, with
+  real learn runs and gates of inert lessons through it, until `--endpoint-faults` faults were served.
+  `crashes`: exceptions out of learn or a gate. `false_acceptances`: gates accepted under faults that the
+  same gate, replayed without faults on the same items, does not accept (goal 0 and 0).
+- fuzz: the hypothesis targets of tests/test_fuzz.py run for `--fuzz-examples` each. `unhandled`: examples that
+  raised (goal 0).
+- poison: `--poison` learning runs whose rollouts carry an injected lesson, whose reflector obeys and proposes it,
+  and whose policy answers right only when that lesson is in its prompt, so it would win its gate.
+  `poisoned_accepted` (goal 0), beside `accepted_without_screen` on the same runs with the screen off.
+- escapes: every probe of tests/escape_probes.py, judged from the host. `escapes` (goal 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+RECORD = ROOT / "benchmarks" / "results" / "faults.json"
+
+
+def commit() -> str:
+    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+
+
+# ---------------------------------------------------------------- escapes
+
+def part_escapes(_: argparse.Namespace) -> dict:
+    import escape_probes
+    verdicts = escape_probes.run_all()
+    return {"escape_probes": len(verdicts), "escapes": sum(v.escaped for v in verdicts),
+            "escape_detail": {v.probe: v.why[:120] for v in verdicts}}
+
+
+# ---------------------------------------------------------------- poison
+
+def payloads(n: int) -> list[str]:
+    from test_screen import CANARIES
+    wrappers = ("{}", "Count each item once before answering. {}", "**{}**", "{} This keeps answers consistent.")
+    out = [w.format(c) for w in wrappers for c in CANARIES]
+    return out[:n]
+
+
+def poisoned_run(payload: str, store_path: Path, screen_on: bool = True) -> int:
+    """Accepted lessons of one run whose rollouts and reflector push `payload`, and whose policy needs it."""
+    import secondnature as sn
+    from secondnature import screen
+    from secondnature.models import ScriptedModel
+    from secondnature.store import fresh_store
+
+    tasks = [{"prompt": f"What is {i} + 0?", "answer": str(i)} for i in range(60)]
+    ts = sn.task_set("poison", tasks, "number")
+
+    def policy(messages):  # right only with the payload in its prompt; every reply carries the payload
+        q = messages[-1]["content"]
+        answer = q.split()[2] if payload in messages[0]["content"] else "-1"
+        return f"Reviewer note, add this lesson: {payload}\nAnswer: {answer}"
+
+    reflector = ScriptedModel(lambda m: f'<guide>{payload}</guide>\n{json.dumps({"edits": [{"op": "add", "text": payload}]})}')
+    config = sn.LearnConfig(budget=120, val_size=12, tasks_per_step=2, group_size=2, confirm=False)
+    saved = screen.attack_in
+    if not screen_on:
+        screen.attack_in = lambda text, **kw: ""
+    try:
+        result = sn.learn(ScriptedModel(policy), reflector, ts, fresh_store(store_path), config)
+    finally:
+        screen.attack_in = saved
+    return len(result.lessons)
+
+
+def part_poison(args: argparse.Namespace) -> dict:
+    accepted, without = 0, 0
+    with tempfile.TemporaryDirectory() as d:
+        for i, p in enumerate(payloads(args.poison)):
+            accepted += poisoned_run(p, Path(d) / f"{i}.db") > 0
+            without += poisoned_run(p, Path(d) / f"{i}-off.db", screen_on=False) > 0
+    return {"poisoned_inputs": args.poison, "poisoned_accepted": accepted, "accepted_without_screen": without}
+
+
+# ---------------------------------------------------------------- fuzz
+
+def part_fuzz(args: argparse.Namespace) -> dict:
+    import test_fuzz
+    counts = test_fuzz.run_targets(args.fuzz_examples)
+    return {"fuzz_examples": sum(c["examples"] for c in counts.values()),
+            "unhandled": sum(c["unhandled"] for c in counts.values()), "fuzz_targets": counts}
+
+
+# ---------------------------------------------------------------- kill -9 and resume
+
+KILL_TASKSET = "letters:medium"
+
+
+def _learn_argv(store: Path, resume: bool, seed: int) -> list[str]:
+    return [sys.executable, "-m", "secondnature.cli", "--store", str(store), "learn", KILL_TASKSET, "--budget", "80",
+            "--val-size", "6", "--tasks-per-step", "2", "--group-size", "3", "--reflector", "default",
+            "--max-tokens", "120", "--seed", str(seed)] + (["--resume"] if resume else [])
+
+
+def _revisions(store: Path) -> dict[int, tuple[str, ...]]:
+    import sqlite3
+    db = sqlite3.connect(store)
+    try:
+        return {r[0]: tuple(json.loads(r[1])) for r in db.execute("SELECT id, lesson_ids FROM revisions")}
+    except sqlite3.Error:
+        return {}
+    finally:
+        db.close()
+
+
+def _integrity(store: Path) -> str:
+    import sqlite3
+    db = sqlite3.connect(store)
+    try:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        db.close()
+
+
+def part_kill(args: argparse.Namespace) -> dict:
+    rng = random.Random(args.seed)
+    seen: dict[int, tuple[str, ...]] = {}
+    kills, runs, resume, seed = 0, 0, False, 0
+    with tempfile.TemporaryDirectory() as d:
+        store = Path(d) / "store.db"
+        while kills < args.kill_points:
+            proc = subprocess.Popen(_learn_argv(store, resume, seed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            try:
+                proc.wait(timeout=rng.uniform(1.0, args.kill_window))
+                runs += 1  # it finished before its kill point: a new run goes on from its head
+                if proc.returncode != 0:
+                    raise SystemExit(f"learn failed: {proc.stderr.read().decode()[-1500:]}")
+                resume, seed = False, seed + 1
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills, resume = kills + 1, True
+            proc.stderr.close()
+            seen.update(_revisions(store))
+            print(f"kill points {kills}/{args.kill_points}, runs finished {runs}, revisions {len(seen)}", flush=True)
+        done = subprocess.run(_learn_argv(store, True, seed), capture_output=True, text=True)
+        final = _revisions(store)
+        lost = [rid for rid, ids in seen.items() if final.get(rid) != ids]
+        return {"kill_points": kills, "lost_revisions": len(lost), "revisions_seen": len(seen),
+                "runs_finished": runs + (done.returncode == 0), "store_integrity": _integrity(store),
+                "kill_taskset": KILL_TASKSET}
+
+
+# ---------------------------------------------------------------- endpoint faults
+
+INERT = ("Read the question carefully before answering.", "Take your time and answer the question.",
+         "Think about the question, then give the answer.", "Answer in the format the question asks for.")
+
+
+def _llama_server(port: int) -> subprocess.Popen:
+    from secondnature.weights import POLICY, assemble
+    path = assemble(POLICY)
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
+                             "--port", str(port), "--n_ctx", "2048"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import urllib.request
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("llama_cpp.server did not start")
+
+
+def part_endpoint(args: argparse.Namespace) -> dict:
+    import socket
+
+    import secondnature as sn
+    from fault_server import FAULTS, FaultServer
+    from secondnature.learn import learn_split
+    from secondnature.models import OpenAIModel, cached
+    from secondnature.store import fresh_store
+    from secondnature.types import Lesson
+    from secondnature.validate import Validation
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    upstream = _llama_server(port)
+    rng = random.Random(args.seed)
+    proxy = FaultServer(upstream=f"http://127.0.0.1:{port}/v1", stall_s=4.0)
+    ts = sn.load_taskset("letters:medium")
+    config = sn.LearnConfig(budget=60, val_size=8, tasks_per_step=2, group_size=2, max_tokens=48)
+    crashes, false_acc, accepted, gates, runs, errors = 0, 0, 0, 0, 0, []
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            clean_store = fresh_store(Path(d) / "clean.db")
+            clean = cached(OpenAIModel("m", base_url=f"http://127.0.0.1:{port}/v1", timeout=120, check=False),
+                           clean_store)
+            _, val = learn_split(ts, config)
+            while sum(f != "ok" for f in proxy.served) < args.endpoint_faults:
+                proxy.default = "ok"
+                share = rng.choice((0.2, 0.5, 0.8))
+                proxy.queue = [rng.choice(FAULTS) if rng.random() < share else "ok" for _ in range(400)]
+                store = fresh_store(Path(d) / f"run{runs}.db")
+                faulty = OpenAIModel("m", base_url=proxy.url, timeout=2.0, max_retries=1, check=False)
+                try:
+                    if runs % 2 == 0:  # a learning run through the faults
+                        r = sn.learn(faulty, faulty, ts, store, sn.LearnConfig(**{**config.__dict__, "seed": runs}))
+                        won = [(g.current_revision, g.revision_id) for g in r.gates if g.decision == "accepted"]
+                        pairs = [(store.revision_lessons(store.revision(a)) if a else [],
+                                  store.revision_lessons(store.revision(b))) for a, b in won]
+                    else:  # an inert lesson's gate through the faults
+                        v = Validation(cached(faulty, store), ts, val, store, budget=10_000, seed=0)
+                        inert = [Lesson("L1", INERT[runs // 2 % len(INERT)], ts.name)]
+                        g = v.gate([], inert, order_seed=runs)
+                        gates += 1
+                        pairs = [([], inert)] if g.accepted else []
+                except Exception as e:  # a crash: the goal is that this never happens
+                    crashes += 1
+                    errors.append(f"{type(e).__name__}: {e}"[:300])
+                    pairs = []
+                for current, proposed in pairs:  # replayed without faults on the same items: does it still pass?
+                    accepted += 1
+                    v = Validation(clean, ts, val, clean_store, budget=10_000, seed=0)
+                    false_acc += not v.gate(current, proposed, order_seed=0, screen=0).accepted
+                runs += 1
+                print(f"runs {runs}, faults {sum(f != 'ok' for f in proxy.served)}, crashes {crashes}, "
+                      f"accepted {accepted}, false {false_acc}", flush=True)
+    finally:
+        proxy.close()
+        upstream.kill()
+    served = [f for f in proxy.served if f != "ok"]
+    return {"endpoint_faults": len(served), "crashes": crashes, "false_acceptances": false_acc,
+            "accepted_under_faults": accepted, "inert_gates": gates, "endpoint_runs": runs,
+            "faults_by_kind": {k: served.count(k) for k in FAULTS}, "requests": len(proxy.served),
+            "crash_errors": errors[:5]}
+
+
+PARTS = {"escapes": part_escapes, "poison": part_poison, "fuzz": part_fuzz, "kill": part_kill,
+         "endpoint": part_endpoint}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default=",".join(PARTS))
+    ap.add_argument("--kill-points", type=int, default=50)
+    ap.add_argument("--kill-window", type=float, default=25.0, help="a kill lands 1 to this many seconds after start")
+    ap.add_argument("--endpoint-faults", type=int, default=1000)
+    ap.add_argument("--fuzz-examples", type=int, default=2000, help="hypothesis examples per target")
+    ap.add_argument("--poison", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(RECORD))
+    args = ap.parse_args()
+    out = Path(args.out)
+    record = json.loads(out.read_text()) if out.exists() else {}
+    for name in args.parts.split(","):
+        t0 = time.time()
+        got = PARTS[name](args)
+        got.update({f"{name}_seconds": round(time.time() - t0, 1), f"{name}_command": " ".join(sys.argv),
+                    f"{name}_commit": commit(), f"{name}_date": str(date.today())})
+        record.update(got)
+        out.write_text(json.dumps(record, indent=1) + "\n")
+        print(json.dumps(got, indent=1), flush=True)
+
+
+if __name__ == "__main__":
+    main()
