@@ -12,7 +12,8 @@ Parts, each merged into benchmarks/results/faults.json with its command and comm
 - endpoint: a real llama.cpp server (the packaged 0.5B) behind a proxy that injects faults (timeouts, 5xx, 429,
   HTML, not JSON, empty choices, no message, truncation, slow drip, reset) into a share of requests, with
   real learn runs and gates of inert lessons through it, until `--endpoint-faults` faults were served.
-  `crashes`: exceptions out of learn or a gate. `false_acceptances`: gates accepted under faults that the
+  `crashes`: exceptions out of learn or a gate other than a ModelError that names the outage and the fix
+  (`clean_stops`, when every call of a step failed three times). `false_acceptances`: gates accepted under faults that the
   same gate, replayed without faults on the same items, does not accept (goal 0 and 0).
 - fuzz: the hypothesis targets of tests/test_fuzz.py run for `--fuzz-examples` each. `unhandled`: examples that
   raised (goal 0).
@@ -118,6 +119,15 @@ def _learn_argv(store: Path, resume: bool, seed: int) -> list[str]:
             "--max-tokens", "120", "--seed", str(seed)] + (["--resume"] if resume else [])
 
 
+def _hand_revision(store: Path) -> None:
+    from secondnature.store import fresh_store
+    from secondnature.types import Lesson
+    s = fresh_store(store)
+    text = "Spell the word out letter by letter, then count the matches one by one."
+    s.commit_revision(KILL_TASKSET, [s.add_lesson(Lesson("", text, KILL_TASKSET)).id], "by hand")
+    s.close()
+
+
 def _revisions(store: Path) -> dict[int, tuple[str, ...]]:
     import sqlite3
     db = sqlite3.connect(store)
@@ -125,6 +135,15 @@ def _revisions(store: Path) -> dict[int, tuple[str, ...]]:
         return {r[0]: tuple(json.loads(r[1])) for r in db.execute("SELECT id, lesson_ids FROM revisions")}
     except sqlite3.Error:
         return {}
+    finally:
+        db.close()
+
+
+def _count(store: Path, table: str) -> int:
+    import sqlite3
+    db = sqlite3.connect(store)
+    try:
+        return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
     finally:
         db.close()
 
@@ -144,6 +163,7 @@ def part_kill(args: argparse.Namespace) -> dict:
     kills, runs, resume, seed = 0, 0, False, 0
     with tempfile.TemporaryDirectory() as d:
         store = Path(d) / "store.db"
+        _hand_revision(store)  # a head from before any run, so even a kill in the first step has something to lose
         while kills < args.kill_points:
             proc = subprocess.Popen(_learn_argv(store, resume, seed), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
@@ -163,6 +183,7 @@ def part_kill(args: argparse.Namespace) -> dict:
         final = _revisions(store)
         lost = [rid for rid, ids in seen.items() if final.get(rid) != ids]
         return {"kill_points": kills, "lost_revisions": len(lost), "revisions_seen": len(seen),
+                "rollouts_at_end": _count(store, "rollouts"), "gates_at_end": _count(store, "gates"),
                 "runs_finished": runs + (done.returncode == 0), "store_integrity": _integrity(store),
                 "kill_taskset": KILL_TASKSET}
 
@@ -192,10 +213,11 @@ def _llama_server(port: int) -> subprocess.Popen:
 def part_endpoint(args: argparse.Namespace) -> dict:
     import socket
 
-    import secondnature as sn
     from fault_server import FAULTS, FaultServer
+
+    import secondnature as sn
     from secondnature.learn import learn_split
-    from secondnature.models import OpenAIModel, cached
+    from secondnature.models import ModelError, OpenAIModel, cached
     from secondnature.store import fresh_store
     from secondnature.types import Lesson
     from secondnature.validate import Validation
@@ -208,7 +230,7 @@ def part_endpoint(args: argparse.Namespace) -> dict:
     proxy = FaultServer(upstream=f"http://127.0.0.1:{port}/v1", stall_s=4.0)
     ts = sn.load_taskset("letters:medium")
     config = sn.LearnConfig(budget=60, val_size=8, tasks_per_step=2, group_size=2, max_tokens=48)
-    crashes, false_acc, accepted, gates, runs, errors = 0, 0, 0, 0, 0, []
+    crashes, stops, false_acc, accepted, gates, runs, errors = 0, 0, 0, 0, 0, 0, []
     try:
         with tempfile.TemporaryDirectory() as d:
             clean_store = fresh_store(Path(d) / "clean.db")
@@ -233,6 +255,10 @@ def part_endpoint(args: argparse.Namespace) -> dict:
                         g = v.gate([], inert, order_seed=runs)
                         gates += 1
                         pairs = [([], inert)] if g.accepted else []
+                except ModelError as e:  # a stop with the reason and the fix: the endpoint failed on a whole step
+                    stops += 1
+                    errors.append(f"{type(e).__name__}: {e}"[:300])
+                    pairs = []
                 except Exception as e:  # a crash: the goal is that this never happens
                     crashes += 1
                     errors.append(f"{type(e).__name__}: {e}"[:300])
@@ -248,10 +274,10 @@ def part_endpoint(args: argparse.Namespace) -> dict:
         proxy.close()
         upstream.kill()
     served = [f for f in proxy.served if f != "ok"]
-    return {"endpoint_faults": len(served), "crashes": crashes, "false_acceptances": false_acc,
+    return {"endpoint_faults": len(served), "crashes": crashes, "false_acceptances": false_acc, "clean_stops": stops,
             "accepted_under_faults": accepted, "inert_gates": gates, "endpoint_runs": runs,
             "faults_by_kind": {k: served.count(k) for k in FAULTS}, "requests": len(proxy.served),
-            "crash_errors": errors[:5]}
+            "errors": errors[:8]}
 
 
 PARTS = {"escapes": part_escapes, "poison": part_poison, "fuzz": part_fuzz, "kill": part_kill,

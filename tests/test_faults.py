@@ -50,10 +50,10 @@ def test_the_sdk_retries_transient_faults(server):
 
 
 class Flaky:
-    """A policy that is always right, whose first `fail` calls fail."""
+    """A policy that always answers 0, whose calls `after` + 1 to `after` + `fail` fail."""
 
-    def __init__(self, fail: int):
-        self.name, self.identity, self.fail, self.calls = "flaky", f"flaky-{fail}-{id(self)}", fail, 0
+    def __init__(self, fail: int, after: int = 0):
+        self.name, self.identity, self.fail, self.after, self.calls = "flaky", f"flaky-{fail}-{id(self)}", fail, after, 0
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -62,7 +62,8 @@ class Flaky:
         out = []
         for _ in range(n):
             self.calls += 1
-            out.append(Completion(text="", error="APIConnectionError: injected") if self.calls <= self.fail
+            out.append(Completion(text="", error="APIConnectionError: injected")
+                       if self.after < self.calls <= self.after + self.fail
                        else Completion(text="Answer: 0"))
         return out
 
@@ -91,3 +92,22 @@ def test_a_failed_item_pairs_with_nothing_and_is_asked_again(tmp_path):
     assert math.isnan(v.score([], 0)) and v.errors == 1
     assert v.score([], 0) == 1.0  # not remembered: the next gate asks again, and the outage is over
     assert v.score([], 1) == 1.0
+
+
+def _half_zeros():
+    return sn.task_set("half", [{"prompt": f"What is {i} mod 2?", "answer": str(i % 2)} for i in range(48)], "number")
+
+
+def test_a_step_whose_every_call_failed_is_asked_again_not_ended(tmp_path):
+    policy = Flaky(fail=4, after=6)  # validation's 6 calls pass; the first step's whole batch (2 x 2) fails once
+    config = sn.LearnConfig(budget=40, val_size=6, tasks_per_step=2, group_size=2, confirm=False)
+    result = sn.learn(policy, sn.models.ScriptedModel(lambda m: ""), _half_zeros(), fresh_store(tmp_path / "s.db"),
+                      config)
+    assert result.steps >= 1 and result.train_rollouts >= 4 and policy.calls >= 6 + 4 + 4
+
+
+def test_an_endpoint_down_for_a_whole_step_stops_with_the_fix(tmp_path):
+    config = sn.LearnConfig(budget=40, val_size=6, tasks_per_step=2, group_size=2, confirm=False)
+    with pytest.raises(ModelError, match="--resume"):
+        sn.learn(Flaky(fail=10_000, after=6), sn.models.ScriptedModel(lambda m: ""), _half_zeros(),
+                 fresh_store(tmp_path / "s.db"), config)

@@ -26,7 +26,7 @@ from .store import LessonStore, open_store
 from .tasks import split
 from .text import words
 from .types import Candidate, GateRecord, Lesson, Revision, Rollout, Task, TaskSet
-from .validate import Progress, Validation, key, no_progress
+from .validate import RETRIES, Progress, Validation, key, no_progress
 
 
 @dataclass(frozen=True)
@@ -149,11 +149,16 @@ def _attempts(policy: Model, taskset: TaskSet, current: Sequence[Lesson], batch:
               config: LearnConfig, store: LessonStore, run_id: int, progress: Progress) -> list[Rollout]:
     """The step's training attempts, recorded; the lessons in context are credited with the use."""
     system, kept = inject.compose(taskset.instruction, current, config.lesson_tokens, policy.count_tokens)
-    rs = rollout.run(policy, batch, taskset.reward, system, kept, n=config.group_size, temperature=config.temperature,
-                     max_tokens=config.max_tokens, seed=seed, on_done=lambda r: progress(1, ""), tools=taskset.tools)
+    for tries in range(1, 2 + RETRIES):  # an outage of every call: asked again (successes are cached) before giving up
+        rs = rollout.run(policy, batch, taskset.reward, system, kept, n=config.group_size,
+                         temperature=config.temperature, max_tokens=config.max_tokens, seed=seed,
+                         on_done=lambda r: progress(1 if tries == 1 else 0, ""), tools=taskset.tools)
+        if not all(r.error for r in rs):
+            break
     store.add_rollouts(rs, run_id=run_id, scope=taskset.name)
     if all(r.error for r in rs):
-        raise ModelError(f"the policy failed on every rollout of this step: {rs[0].error}")
+        raise ModelError(f"the policy failed on every rollout of this step, {1 + RETRIES} times: {rs[0].error}; "
+                         f"check the endpoint, then continue with --resume")
     for lesson in kept:
         store.credit(lesson.id, uses=len(rs))
     return rs
