@@ -12,7 +12,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 
 from .sandbox import Limits, run_python
@@ -41,17 +41,42 @@ _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, as
         ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 
 
-def _num(node: ast.AST) -> Fraction:
+# The calculator runs in the loop's own process, on text a model wrote: every line must cost little whatever it
+# says. So the text is bounded before it is parsed (ast.parse itself overflows on deep nesting), and the size of
+# every result is estimated from its operands before it is computed: ((1+1/10**12)**64)**64... otherwise grows
+# to millions of digits, and a ** b is refused when it would pass _MAX_BITS.
+_MAX_CHARS = 200   # one expression
+_MAX_DEPTH = 32    # parentheses inside one another
+_MAX_NODES = 400   # syntax-tree nodes of one expression
+_MAX_BITS = 4096   # numerator and denominator of every intermediate value (about 1,200 digits)
+_TOO_BIG = f"the numbers grow too large (over {_MAX_BITS} bits); calculate a smaller step"
+
+
+def _num(node: ast.AST, depth: int = 0) -> Fraction:
     """Exact value of +, -, *, /, //, %, ** over decimal numbers; nothing else is evaluated (never eval)."""
+    def bits(x: Fraction) -> int:
+        return max(x.numerator.bit_length(), x.denominator.bit_length())
+
+    if depth > _MAX_CHARS:  # a guard: a bounded line has no more levels than characters ('1+1+...' is a chain)
+        raise ValueError("nested too deeply")
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        if abs(node.value) == float("inf"):  # 1e999
+            raise ValueError("number too large")
         return Fraction(Decimal(str(node.value)))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        v = _num(node.operand)
+        v = _num(node.operand, depth + 1)
         return -v if isinstance(node.op, ast.USub) else v
     if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
-        a, b = _num(node.left), _num(node.right)
-        if isinstance(node.op, ast.Pow) and (b.denominator != 1 or abs(b) > 64 or abs(a) > 10 ** 12):
-            raise ValueError("powers take a whole exponent up to 64")
+        a, b = _num(node.left, depth + 1), _num(node.right, depth + 1)
+        if isinstance(node.op, ast.Pow):
+            if b.denominator != 1:
+                raise ValueError("powers take a whole exponent")
+            if a == 0 and b < 0:
+                raise ValueError("division by zero")
+            if abs(a) != 1 and a != 0 and bits(a) * abs(b.numerator) > _MAX_BITS:  # |a| ** e has about bits(a) * e bits
+                raise ValueError(_TOO_BIG)
+        elif bits(a) + bits(b) > _MAX_BITS:  # a sum, product or quotient has at most bits(a) + bits(b) + 1 bits
+            raise ValueError(_TOO_BIG)
         if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and b == 0:
             raise ValueError("division by zero")
         return Fraction(_BIN[type(node.op)](a, b))
@@ -61,20 +86,44 @@ def _num(node: ast.AST) -> Fraction:
 def _show(v: Fraction) -> str:
     if v.denominator == 1:
         return str(v.numerator)
-    return f"{float(v):.10g}"
+    try:
+        f = float(v)
+    except OverflowError:
+        f = 0.0
+    if f != 0.0:
+        return f"{f:.10g}"
+    # beyond a float's range either way (1/10**400 is not 0): Decimal keeps the exponent
+    return f"{Decimal(v.numerator) / Decimal(v.denominator):.10g}"
 
 
 def calculate(text: str, limits: Limits = Limits()) -> str:
-    """Each non-empty line of `text` as 'expression = value' (or its error)."""
+    """Each non-empty line of `text` as 'expression = value' (or its error). Every line is bounded (length,
+    nesting, syntax-tree size, the bits of each intermediate value), so a line costs well under a millisecond
+    to a few milliseconds whatever it says."""
     out = []
     for line in [x.strip() for x in text.strip().splitlines() if x.strip()][:20]:
+        shown = line if len(line) <= 80 else line[:77] + "..."  # a refused line is not echoed in full
+        if len(line) > 2 * _MAX_CHARS:
+            out.append(f"{shown}: [tool error] expression too long ({len(line)} characters; at most {_MAX_CHARS})")
+            continue
         expr = re.sub(r"(?<=\d),(?=\d{3}\b)", "", line.replace("×", "*").replace("÷", "/").replace("^", "**"))
         expr = expr.split("=")[0].strip().rstrip(".")
         try:
-            out.append(f"{line} = {_show(_num(ast.parse(expr, mode='eval').body))}")
-        except (SyntaxError, ValueError, ZeroDivisionError, InvalidOperation, RecursionError, OverflowError) as e:
-            why = e.msg if isinstance(e, SyntaxError) else str(e)
-            out.append(f"{line}: [tool error] {why}")
+            if len(expr) > _MAX_CHARS:
+                raise ValueError(f"expression too long ({len(expr)} characters; at most {_MAX_CHARS})")
+            depth = deepest = 0
+            for ch in expr:
+                depth += (ch == "(") - (ch == ")")
+                deepest = max(deepest, depth)
+            if deepest > _MAX_DEPTH:
+                raise ValueError(f"nested too deeply (at most {_MAX_DEPTH} levels)")
+            tree = ast.parse(expr, mode="eval")
+            if sum(1 for _ in ast.walk(tree)) > _MAX_NODES:
+                raise ValueError(f"expression too long (more than {_MAX_NODES} parts)")
+            out.append(f"{line} = {_show(_num(tree.body))}")
+        except (SyntaxError, ValueError, ArithmeticError, RecursionError, MemoryError) as e:
+            why = e.msg if isinstance(e, SyntaxError) else str(e) or type(e).__name__
+            out.append(f"{shown}: [tool error] {why}")
     return "\n".join(out) or "[tool error] no expression given"
 
 
