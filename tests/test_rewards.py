@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secondnature.rewards import CHECKERS, extract_answer, get_checker
+from secondnature.rewards import CHECKERS, MAX_COMPLETION, as_reward, extract_answer, get_checker, reference_problem
 from secondnature.types import Score, Task
 
 G24 = Task("g", "Use 1 1 4 6", "((1-1)+(4*6))", {"numbers": [1, 1, 4, 6]})
@@ -179,3 +180,83 @@ def test_get_checker_user_function(tmp_path, monkeypatch) -> None:
     with pytest.raises(ValueError, match="no function 'missing'"):
         get_checker("my_checks:missing")
     sys.modules.pop("my_checks", None)
+
+
+def _seconds(call) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def test_a_regex_that_backtracks_times_out_and_scores_zero() -> None:
+    task = Task("r", "q", "(a+)+$")  # re would backtrack for ever on 'aaa...b'
+    result = None
+
+    def run() -> None:
+        nonlocal result
+        result = score("regex", task, "a" * 5000 + "b")
+
+    assert _seconds(run) < 1.0
+    assert result.value == 0.0 and "took too long" in result.feedback and "/(a+)+$/" in result.feedback, result
+    assert score("regex", task, "Answer: aaaa").value == 1.0  # the same pattern still matches where it can
+
+
+def test_a_regex_too_large_to_compile_is_refused_not_compiled() -> None:
+    result = score("regex", Task("r", "q", "((a{1000}){1000}){1000}"), "Answer: a")
+    assert result.value == 0.0 and "too large to compile" in result.feedback
+    assert score("regex", Task("r", "q", r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$"), "Answer: 2024-01-02T03:04:05").value == 1
+
+
+# Completions built to make a pattern backtrack or a loop go round once per character; 100,000 characters each.
+HOSTILE = {
+    "spaces in a Game of 24 answer": "Answer: 1" + " " * 100_000 + "= 24",
+    "spaces then x": "Answer: 1" + " " * 100_000 + "x",
+    "bare spaces": " " * 100_000,
+    "nested boxes": "Answer: " + "\\boxed{" * 14_000 + "3" + "}" * 14_000,
+    "bold and dots": "Answer: " + "*." * 50_000,
+    "dollars": "Answer: $" + "$" * 100_000,
+    "answer lines": "Answer: x\n" * 10_000,
+    "digit groups": "Answer: " + "1," * 50_000,
+    "digits": "9" * 100_000,
+    "parentheses": "Answer: " + "(" * 100_000,
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHECKERS))
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_checkers_are_fast_on_hostile_completions(name: str, kind: str) -> None:
+    result = None
+
+    def run() -> None:
+        nonlocal result
+        result = score(name, TASKS[name], HOSTILE[kind])
+
+    assert _seconds(run) < 1.0  # 100,000 spaces in a Game of 24 answer took 25 s
+    assert 0.0 <= result.value <= 1.0 and f"checker {name} failed" not in result.feedback, result.feedback
+
+
+def test_checkers_read_the_tail_of_a_long_completion() -> None:
+    assert MAX_COMPLETION >= 10_000  # a policy reply (a few hundred tokens) is always read whole
+    long = "Answer: 5\n" + "x" * (2 * MAX_COMPLETION) + "\nAnswer: 3"
+    assert score("number", TASKS["number"], long).value == 1.0
+    assert score("number", TASKS["number"], "Answer: 3\n" + "x" * (2 * MAX_COMPLETION)).value == 0.0
+    seen = []
+    as_reward(lambda task, completion: seen.append(len(completion)) or 1.0)(TASKS["exact"], "y" * (3 * MAX_COMPLETION))
+    assert seen == [MAX_COMPLETION]
+
+
+def test_a_number_beyond_a_float_is_shown_not_a_checker_failure() -> None:
+    result = score("number", TASKS["number"], "Answer: " + "9" * 400 + ".5")
+    assert result.value == 0.0 and "failed" not in result.feedback and result.feedback.startswith("expected 3, got")
+
+
+@pytest.mark.parametrize("name, answer, metadata, words", [
+    ("number", "seven", {}, "not a number"), ("number", "7 apples", {}, ""), ("choice", "maybe", {}, "option letter"),
+    ("choice", "b", {}, ""), ("regex", "(", {}, "invalid regular expression"), ("regex", "^a", {}, ""),
+    ("exact", "`**`", {}, "empty once markup"), ("exact", "Paris", {}, ""), ("dyck", " ", {}, "empty"),
+    ("expression24", "x", {"numbers": [1, 2]}, ""), ("expression24", "x", {"numbers": "1 2"}, "puzzle's integers"),
+    ("my_module:check", "anything", {}, ""),
+])
+def test_reference_problem_says_what_each_checker_needs(name: str, answer: str, metadata: dict, words: str) -> None:
+    why = reference_problem(name, Task("t", "q", answer, metadata))
+    assert (words in why and why) if words else why == "", why

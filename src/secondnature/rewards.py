@@ -15,6 +15,8 @@ import re
 from fractions import Fraction
 from typing import Any, Callable
 
+import regex as regex_module  # user patterns only: unlike re, its matching takes a timeout
+
 from secondnature.types import Reward, Score, Task
 
 # A line that starts (after markdown such as "**", "#", "> ", "- ") with "Answer:" or "Final answer:".
@@ -24,6 +26,9 @@ _BOXED = re.compile(r"^\\boxed\{(.*)\}$", re.DOTALL)
 # A number not glued to a preceding word or digit, so "16-3" yields 16 and 3, not 16 and -3.
 _NUMBER = re.compile(r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?|(?<![\w.])-?\.\d+")
 _SHOW = 80  # feedback quotes at most this many characters of the model's text
+# A checker reads at most the last this many characters of a completion: a policy reply is a few hundred tokens,
+# and every pattern below then costs a bounded time however a reply is built.
+MAX_COMPLETION = 20_000
 
 
 def _clip(text: str) -> str:
@@ -32,8 +37,10 @@ def _clip(text: str) -> str:
 
 
 def _clean(text: str) -> str:
-    """Peel markdown and LaTeX wrappers until nothing changes: '**\\boxed{3}.**' -> '3'."""
-    while True:
+    """Peel markdown and LaTeX wrappers until nothing changes: '**\\boxed{3}.**' -> '3'.
+
+    At most 8 layers: real answers have two or three, and each layer costs a pass over the text."""
+    for _ in range(8):
         before = text
         text = text.strip().strip("*`").strip()
         if text.endswith(".") and not text.endswith(".."):
@@ -44,7 +51,8 @@ def _clean(text: str) -> str:
         if len(text) > 1 and text.startswith("$") and text.endswith("$"):
             text = text.strip("$")
         if text == before:
-            return text
+            break
+    return text
 
 
 def extract_answer(text: str) -> str | None:
@@ -72,13 +80,23 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def _tail(completion: object) -> str:
+    """The part of a completion a checker reads: its last MAX_COMPLETION characters, from a line start."""
+    text = completion if isinstance(completion, str) else str(completion)
+    if len(text) <= MAX_COMPLETION:
+        return text
+    text = text[-MAX_COMPLETION:]
+    cut = text.find("\n")  # a line cut in half could pass for an 'Answer:' line
+    return text[cut + 1:] if cut >= 0 else text
+
+
 def _safe(checker: Callable[[Task, str], Score]) -> Reward:
     """Last line of defence for the never-raise contract: a bug in a checker scores 0, it does not crash a run."""
 
     @functools.wraps(checker)
     def wrapped(task: Task, completion: str) -> Score:
         try:
-            return checker(task, completion if isinstance(completion, str) else str(completion))
+            return checker(task, _tail(completion))
         except Exception as err:  # noqa: BLE001 - the contract is to never raise
             return Score(0.0, f"checker {checker.__name__} failed: {type(err).__name__}: {err}")
 
@@ -127,7 +145,12 @@ def _close(a: Fraction, b: Fraction) -> bool:
 
 
 def _fmt(x: Fraction) -> str:
-    return str(x.numerator) if x.denominator == 1 else f"{x} ({float(x):g})"
+    if x.denominator == 1:
+        return str(x.numerator)
+    try:
+        return f"{x} ({float(x):g})"
+    except OverflowError:  # past a float's range: the fraction alone
+        return str(x)
 
 
 @_safe
@@ -203,17 +226,51 @@ def choice(task: Task, completion: str) -> Score:
     return Score(0.0, f"expected ({expected}), got ({got})")
 
 
+# A task author's pattern runs on model output, where '(a+)+$' backtracks for ever: it is searched with a
+# timeout. Its size is bounded before it is compiled, since the regex module copies a counted repeat's body
+# ('((a{1000}){1000}){1000}' alone exhausts memory): no part is copied more often than all counts multiplied.
+REGEX_SECONDS = 0.1
+_MAX_PATTERN = 1000       # characters
+_MAX_PATTERN_SIZE = 100_000  # characters times every {n} / {m,n} count multiplied: ~50 ms to compile
+_COUNT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
+
+
+def _pattern_size(pattern: str) -> int:
+    """An upper bound on the size of `pattern` with its counted repeats copied out."""
+    counts = [max(1, *(int(n) for n in m.groups() if n)) for m in _COUNT.finditer(pattern) if any(m.groups())]
+    return len(pattern) * math.prod(counts)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> Any:
+    """The compiled pattern, or ValueError saying why it cannot be one."""
+    if len(pattern) > _MAX_PATTERN:
+        raise ValueError(f"the pattern is {len(pattern)} characters long (at most {_MAX_PATTERN})")
+    if (size := _pattern_size(pattern)) > _MAX_PATTERN_SIZE:
+        raise ValueError(f"its counted repeats ({{n}}) make it too large to compile ({size} > {_MAX_PATTERN_SIZE} "
+                         "characters times counts); use + or * for long runs")
+    try:
+        return regex_module.compile(pattern, regex_module.IGNORECASE)
+    except (regex_module.error, RecursionError, OverflowError, MemoryError, ValueError) as err:
+        raise ValueError(str(err)) from None
+
+
 @_safe
 def regex(task: Task, completion: str) -> Score:
     """task.answer is a regular expression searched (case-insensitively) in the answer, else the whole text."""
     try:
-        pattern = re.compile(task.answer, re.IGNORECASE)
-    except re.error as err:
-        return Score(0.0, f"invalid regular expression in reference {task.answer!r}: {err}")
+        pattern = _compiled(task.answer)
+    except ValueError as err:
+        return Score(0.0, f"invalid regular expression in reference {_clip(task.answer)!r}: {err}")
     line = extract_answer(completion)
     target = line if line is not None else completion
     where = "answer" if line is not None else "text (no 'Answer:' line)"
-    if pattern.search(target):
+    try:
+        found = pattern.search(target, timeout=REGEX_SECONDS)
+    except TimeoutError:
+        return Score(0.0, f"the checker's pattern /{_clip(task.answer)}/ took too long (over {REGEX_SECONDS:g} s) "
+                          f"on the {where}; scored 0 — simplify the pattern (nested repeats like (a+)+ backtrack)")
+    if found:
         return Score(1.0, f"correct: {where} '{_clip(target)}' matches /{_clip(task.answer)}/")
     return Score(0.0, f"{where} '{_clip(target)}' does not match /{_clip(task.answer)}/")
 
@@ -260,7 +317,8 @@ def _expression_of(answer: str) -> str:
     for spelled, op in _SPELLINGS.items():
         answer = answer.replace(spelled, op)
     answer = re.sub(r"(?<=[\d)])\s*[xX]\s*(?=[\d(])", "*", answer)
-    answer = re.sub(r"\s*=\s*24(?:\.0*)?\s*$", "", answer)
+    # (?<!\s): a match starts where a run of spaces starts, not at each of its spaces (quadratic on long runs)
+    answer = re.sub(r"(?<!\s)\s*=\s*24(?:\.0*)?\s*$", "", answer)
     answer = re.sub(r"^\s*24\s*=\s*", "", answer)
     return answer.split("=", 1)[0].strip()
 
@@ -274,8 +332,10 @@ def expression24(task: Task, completion: str) -> Score:
     line, note = _answer_or_last_line(completion)
     if not line:
         return Score(0.0, "no answer found: end with a line 'Answer: <expression>'")
-    expr = _expression_of(line)
     prefix = f"{note} '{_clip(line)}': " if note else ""
+    if len(line) > 400:  # before any pattern runs on it
+        return Score(0.0, f"{prefix}answer is too long ({len(line)} characters) for an expression")
+    expr = _expression_of(line)
     if len(expr) > 200:
         return Score(0.0, f"{prefix}expression is too long ({len(expr)} characters)")
     try:
@@ -314,6 +374,27 @@ CHECKERS: dict[str, Reward] = {
     "expression24": expression24,
     "dyck": dyck,
 }
+
+
+def reference_problem(name: str, task: Task) -> str:
+    """Why the built-in checker `name` cannot score `task`, naming the field and the fix ('' when it can, or when
+    `name` is not built in): a task file is checked with this before any model call."""
+    answer, numbers, shown = task.answer, task.metadata.get("numbers"), repr(task.answer[:40])
+    if name == "number" and parse_number(answer) is None:
+        return (f'field "answer": {shown} is not a number the number checker can read — write it in digits '
+                "(7, 2.5, 3/4), or use the exact checker")
+    if name == "choice" and not _LETTER_REF.match(answer.strip()):
+        return f'field "answer": {shown} is not an option letter — write it as (A), or use the exact checker'
+    if name == "regex":
+        try:
+            _compiled(answer)
+        except ValueError as err:
+            return f'field "answer": invalid regular expression: {err}'
+    if name in ("exact", "dyck") and not _norm(_clean(answer)):
+        return f'field "answer": {shown} is empty once markup is removed, so the {name} checker could match nothing'
+    if name == "expression24" and not (isinstance(numbers, list) and numbers and all(type(n) is int for n in numbers)):
+        return 'field "numbers": the expression24 checker needs the puzzle\'s integers as a list, e.g. [1, 2, 3, 4]'
+    return ""
 
 
 def _as_score(result: Any, name: str) -> Score:
@@ -361,12 +442,13 @@ def get_checker(name: str) -> Reward:
 def as_reward(func: Callable[[Task, str], Any], name: str | None = None) -> Reward:
     """A reward from your own function of (task, completion): it may return a Score, a float in [0, 1], an int
     or a bool, and may raise; whatever it does, the loop gets a Score and never an exception (a bug scores 0
-    with the error as its feedback). Give feedback text in a Score where you can: the reflector learns from it."""
+    with the error as its feedback). Give feedback text in a Score where you can: the reflector learns from it.
+    Like the built-in checkers it sees at most the last MAX_COMPLETION characters of a completion."""
     label = name or getattr(func, "__name__", "reward")
 
     def reward(task: Task, completion: str) -> Score:
         try:
-            return _as_score(func(task, completion), label)
+            return _as_score(func(task, _tail(completion)), label)
         except Exception as err:  # noqa: BLE001 - a user's bug scores 0, it does not stop a run
             return Score(0.0, f"checker raised {type(err).__name__}: {err}")
 
