@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -215,6 +217,63 @@ Edit 2: Write every number as a digit before you add them together.
 def test_parse_survives_deeply_nested_brackets() -> None:
     edits, notes = parse("[" * 1100 + "]" * 1100, {"L1"})
     assert edits == [] and notes
+
+
+def test_json_after_a_stray_quote_and_brace_in_the_chatter_is_found() -> None:
+    edit = json.dumps({"edits": [{"op": "add", "text": GOOD}]})
+    for chatter in ('The attempts wrote "5 inches { without closing.\n', 'Use {x} and "quoted" text.\n', "{[\n"):
+        assert parse(chatter + edit, set())[0] == adds(GOOD), chatter
+    assert parse('{"edits": [{"op": "add", "text": "Say \\"Answer: N\\" on the last line of the reply."}]}',
+                 set())[0] == adds('Say "Answer: N" on the last line of the reply.')
+
+
+def test_a_reply_beyond_the_limit_is_read_up_to_it() -> None:
+    edit = json.dumps({"edits": [{"op": "add", "text": GOOD}]})
+    assert parse(edit + " " * (2 * reflect.MAX_REPLY), set())[0] == adds(GOOD)
+    assert parse("x" * reflect.MAX_REPLY + edit, set())[0] == []
+
+
+def test_long_lists_read_only_the_first_edits_and_overlong_lessons_are_refused() -> None:
+    many = json.dumps([f"{GOOD} Variant {i}." for i in range(200)])
+    edits, _ = parse(many, set())
+    assert len(edits) == reflect.MAX_EDITS
+    huge = json.dumps([("Check the work " + "carefully " * 400).strip()])
+    edits, notes = parse(huge, set())
+    assert edits == [] and "too long" in notes[0] and "characters" in notes[0]
+
+
+# Replies built to make a parser go round once per character pair, or a pattern backtrack: 20,000 to 100,000
+# characters each. 20,000 '{' took 12 s; '\\[' and spaces took minutes in plain_math.
+HOSTILE = {
+    "braces": "{" * 20_000, "brackets": "[" * 100_000, "quote braces": '{"' * 50_000,
+    "balanced": "{" * 10_000 + "}" * 10_000,
+    "backticks": "`" * 100_000, "fences": "```\n" * 25_000, "json fences": "```json" + " " * 100_000,
+    "newlines": "\n" * 100_000, "newline spaces": "\n " * 50_000, "quotes": '"' * 100_000,
+    "display math": "\\[" + " " * 50_000, "display maths": "\\[" * 50_000, "fractions": "\\frac{" * 20_000,
+    "bold labels": "- **add lesson" + " " * 100_000 + "x", "labels": "Add" + " " * 100_000 + "x",
+    "guides": "<guide>" * 15_000, "list": "Do this step by step:\n\n" + "- step\n\n" * 20_000,
+    "sentences": "Check it. " * 10_000, "curly quotes": "\u201c" * 20_000 + " a b c d",
+    "long words": ("w" * 5_000 + " ") * 20,
+}
+PARSERS = {
+    "parse": lambda raw: parse(raw, {"L1"}, [Task("t", "Count the letters in 'banana'.", "3")]),
+    "parse_guide": lambda raw: reflect.parse_guide(raw, [Task("t", "Count the letters in 'banana'.", "3")]),
+    "demo_lesson": lambda raw: reflect.demo_lesson(raw, Task("t", "What is 2+2?", "4"), exact),
+    "tool_demo_lesson": lambda raw: reflect.tool_demo_lesson(raw, Task("t", "What is 2+2?", "4"), exact),
+    "plain_math": reflect.plain_math,
+}
+
+
+@pytest.mark.parametrize("parser", sorted(PARSERS))
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_parsers_take_linear_time_on_hostile_replies(parser: str, kind: str) -> None:
+    start = time.perf_counter()
+    PARSERS[parser](HOSTILE[kind])
+    assert time.perf_counter() - start < 1.0
+
+
+def test_plain_math_still_renders_display_math() -> None:
+    assert reflect.plain_math("so \\[ 2 \\times 3 \\] and \\[\\frac{1}{2}\\]") == "so 2 × 3; and 1/2;"
 
 
 # ---------------------------------------------------------------- grouping and the prompt

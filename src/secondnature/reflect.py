@@ -6,7 +6,8 @@ proposes whole instructions), the solution of one failed task written out (a dem
 reward must accept), or, with the Python tool, the program that solves it (run in the sandbox, and
 checked). Parsers are tolerant of form (JSON, fenced JSON, a plain list, missing tags) and strict
 about content: what is not a lesson is refused by the screen (screen.py) with the reason, before it
-can cost a gate. A parser never raises.
+can cost a gate. A parser never raises, and its time is linear in a reply it reads at most MAX_REPLY
+characters of: a reply is model output, and a reply of 20,000 '{' must not stall a step.
 """
 from __future__ import annotations
 
@@ -49,32 +50,47 @@ def build_prompt(instruction: str, lessons: Sequence[Lesson], groups: Sequence[S
 
 # ---------------------------------------------------------------- lesson edits
 
+# A reflector's reply is a few hundred tokens (reflect_max_tokens, 400 by default: about 2,000 characters); a
+# parser reads at most this much of one, so even its linear passes stay cheap.
+MAX_REPLY = 20_000
+MAX_LESSON_CHARS = 3_000  # 160 words of a worked example fit; the screen (screen.py) reads no more than this
+MAX_EDITS = 30            # the request asks for up to 3: the rest of a longer list is not read
+_MAX_CANDIDATES = 50      # JSON spans tried, longest first
+
+_FENCED_JSON = re.compile(r"```(?:json)?\s*+(.*?)```", re.S)  # possessive \s*+: no retries over a run of spaces
+
+
 def _json_candidates(raw: str) -> list[str]:
-    """Fenced blocks first, then every balanced {...} or [...] span, longest first."""
-    out = [m.group(1) for m in re.finditer(r"```(?:json)?\s*(.*?)```", raw, re.S)]
+    """Fenced blocks, then balanced {...} or [...] spans: the longest _MAX_CANDIDATES, longest first.
+
+    One pass per bracket kind with a stack of open brackets, not a scan from every bracket (quadratic on a
+    reply of 20,000 '{'). Quotes count only inside brackets and only to the end of a line (a JSON string holds
+    no raw newline), so a stray quote in the chatter cannot hide the JSON after it."""
+    spans = [m.span(1) for m in _FENCED_JSON.finditer(raw)]
     for opener, closer in (("{", "}"), ("[", "]")):
-        for start in [m.start() for m in re.finditer(re.escape(opener), raw)]:
-            depth, in_str, esc = 0, False, False
-            for j in range(start, len(raw)):
-                ch = raw[j]
-                if in_str:  # an escaped quote (\") stays inside the string
-                    if esc:
-                        esc = False
-                    elif ch == "\\":
-                        esc = True
-                    elif ch == '"':
-                        in_str = False
-                    continue
-                if ch == '"':
-                    in_str = True
-                elif ch == opener:
-                    depth += 1
-                elif ch == closer:
-                    depth -= 1
-                    if depth == 0:
-                        out.append(raw[start:j + 1])
-                        break
-    return sorted(set(out), key=len, reverse=True)
+        opened: list[int] = []
+        in_str = esc = False
+        for j, ch in enumerate(raw):
+            if in_str:  # an escaped quote (\") stays inside the string
+                if esc:
+                    esc = False
+                elif ch == "\\":
+                    esc = True
+                elif ch in '"\n':
+                    in_str = False
+            elif ch == '"' and opened:
+                in_str = True
+            elif ch == opener:
+                opened.append(j)
+            elif ch == closer and opened:
+                spans.append((opened.pop(), j + 1))
+    spans.sort(key=lambda se: se[1] - se[0], reverse=True)
+    out: dict[str, None] = {}  # distinct, in order
+    for start, end in spans:  # sliced only once chosen: 10,000 nested spans would be 10**8 characters
+        if len(out) == _MAX_CANDIDATES:
+            break
+        out[raw[start:end]] = None
+    return list(out)
 
 
 def _edits_from_obj(obj: object) -> list[Edit] | None:
@@ -103,7 +119,8 @@ def _edits_from_obj(obj: object) -> list[Edit] | None:
 # A list item that names its operation ("**Edit L1**: ...", "Delete L2:", "**Add lesson 3:** ..."): only a bold
 # or colon-ended label counts, so a lesson that merely starts with "Add" or "Remove" stays a lesson.
 _LABEL = r"(?P<op>add|new|edit|replace|revise|update|delete|remove|drop)(?:\s+(?:lesson|rule))?(?:\s+(?P<id>L?\d+))?"
-_OP_LABELS = (re.compile(rf"\*\*\s*{_LABEL}\s*:?\s*\*\*\s*:?\s*(?P<rest>.*)", re.I),  # bold
+# possessive \s*+: '\s*:?\s*' would try every split of a long run of spaces (quadratic)
+_OP_LABELS = (re.compile(rf"\*\*\s*+{_LABEL}\s*+(?::\s*+)?\*\*\s*+(?::\s*+)?(?P<rest>.*)", re.I),  # bold
               re.compile(rf"{_LABEL}\s*:\s*(?P<rest>.*)", re.I))                        # colon-ended
 _LABEL_OPS = {"add": "add", "new": "add", "edit": "edit", "replace": "edit", "revise": "edit", "update": "edit",
               "delete": "delete", "remove": "delete", "drop": "delete"}
@@ -144,6 +161,7 @@ TITLE = re.compile(r"^\*\*[^*]{1,60}\*\*\s*:?\s*")
 
 def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[list[Edit], list[str]]:
     """Edits the reflector proposed, and notes on what was dropped and why. Never raises."""
+    raw = raw[:MAX_REPLY]
     edits: list[Edit] | None = None
     for cand in _json_candidates(raw):
         try:
@@ -155,7 +173,10 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
     if not edits:
         edits = _edits_from_lines(raw)
     notes, good, seen = [], [], set()
-    for e in edits:
+    for e in edits[:MAX_EDITS]:
+        if len(e.text) > MAX_LESSON_CHARS:
+            notes.append(f"{e.op} rejected: too long ({len(e.text)} characters): {e.text[:60]!r}")
+            continue
         if e.op == "add" and (labelled := _labelled(e.text)):  # '**Edit L1**: ...' sent as an addition, in JSON too
             e = labelled
         text = re.sub(r"\s+", " ", e.text).strip().strip('"')
@@ -191,7 +212,9 @@ def parse(raw: str, known_ids: set[str], shown: Sequence[Task] = ()) -> tuple[li
 
 # LaTeX the policy writes in its working, as the plain text it stands for: an example is read on every call, and
 # "\[ \text{age} = \frac{50}{2} \]" costs three times the tokens of "age = 50/2" without saying more
-_LATEX = ((r"\\\[\s*(.*?)\s*\\\]", r"\1;"), (r"\\[()]", ""), (r"\\(?:text|mathrm|textbf|mathbf|boxed)\{([^{}]*)\}", r"\1"),
+# \[ ... \] holds no other \[ or \] (a tempered token): '.*?' from every '\[' was cubic on '\[' and spaces
+_LATEX = ((r"\\\[((?:(?!\\[\[\]]).)*)\\\]", lambda m: f"{m[1].strip()};"), (r"\\[()]", ""),
+          (r"\\(?:text|mathrm|textbf|mathbf|boxed)\{([^{}]*)\}", r"\1"),
           (r"\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}", lambda m: f"{_term(m[1])}/{_term(m[2])}"),
           (r"\\times", "×"), (r"\\cdot", "·"), (r"\\div", "÷"), (r"\\approx", "≈"), (r"\\(?:left|right)", ""),
           (r"\\([$%])", r"\1"), (r"\\[,;!]|\\quad", " "))
@@ -238,7 +261,7 @@ def demo_prompt(instruction: str, task: Task) -> list[dict]:
 
 def demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> tuple[str, str]:
     """(lesson, '') for a demonstration the checker accepts, else ('', why not)."""
-    text = re.sub(r"^```\w*\s*|\s*```$", "", raw.strip()).strip()
+    text = re.sub(r"^```\w*", "", raw[:MAX_REPLY].strip()).removesuffix("```").strip()  # a fence around it
     first, _, rest = text.partition("\n")
     if FILLER.search(first) and rest.strip():  # "Sure. Here are the steps:" is not part of the solution
         text = rest.strip()
@@ -283,7 +306,7 @@ def tool_demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score],
                      limits: Limits = Limits()) -> tuple[str, str]:
     """(lesson, '') when the program runs in the sandbox and the checker accepts what it prints, else ('', why not).
     The lesson is a worked example of the episode the policy should play: run the program, read it, answer."""
-    found = fenced_call(raw, (TOOLS["python"],))
+    found = fenced_call(raw[:MAX_REPLY], (TOOLS["python"],))
     if not found:
         return "", "no ```python block in the reply"
     code = found[1]
@@ -332,6 +355,7 @@ SENTENCE_END = r"(?<=[.!?])(?<!\s\d\.)(?<!\s\d\d\.)(?<!^\d\.)(?<!^\d\d\.)"
 def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
     """(guide, '') from a rewrite reply, else ('', why not). Small reflectors often drop the tags: then the
     first plain paragraph of 12+ words is the guide, cut at a sentence end near the word limit."""
+    raw = raw[:MAX_REPLY]
     m = re.search(r"<guide>(.*?)(?:</guide>|$)", raw, re.S | re.I)
     if m:
         body = m.group(1)
@@ -340,11 +364,15 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
         plain = [p for p in paragraphs if len(p.split()) >= 12 and not re.match(r"(lesson|step)\s*\d|[{\[]", p, re.I)]
         if not plain:
             return "", "no <guide> paragraph in the reply"
-        body = plain[0]
+        parts = [plain[0]]
+        words = len(plain[0].split())
         for p in paragraphs[paragraphs.index(plain[0]) + 1:]:  # "...step by step:" goes on into its list
-            if not body.rstrip().endswith(":") and not re.match(r"\d+[.)]|[-•]", p):
+            # past the word limit nothing more is kept: stop reading (a long list made this quadratic)
+            if words > REWRITE_WORDS + 10 or (not parts[-1].rstrip().endswith(":") and not re.match(r"\d+[.)]|[-•]", p)):
                 break
-            body += " " + re.sub(r"^\s*(?:\d+[.)]|[-•])\s*", "", p, flags=re.M)
+            parts.append(re.sub(r"^\s*(?:\d+[.)]|[-•])\s*", "", p, flags=re.M))
+            words += len(parts[-1].split())
+        body = " ".join(parts)
     # the reflector often overshoots the word limit (a third of its guides on object_counting): keep its first
     # sentences up to the limit rather than lose the guide
     text = ""
@@ -353,7 +381,7 @@ def parse_guide(raw: str, shown: Sequence[Task] = ()) -> tuple[str, str]:
             break
         text = f"{text} {sentence}".strip()
     text = re.sub(r"\s+", " ", text).strip().strip('"')
-    why = problem_with(text)
+    why = f"too long ({len(text)} characters)" if len(text) > MAX_LESSON_CHARS else problem_with(text)
     if not why and (copied := copied_item(text, shown)):
         why = f"copies {copied!r} from a training task"
     return ("", f"rewrite rejected: {why}: {text[:60]!r}") if why else (text, "")
