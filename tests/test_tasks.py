@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from secondnature.tasks import TaskFileError, list_tasksets, load_taskset, split
+from secondnature.tasks import TaskFileError, list_tasksets, load_taskset, split, task_set
 from secondnature.tasks.builtin import bbh_checker
 from secondnature.types import Task
 
@@ -126,14 +126,15 @@ def _write(tmp_path: Path, lines: list[str], name: str = "tasks.jsonl") -> Path:
 def test_jsonl_loads_tasks(tmp_path: Path) -> None:
     path = _write(tmp_path, [
         json.dumps({"prompt": "2+2?", "answer": 4, "id": "sum", "topic": "math"}),
-        json.dumps({"prompt": "Capital of France?", "answer": "Paris"}),
+        json.dumps({"prompt": "A tenth of a millionth?", "answer": 1e-07}),
         "",
     ])
     taskset = load_taskset(str(path), checker="number")
     assert taskset.name == "tasks"
     first, second = taskset.tasks
     assert (first.id, first.answer, first.metadata["topic"]) == ("sum", "4", "math")
-    assert second.id == "line2"
+    assert (second.id, second.answer) == ("line2", "0.0000001")  # not '1e-07', which the number checker reads as 7
+    assert taskset.reward(second, "Answer: 0.0000001").value == 1.0
     assert taskset.reward(first, "Answer: 4").value == 1.0
     assert "<number>" in taskset.instruction
 
@@ -187,16 +188,105 @@ def test_jsonl_empty_and_missing_files(tmp_path: Path) -> None:
     assert issubclass(TaskFileError, ValueError)
 
 
-def test_jsonl_module_checker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jsonl_module_checker_named_by_the_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "shout_check.py").write_text(
         "def loud(task, completion):\n    return completion.isupper()\n"
         "def broken(task, completion):\n    raise RuntimeError('oops')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    path = _write(tmp_path, [json.dumps({"prompt": "shout", "answer": "-", "checker": "shout_check:loud"}),
-                             json.dumps({"prompt": "x", "answer": "-", "checker": "shout_check:broken"})])
-    taskset = load_taskset(str(path))
-    loud, broken = taskset.tasks
+    path = _write(tmp_path, [json.dumps({"prompt": "shout", "answer": "-"}),
+                             json.dumps({"prompt": "x", "answer": "-", "checker": "shout_check:loud"}),
+                             json.dumps({"prompt": "y", "answer": "y", "checker": "exact"})])
+    taskset = load_taskset(str(path), checker="shout_check:loud")  # a line may repeat the checker the caller named
+    loud, again, plain = taskset.tasks
     assert taskset.reward(loud, "HELLO").value == 1.0 and taskset.reward(loud, "hello").value == 0.0
-    result = taskset.reward(broken, "x")
+    assert taskset.reward(again, "HI").value == 1.0 and taskset.reward(plain, "Answer: y").value == 1.0
+    broken = load_taskset(str(_write(tmp_path, [json.dumps({"prompt": "x", "answer": "-"})], "b.jsonl")),
+                          checker="shout_check:broken")
+    result = broken.reward(broken.tasks[0], "x")
     assert result.value == 0.0 and "RuntimeError: oops" in result.feedback
+
+
+def test_jsonl_line_cannot_name_code_to_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # importing a module runs it: a task file that names one must not get it imported
+    (tmp_path / "planted.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\ndef f(t, c):\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _write(tmp_path, [json.dumps({"prompt": "a", "answer": "1", "checker": "os:system"}),
+                             json.dumps({"prompt": "b", "answer": "1", "checker": "planted:f"})])
+    with pytest.raises(TaskFileError) as err:
+        load_taskset(str(path))
+    message = str(err.value)
+    assert 'line 1: field "checker"' in message and "--checker os:system" in message, message
+    assert 'line 2: field "checker"' in message and "--checker planted:f" in message, message
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("line, words", [
+    ('{"prompt": "a", "answer": ' + "[" * 100_000 + "]" * 100_000 + "}", "line 1: nested too deeply"),
+    ('{"prompt": "a", "answer": ' + "7" * 5000 + "}", 'line 1: field "answer" holds an integer of 5000 digits'),
+    ('{"prompt": "a", "answer": "\\ud800"}', 'line 1: field "answer" is not valid Unicode (a lone surrogate'),
+    ('{"prompt": "\\udfff x", "answer": "1"}', 'line 1: field "prompt" is not valid Unicode'),
+    ('{"prompt": "a", "answer": "1", "\\ud800": 1}', 'line 1: field "\\ud800" is not valid Unicode'),
+    ('{"prompt": "a", "answer": "1", "x": ' + "[" * 200 + "]" * 200 + "}", 'line 1: field "x" is nested too deeply'),
+])
+def test_jsonl_values_python_cannot_hold_get_their_line_and_field(tmp_path: Path, line: str, words: str) -> None:
+    path = _write(tmp_path, [line])
+    with pytest.raises(TaskFileError) as err:
+        load_taskset(str(path))
+    message = str(err.value)
+    assert words in message and "tasks.jsonl" in message, message
+    message.encode("utf-8")  # printable: the message never carries the surrogate itself
+
+
+@pytest.mark.parametrize("checker, answer, extra, words", [
+    ("number", "NaN", {}, 'field "answer" is nan'),
+    ("number", "Infinity", {}, 'field "answer" is inf'),
+    ("exact", "-Infinity", {}, 'field "answer" is -inf'),
+    ("number", '"seven"', {}, "not a number the number checker can read — write it in digits"),
+    ("choice", '"maybe"', {}, "not an option letter — write it as (A)"),
+    ("regex", '"([unclosed"', {}, "invalid regular expression"),
+    ("regex", '"((a{1000}){1000}){1000}"', {}, "too large to compile"),
+    ("exact", '"**"', {}, "empty once markup is removed"),
+    ("dyck", '" `` "', {}, "empty once markup is removed"),
+    ("expression24", '"(1+2)*(3+5)"', {}, "needs the puzzle's integers"),
+    ("expression24", '"(1+2)*(3+5)"', {"numbers": ["1", 2, 3, 5]}, "needs the puzzle's integers"),
+])
+def test_jsonl_answers_the_checker_cannot_use_are_refused(tmp_path: Path, checker: str, answer: str, extra: dict,
+                                                          words: str) -> None:
+    fields = "".join(f", {json.dumps(k)}: {json.dumps(v)}" for k, v in extra.items())
+    path = _write(tmp_path, ['{"prompt": "ok", "answer": "1"}',
+                             f'{{"prompt": "q", "answer": {answer}, "checker": "{checker}"{fields}}}'])
+    with pytest.raises(TaskFileError) as err:
+        load_taskset(str(path), checker="number")
+    message = str(err.value)
+    field = "numbers" if checker == "expression24" else "answer"
+    assert f'tasks.jsonl line 2: field "{field}"' in message and words in message, message
+
+
+def test_jsonl_usable_answers_of_each_checker_load(tmp_path: Path) -> None:
+    rows = [{"prompt": "a", "answer": "7 apples", "checker": "number"}, {"prompt": "b", "answer": "B", "checker": "choice"},
+            {"prompt": "c", "answer": r"^\d{4}-\d{2}-\d{2}$", "checker": "regex"},
+            {"prompt": "d", "answer": "] )", "checker": "dyck"},
+            {"prompt": "e", "answer": "4*6", "checker": "expression24", "numbers": [1, 1, 4, 6]}]
+    taskset = load_taskset(str(_write(tmp_path, [json.dumps(r) for r in rows])))
+    assert [t.answer for t in taskset.tasks] == [r["answer"] for r in rows]
+
+
+def test_jsonl_file_level_problems_are_named(tmp_path: Path) -> None:
+    folder = tmp_path / "dir.jsonl"
+    folder.mkdir()
+    with pytest.raises(TaskFileError, match="is a directory — give the path of a .jsonl file"):
+        load_taskset(str(folder))
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"prompt": "a", "answer": "1"}\n{"prompt": "caf\xe9", "answer": "2"}\n')
+    with pytest.raises(TaskFileError, match=r"latin.jsonl line 2: not UTF-8 text \(byte 0xe9 at column 16\)"):
+        load_taskset(str(latin))
+    blank = tmp_path / "blank.jsonl"
+    blank.write_bytes(b"\xef\xbb\xbf  \n\t\n")
+    with pytest.raises(TaskFileError, match="blank.jsonl: the file is empty"):
+        load_taskset(str(blank))
+
+
+def test_task_set_refuses_a_reference_its_checker_cannot_read() -> None:
+    with pytest.raises(ValueError, match="task 1 of 'sums': field \"answer\": 'seven' is not a number"):
+        task_set("sums", [{"prompt": "1+1?", "answer": "2"}, {"prompt": "3+4?", "answer": "seven"}], "number")

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, Sequence
 
-from secondnature.rewards import as_reward, get_checker
+from secondnature.rewards import as_reward, get_checker, reference_problem
 from secondnature.tasks.builtin import ANSWER_SHAPES, BBH_TASKS, LETTER_TIERS, bbh, game24, gsm8k, letters
 from secondnature.tasks.builtin import instruction as default_instruction
 from secondnature.tasks.jsonl import TaskFileError, load_jsonl
@@ -41,6 +41,10 @@ def task_set(name: str, tasks: Iterable[Task | dict], reward: str | Callable[[Ta
         raise ValueError(f"task ids of {name!r} repeat; give every task its own id")
     if isinstance(reward, str):
         shape, fn = ANSWER_SHAPES.get(reward, "<answer>"), get_checker(reward)
+        # a reference the checker cannot read would score every attempt 0: say so now, not after a run
+        bad = next(((i, why) for i, t in enumerate(made) if (why := reference_problem(reward, t))), None)
+        if bad:
+            raise ValueError(f"task {bad[0]} of {name!r}: {bad[1]}")
     else:
         shape, fn = "<answer>", as_reward(reward)
     ts = TaskSet(name, tuple(made), fn, instruction or default_instruction(shape))
