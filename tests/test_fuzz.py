@@ -9,13 +9,13 @@ likes and count the unhandled exceptions instead of stopping at the first:
     python tests/test_fuzz.py 5000 calculator    # one target
 
 or from Python, with tests/ on sys.path: `failures = run_target("checkers", 5000)` (a list of one-line
-descriptions of each exception); `fuzz_targets()` names the targets. Below, the same checks run as tests at
+descriptions of each exception), or `run_targets(5000)` for every target ({target: {"examples", "unhandled",
+"first"}}, what benchmarks/faults.py records); `fuzz_targets()` names the targets. Below, the same checks run as tests at
 `MAX_EXAMPLES` each, and the inputs that once hung or crashed are pinned as plain tests.
 """
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -173,6 +173,15 @@ def run_target(name: str, examples: int) -> list[str]:
     return failures
 
 
+def run_targets(examples: int) -> dict[str, dict[str, Any]]:
+    """Every target for `examples` inputs: {target: {"examples", "unhandled", "first"}} (benchmarks/faults.py)."""
+    counts = {}
+    for name in fuzz_targets():
+        failures = run_target(name, examples)
+        counts[name] = {"examples": examples, "unhandled": len(failures), "first": failures[:3]}
+    return counts
+
+
 # ---------------------------------------------------------------- the fuzz tests
 
 
@@ -200,8 +209,15 @@ def test_fuzz_calculator(text: str) -> None:
     check_calculator(text)
 
 
-def test_run_target_counts_instead_of_raising() -> None:
-    assert run_target("calculator", 5) == []
+def test_run_targets_counts_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_targets(3) == {name: {"examples": 3, "unhandled": 0, "first": []} for name in fuzz_targets()}
+
+    def broken(text: str) -> None:
+        raise RuntimeError("found one")
+
+    monkeypatch.setattr(sys.modules[__name__], "fuzz_targets", lambda: {"calculator": (EXPRESSIONS, broken)})
+    found = run_target("calculator", 4)
+    assert len(found) == 4 and found[0].startswith("RuntimeError: found one <- ")
 
 
 # ---------------------------------------------------------------- inputs that once hung or crashed
@@ -252,4 +268,3 @@ if __name__ == "__main__":  # python tests/test_fuzz.py N [target ...]: the fail
         print(target, n, len(found), flush=True)
         for line in found[:5]:
             print("   ", line)
-    sys.exit(os.EX_OK)
