@@ -112,6 +112,7 @@ def copied_item(text: str, tasks: Sequence[Task]) -> str:
     (overfitting). Worked examples are exempt: they are a labelled copy by design, one at most, and gated."""
     if text.startswith(EXAMPLE_PREFIX):
         return ""
+    text = text[:MAX_SCREEN_CHARS]  # longer than any lesson may be: the quote pattern stays cheap on any input
     # a lookahead, so quotes overlap: in "the letter 'n' in the word 'obsession'" the quote that closes one
     # span opens the next, and a consuming match would skip 'obsession'
     for q in re.findall(r"(?=['\"‘“]([^'\"’”]{4,})['\"’”])", text):
