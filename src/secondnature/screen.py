@@ -35,9 +35,10 @@ OVERRIDE = re.compile(
     r"(previous|prior|above|earlier|original|system|developer) (rules?|messages?|text|context))\b|"
     r"\b(new|updated|real|actual|hidden|secret) (system )?(instructions|prompt)\b|\byou are (now|no longer)\b|"
     r"\b(act|behave|pretend|roleplay) as (an?|the|if)\b|\bjailbreak|\bdeveloper mode\b|"
+    r"\b(unrestricted|unfiltered|uncensored|without (any )?(restrictions|filters|safety))\b|"
     r"\b(reveal|repeat|print|show|output|leak)\b[^.\n]{0,30}\b(system prompt|your instructions|your prompt)\b", re.I)
 ROLE_TOKENS = re.compile(r"<\|[^|>\n]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<\|?(im_start|im_end|endoftext|eot_id)|"
-                         r"</?tool_call>|^\s*(system|assistant|user|developer)\s*:", re.I | re.M)
+                         r"</?tool_call>|^\s*(user|assistant)\s*:|\b(system|developer)\s*:", re.I | re.M)
 SECRETS = re.compile(
     r"(?<![a-z])(api[ _-]?keys?|access[ _-]?tokens?|auth(entication)?[ _-]?tokens?|bearer tokens?|secret[ _-]?keys?|"
     r"secrets?|passwords?|passphrases?|credentials?|private[ _-]?keys?|ssh[ _-]?keys?|session[ _-]?cookies?)(?![a-z])|"
@@ -56,9 +57,11 @@ def attack_in(text: str, *, allow_instruction: bool = False) -> str:
     """Why `text` must never become a lesson, as an injection or a leak ('' when the screen finds nothing)."""
     if HIDDEN.search(text):
         return "hidden characters (zero-width or direction controls)"
-    plain = unicodedata.normalize("NFKC", text[:MAX_SCREEN_CHARS])  # fullwidth and other look-alikes fold to ASCII
-    if text.startswith(INSTRUCTION_PREFIX) and not allow_instruction:
-        return "replaces the task's instruction (instruction lessons are off; turn them on to allow this)"
+    # fullwidth and other look-alikes fold to ASCII, and markup goes: '**system: ...**' is a role line too
+    plain = re.sub(r"[*`#~]+", "", unicodedata.normalize("NFKC", text[:MAX_SCREEN_CHARS]))
+    if INSTRUCTION_PREFIX.lower() in plain.lower() and not (allow_instruction and text.startswith(INSTRUCTION_PREFIX)):
+        return ("replaces the task's instruction (instruction lessons are off; turn them on to allow this)"
+                if not allow_instruction else "an instruction marker inside a lesson: it must open the lesson")
     for pattern, why in ((ROLE_TOKENS, "chat-template role or special tokens"),
                          (OVERRIDE, "tells the model to ignore or replace its instructions or role"),
                          (SECRETS, "asks for or names secrets, keys or the environment"),
