@@ -36,16 +36,27 @@ OVERRIDE = re.compile(
     r"\b(new|updated|real|actual|hidden|secret) (system )?(instructions|prompt)\b|\byou are (now|no longer)\b|"
     r"\b(act|behave|pretend|roleplay) as (an?|the|if)\b|\bjailbreak|\bdeveloper mode\b|"
     r"\b(unrestricted|unfiltered|uncensored|without (any )?(restrictions|filters|safety))\b|"
+    r"\bignore (all |everything |the )?(above|previous|prior|earlier)\b|\bfrom (this point|now) on\b|\boverride\b|"
+    r"\byour (previous|prior|earlier|other|original|current|own|usual) (guidance|instructions?|rules|guidelines|"
+    r"policy|policies|orders|directives|training)\b|\b(obey|new orders|authori[sz]ed|escaped|can do anything)\b|"
+    r"\b(stop|cease|quit) following\b|\b(no|without|any) (rules|guidelines|limits)\b|\bhidden (notes?|text|rules)\b|"
+    r"\bskip (all|any|every) (checks?|safety|verification|rules)\b|\bonly this lesson\b|\bas (void|invalid)\b|"
     r"\b(reveal|repeat|print|show|output|leak)\b[^.\n]{0,30}\b(system prompt|your instructions|your prompt)\b", re.I)
 ROLE_TOKENS = re.compile(r"<\|[^|>\n]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<\|?(im_start|im_end|endoftext|eot_id)|"
-                         r"</?tool_call>|^\s*(user|assistant)\s*:|\b(system|developer)\s*:", re.I | re.M)
+                         r"</?tool_call>|^\s*(user|assistant)\s*:|\b(system|developer)\s*:|"
+                         r"^\s*(system|assistant|developer|user)\s*$", re.I | re.M)
 SECRETS = re.compile(
     r"(?<![a-z])(api[ _-]?keys?|access[ _-]?tokens?|auth(entication)?[ _-]?tokens?|bearer tokens?|secret[ _-]?keys?|"
     r"secrets?|passwords?|passphrases?|credentials?|private[ _-]?keys?|ssh[ _-]?keys?|session[ _-]?cookies?)(?![a-z])|"
     r"\benv(ironment)?[ _-]?var(iable)?s?\b|\bos\.environ\b|\bgetenv\b|/proc/|\.ssh\b|\.env\b|\bprintenv\b|"
-    r"\benviron\b|\b(sk|pk|rk|ghp|gho|xox[abp])[-_][A-Za-z0-9]{8,}|\bAKIA[0-9A-Z]{12,}", re.I)
+    r"\benviron\b|\b(sk|pk|rk|ghp|gho|xox[abp])[-_][A-Za-z0-9]{8,}|\bAKIA[0-9A-Z]{12,}|\bsk-|"
+    r"\b(host ?names?|user ?names?|logins?|log-in|sign-in|account details)\b|\bsys\.argv\b|\bargv\b|"
+    r"\bworking directory\b|\bgetcwd\b|\bconfig(uration)? files?\b|\b[\w-]+\.(json|ya?ml|ini|cfg|conf|toml|pem)\b|"
+    r"\b(conversation|chat|message) history\b|\bbase64\b|\b(system prompt|your prompt|your context)\b", re.I)
+ENV_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]{2,}\b")  # a name shaped like an environment variable
 EXFIL = re.compile(
-    r"\b(https?|ftp|wss?|file|data|javascript)://|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|net|org|io|ai|dev|xyz|ru|cn)\b|"
+    r"\b(https?|ftp|wss?|file|data|javascript)://|\bdot (com|net|org|io)\b|\bport \d+\b|\b(connection|connect) to\b|"
+    r"\blook (it |this |the answers? )?up (at|on|online)\b|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|net|org|io|ai|dev|xyz|ru|cn)\b|"
     r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b|\b(curl|wget|netcat|ncat|requests\.(get|post)|urllib|urlopen|socket|webhook|smtp)\b|"
     r"\b(send|post|upload|email|e-mail|forward|transmit|exfiltrate|leak)\b[^.\n]{0,40}\b(to|into|at)\b[^.\n]{0,20}"
     r"\b(server|address|endpoint|url|site|website|inbox|channel|attacker|me|us)\b", re.I)
@@ -65,6 +76,7 @@ def attack_in(text: str, *, allow_instruction: bool = False) -> str:
     for pattern, why in ((ROLE_TOKENS, "chat-template role or special tokens"),
                          (OVERRIDE, "tells the model to ignore or replace its instructions or role"),
                          (SECRETS, "asks for or names secrets, keys or the environment"),
+                         (ENV_NAME, "names an environment variable"),
                          (EXFIL, "a URL, an address, or an instruction to send data somewhere")):
         if m := pattern.search(plain):
             return f"refused by the safety screen: {why} ({m.group(0).strip()[:40]!r})"
