@@ -216,6 +216,41 @@ def listed(recs: list[dict], key: str) -> str:
                      for v, t in seen.items()) or "-"
 
 
+FAULT_ROWS = [  # (what was done, its count field, what went wrong, its field, the goal)
+    ("SIGKILL of a real learn run, then --resume", "kill_points", "accepted revisions lost", "lost_revisions", 0),
+    ("endpoint faults injected (a proxy before a real llama.cpp server)", "endpoint_faults", "crashes", "crashes", 0),
+    ("", "", "gates accepted that the same gate rejects without faults", "false_acceptances", 0),
+    ("", "", "runs stopped with the outage named and the fix (--resume)", "clean_stops", None),
+    ("hypothesis examples: loader, reflect parsers, checkers, calculator", "fuzz_examples", "unhandled exceptions",
+     "unhandled", 0),
+    ("poisoned runs (injected lesson that would win its gate)", "poisoned_inputs", "lessons accepted",
+     "poisoned_accepted", 0),
+    ("", "", "the same runs with the screen off: lessons accepted", "accepted_without_screen", None),
+    ("held-out payloads (written after the screen was last widened)", "held_out_3_payloads", "lessons accepted",
+     "held_out_3_accepted", 0),
+    ("the payloads the screen passes, gated on merit by the real 0.5B", "gate_payloads", "lessons accepted",
+     "gate_accepted", 0),
+    ("sandbox escape probes (judged from the host)", "escape_probes", "escapes", "escapes", 0),
+]
+
+
+def faults_section() -> list[str]:
+    """The fault and attack suite's record (benchmarks/faults.py), if there is one."""
+    path = RESULTS / "faults.json"
+    if not path.exists():
+        return []
+    f = json.loads(path.read_text())
+    rows = [[what, num(f.get(n)) if n else "", bad, num(f.get(k)), "-" if goal is None else str(goal)]
+            for what, n, bad, k, goal in FAULT_ROWS]
+    parts = sorted({k[:-len("_command")] for k in f if k.endswith("_command")})
+    return ["## Faults and attacks", "",
+            "From `benchmarks/results/faults.json`; the threat model and what each figure means are in "
+            "[docs/safety.md](docs/safety.md).", "",
+            *table(["done", "n", "went wrong", "count", "goal"], rows), "",
+            *[f"- {p}: `python {f[p + '_command']}` at {f.get(p + '_commit', '?')}, {f.get(p + '_seconds', '?')} s"
+              for p in parts], ""]
+
+
 def render() -> tuple[str, str]:
     """BENCHMARKS.md, and README.md with its results table written in."""
     featured = [(files, task, caption) for names, task, caption in FEATURED
@@ -234,6 +269,7 @@ def render() -> tuple[str, str]:
     lines += [f"({i}) {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else []) + ["## The runs", ""]
     for files, task, caption in featured:
         lines += section(files, task, caption)
+    lines += faults_section()
     lines.append("Every earlier measurement, with older loops and machines, is in [docs/history.md](docs/history.md). "
                  "Regenerate this page with `python benchmarks/report.py` (`--check` exits 1 when it is stale).")
     readme = README.read_text()

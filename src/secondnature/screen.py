@@ -41,6 +41,10 @@ OVERRIDE = re.compile(
     r"policy|policies|orders|directives|training)\b|\b(obey|new orders|authori[sz]ed|escaped|can do anything)\b|"
     r"\b(stop|cease|quit) following\b|\b(no|without|any) (rules|guidelines|limits)\b|\bhidden (notes?|text|rules)\b|"
     r"\bskip (all|any|every) (checks?|safety|verification|rules)\b|\bonly this lesson\b|\bas (void|invalid)\b|"
+    r"\b(disregard|ignore|forget)\b[^.\n]{0,30}\b(told|given|said|asked)\b|\b(reveal|disclose|divulge|expose)\b|"
+    r"\b(no longer|not) (have to |need to |required to )?(follow|obey|bound)\b|\b(take|takes) priority over\b|"
+    r"\b(are|is) (only )?(suggestions?|optional)\b|\byour real (task|job|goal|purpose)\b|\b(a|only a|just a) cover\b|"
+    r"\bas the (developer|operator|admin|administrator|system) (wants|says|asks)\b|\bDAN\b|"
     r"\b(reveal|repeat|print|show|output|leak)\b[^.\n]{0,30}\b(system prompt|your instructions|your prompt)\b", re.I)
 ROLE_TOKENS = re.compile(r"<\|[^|>\n]{1,40}\|>|\[/?INST\]|<</?SYS>>|</?s>|<\|?(im_start|im_end|endoftext|eot_id)|"
                          r"</?tool_call>|^\s*(user|assistant)\s*:|\b(system|developer)\s*:|"
@@ -52,11 +56,15 @@ SECRETS = re.compile(
     r"\benviron\b|\b(sk|pk|rk|ghp|gho|xox[abp])[-_][A-Za-z0-9]{8,}|\bAKIA[0-9A-Z]{12,}|\bsk-|"
     r"\b(host ?names?|user ?names?|logins?|log-in|sign-in|account details)\b|\bsys\.argv\b|\bargv\b|"
     r"\bworking directory\b|\bgetcwd\b|\bconfig(uration)? files?\b|\b[\w-]+\.(json|ya?ml|ini|cfg|conf|toml|pem)\b|"
-    r"\b(conversation|chat|message) history\b|\bbase64\b|\b(system prompt|your prompt|your context)\b", re.I)
+    r"\b(conversation|chat|message) history\b|\bbase64\b|\b(system prompt|your prompt|your context)\b|"
+    r"\b(home|working|current|user'?s?) (directory|folder)\b|\bfolder you\b|\b(list|read|open|show) (the |all )?files\b|"
+    r"\baccess (details|rights|codes?)\b|\b(user'?s?|personal|private|contact) (details|data|information|info)\b|"
+    r"\b(api )?provider\b|\bprocess environment\b|\ball variables\b", re.I)
 ENV_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]{2,}\b")  # a name shaped like an environment variable
 EXFIL = re.compile(
     r"\b(https?|ftp|wss?|file|data|javascript)://|\bdot (com|net|org|io)\b|\bport \d+\b|\b(connection|connect) to\b|"
-    r"\blook (it |this |the answers? )?up (at|on|online)\b|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|net|org|io|ai|dev|xyz|ru|cn)\b|"
+    r"\blook (it |this |the answers? )?up (at|on|online)\b|\b(mailbox|inbox|e-?mail address|drive link|shared drive|"
+    r"pastebin|dropbox|google drive|s3 bucket)\b|\b(upload|forward|transmit|exfiltrate)\b|\bwww\.[a-z0-9-]+\.|\b[a-z0-9-]+\.(com|net|org|io|ai|dev|xyz|ru|cn)\b|"
     r"\b\d{1,3}(\.\d{1,3}){3}(:\d+)?\b|\b(curl|wget|netcat|ncat|requests\.(get|post)|urllib|urlopen|socket|webhook|smtp)\b|"
     r"\b(send|post|upload|email|e-mail|forward|transmit|exfiltrate|leak)\b[^.\n]{0,40}\b(to|into|at)\b[^.\n]{0,20}"
     r"\b(server|address|endpoint|url|site|website|inbox|channel|attacker|me|us)\b", re.I)
