@@ -356,9 +356,9 @@ def part_endpoint(args: argparse.Namespace) -> dict:
         port = s.getsockname()[1]
     upstream = _llama_server(port)
     rng = random.Random(args.seed)
-    proxy = FaultServer(upstream=f"http://127.0.0.1:{port}/v1", stall_s=4.0)
+    proxy = FaultServer(upstream=f"http://127.0.0.1:{port}/v1", stall_s=2.0, drip_s=0.25)
     ts = sn.load_taskset("letters:medium")
-    config = sn.LearnConfig(budget=60, val_size=8, tasks_per_step=2, group_size=2, max_tokens=48)
+    config = sn.LearnConfig(budget=60, val_size=8, tasks_per_step=2, group_size=2, max_tokens=48, reflect_max_tokens=96)
     crashes, stops, false_acc, accepted, gates, runs, errors = 0, 0, 0, 0, 0, 0, []
     try:
         with tempfile.TemporaryDirectory() as d:
@@ -368,10 +368,10 @@ def part_endpoint(args: argparse.Namespace) -> dict:
             _, val = learn_split(ts, config)
             while sum(f != "ok" for f in proxy.served) < args.endpoint_faults:
                 proxy.default = "ok"
-                share = rng.choice((0.2, 0.5, 0.8))
+                share = rng.choice((0.5, 0.8, 0.9))
                 proxy.queue = [rng.choice(FAULTS) if rng.random() < share else "ok" for _ in range(400)]
                 store = fresh_store(Path(d) / f"run{runs}.db")
-                faulty = OpenAIModel("m", base_url=proxy.url, timeout=2.0, max_retries=1, check=False)
+                faulty = OpenAIModel("m", base_url=proxy.url, timeout=1.0, max_retries=1, check=False)
                 try:
                     if runs % 2 == 0:  # a learning run through the faults
                         r = sn.learn(faulty, faulty, ts, store, sn.LearnConfig(**{**config.__dict__, "seed": runs}))

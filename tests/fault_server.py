@@ -27,8 +27,8 @@ def completion(text: str) -> dict:
 
 class FaultServer:
     def __init__(self, answer: Callable[[list[dict]], str] = lambda m: "Answer: 0", upstream: str | None = None,
-                 stall_s: float = 30.0):
-        self.answer, self.upstream, self.stall_s = answer, upstream, stall_s
+                 stall_s: float = 30.0, drip_s: float = 0.5):
+        self.answer, self.upstream, self.stall_s, self.drip_s = answer, upstream, stall_s, drip_s
         self.queue: list[str] = []
         self.default = "ok"
         self.served: list[str] = []
@@ -106,7 +106,7 @@ class FaultServer:
                 for i in range(len(data)):
                     h.wfile.write(data[i:i + 1])
                     h.wfile.flush()
-                    time.sleep(0.5)
+                    time.sleep(self.drip_s)
             elif fault == "reset":
                 h.close_connection = True
                 h.connection.close()
