@@ -25,6 +25,15 @@ def completion(text: str) -> dict:
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
 
 
+def _headers_for(h: BaseHTTPRequestHandler, data: bytes) -> bytes:
+    """Send a 200's headers announcing all of `data`, for a fault that then sends less of it, or slowly."""
+    h.send_response(200)
+    h.send_header("Content-Type", "application/json")
+    h.send_header("Content-Length", str(len(data)))
+    h.end_headers()
+    return data
+
+
 class FaultServer:
     def __init__(self, answer: Callable[[list[dict]], str] = lambda m: "Answer: 0", upstream: str | None = None,
                  stall_s: float = 30.0, drip_s: float = 0.5):
@@ -90,19 +99,11 @@ class FaultServer:
             elif fault == "nomessage":
                 h._send(200, json.dumps({**completion(""), "choices": [{"index": 0}]}).encode())
             elif fault == "truncated":
-                data = self.good(body)
-                h.send_response(200)
-                h.send_header("Content-Type", "application/json")
-                h.send_header("Content-Length", str(len(data)))
-                h.end_headers()
+                data = _headers_for(h, self.good(body))
                 h.wfile.write(data[: len(data) // 2])
                 h.close_connection = True
             elif fault == "drip":
-                data = self.good(body)
-                h.send_response(200)
-                h.send_header("Content-Type", "application/json")
-                h.send_header("Content-Length", str(len(data)))
-                h.end_headers()
+                data = _headers_for(h, self.good(body))
                 for i in range(len(data)):
                     h.wfile.write(data[i:i + 1])
                     h.wfile.flush()

@@ -17,6 +17,7 @@ revision (their lessons stay) and the revision's note says the gate judged it on
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -140,7 +141,7 @@ def curate(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore
         without = v.scores([y for y in current if y.id != x.id])
         wins = sum(b > w for b, w in zip(base, without))  # items the lesson wins (with it better than without)
         losses = sum(b < w for b, w in zip(base, without))
-        pairs = [(b, w) for b, w in zip(base, without) if b == b and w == w]  # NaN: a failed call pairs with nothing
+        pairs = [(b, w) for b, w in zip(base, without) if not (math.isnan(b) or math.isnan(w))]  # a failed call: NaN
         effect = sum(b - w for b, w in pairs) / max(len(pairs), 1)
         loo[x.id] = (effect, wins, losses)
         store.set_loo(x.id, effect, len(pairs))

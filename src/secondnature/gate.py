@@ -78,8 +78,8 @@ def screen_order(current: Sequence[float], seed: int | None = None) -> list[int]
     keys = list(range(len(current)))
     if seed is not None:
         random.Random(seed).shuffle(keys)
-    return sorted(range(len(current)), key=lambda i: (math.isnan(current[i]), current[i] if current[i] == current[i]
-                                                      else 0.0, keys[i]))  # failed calls (NaN) last
+    failed = [math.isnan(c) for c in current]  # failed calls (NaN) last
+    return sorted(range(len(current)), key=lambda i: (failed[i], 0.0 if failed[i] else current[i], keys[i]))
 
 
 def screenable(current: Sequence[float], screen: int) -> int:

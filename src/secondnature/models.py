@@ -228,12 +228,13 @@ class OpenAIModel:
         checked: anything but a chat completion with choices raises ModelError naming what came back."""
         deadline = time.monotonic() + self.timeout
         with self.client.chat.completions.with_streaming_response.create(**body) as r:
-            chunks = []
+            chunks, size = [], 0
             for chunk in r.iter_bytes():
                 chunks.append(chunk)
+                size += len(chunk)
                 if time.monotonic() > deadline:
                     raise ModelError(f"{self.base_url} took longer than {self.timeout:.0f} s to send its answer")
-                if sum(map(len, chunks)) > MAX_RESPONSE_BYTES:
+                if size > MAX_RESPONSE_BYTES:
                     raise ModelError(f"{self.base_url} sent more than {MAX_RESPONSE_BYTES} bytes for one answer")
         return parse_response(b"".join(chunks), want)
 

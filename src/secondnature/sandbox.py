@@ -182,15 +182,17 @@ class _Tail:
         at an edge too); and whether anything was cut."""
         head, tail = self.head.decode("utf-8", "replace"), self.tail.decode("utf-8", "replace")
         gone = self.total - len(self.head) - len(self.tail)  # bytes never kept
-        if gone == 0:
-            head, tail = head + tail, ""
-            if len(head) <= bound:
-                return redact(head), False
-            tail = head
         half = bound // 2
-        elided = gone + len(head) + len(tail) - 2 * half - (len(head) if tail is head else 0)
-        return (f"{redact(head[:half], edges=True)}\n[... {elided} characters elided ...]\n"
-                f"{redact(tail[-half:], edges=True)}"), True
+        if gone == 0:  # all of it was kept: one text, cut in its middle if it is too long
+            whole = head + tail
+            if len(whole) <= bound:
+                return redact(whole), False
+            first, last, elided = whole[:half], whole[-half:], len(whole) - 2 * half
+        else:
+            first, last = head[:half], tail[-half:]
+            elided = gone + len(head) - len(first) + len(tail) - len(last)
+        return (f"{redact(first, edges=True)}\n[... {elided} characters elided ...]\n"
+                f"{redact(last, edges=True)}"), True
 
 
 def _pump(proc: subprocess.Popen, code: bytes, limits: Limits) -> tuple[_Tail, _Tail, bool]:

@@ -103,7 +103,7 @@ class Validation:
         Items whose current-revision call failed are left out; too many failed calls stop the gate."""
         base = self.scores(current)
         order = [i for i in gate.screen_order(base, seed=order_seed) if not math.isnan(base[i])]
-        return self._guarded(len(base) - len(order), len(base), lambda score: gate.sequential_gate(
+        return self._guarded(base, lambda score: gate.sequential_gate(
             [base[i] for i in order], lambda i: score(lessons, order[i]), alpha, reject_margin,
             gate.screenable([base[i] for i in order], screen)))
 
@@ -111,18 +111,19 @@ class Validation:
                 alpha: float = 0.2) -> gate.GateResult:
         """Does a gate's winner hold on the fresh confirmation items?"""
         base = self.scores(current, confirm=True)
-        return self._guarded(sum(map(math.isnan, base)), len(base), lambda score: gate.confirm_gate(
+        return self._guarded(base, lambda score: gate.confirm_gate(
             base, lambda i: score(lessons, i, confirm=True), first, alpha))
 
     def no_worse(self, current: Sequence[Lesson], lessons: Sequence[Lesson]) -> gate.GateResult:
         """The gate of a revision that only makes the prompt smaller: it must lose no more items than it wins."""
         base = self.scores(current)
-        return self._guarded(sum(map(math.isnan, base)), len(base), lambda score: gate.no_worse_gate(
+        return self._guarded(base, lambda score: gate.no_worse_gate(
             base, lambda i: score(lessons, i)))
 
-    def _guarded(self, failed: int, n: int, run: Callable[[Callable[..., float]], gate.GateResult]) -> gate.GateResult:
-        """`run(score)`, stopped with a rejection and its reason once more than a quarter of the n items' calls
-        (the current revision's and the candidate's together) have failed: an outage must not decide a gate."""
+    def _guarded(self, base: Sequence[float], run: Callable[[Callable[..., float]], gate.GateResult]) -> gate.GateResult:
+        """`run(score)`, stopped with a rejection and its reason once more than a quarter of the items' calls (the
+        current revision's, NaN in `base`, and the candidate's together) have failed: an outage must not decide a gate."""
+        n, failed = len(base), sum(map(math.isnan, base))
         bound = max(2, n // 4)
 
         def score(*args, **kw) -> float:

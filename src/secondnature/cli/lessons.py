@@ -178,7 +178,8 @@ def _import(store: LessonStore, path: Path, allow_instruction: bool = False) -> 
                        if (why := attack_in(item["text"], allow_instruction=allow_instruction))]
             for text, why in refused:
                 ui.err.print(escape(f"{scope}: not imported, {why}: {text[:80]!r}"))
-            items = [item for item in items if item["text"] not in {t for t, _ in refused}]
+            gone = {t for t, _ in refused}
+            items = [item for item in items if item["text"] not in gone]
 
             def add(ids: list[str], scope: str = scope, items: list[dict] = items) -> list[str]:
                 have = {x.text for x in store.revision_lessons(store.head(scope))}
