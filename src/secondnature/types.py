@@ -169,3 +169,44 @@ class GateRecord:
     revision_id: int | None = None  # the revision an accepted gate made
     id: int | None = None           # the store's, once recorded
     created_at: str = ""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One chat call an application made through `serve` (or logged itself and imported): a rollout whose reward
+    arrives later as feedback. `messages` are the application's own, before lessons were injected; `params` the
+    rest of its request (model, temperature, tools, ...), passed upstream untouched."""
+
+    id: str
+    scope: str
+    model: str
+    messages: tuple[dict, ...]
+    params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    reply: str = ""
+    tool_calls: tuple[dict, ...] = ()
+    status: str = "open"          # open (reply under way), done, broken (the stream ended early), error
+    revision: int | None = None   # the scope's revision whose lessons were in context
+    lesson_ids: tuple[str, ...] = ()
+    conversation: str = ""        # an episode: feedback may be given for all its calls at once
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    error: str = ""
+    learn: bool = True            # False: the application asked that this call not be learned from
+    source: str = "serve"         # serve, or the log format it was imported from
+    created_at: str = ""
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A reward that arrived after the reply, for one call or a whole conversation: a value in [0, 1] (thumbs up is
+    1, down 0), and the text reflection reads (a comment, a judge's rationale, a demonstration of a better reply)."""
+
+    call_id: str = ""
+    conversation: str = ""
+    value: float | None = None
+    comment: str = ""
+    demonstration: str = ""
+    source: str = "person"        # person, app, judge, majority, checker, import
+    id: int | None = None
+    created_at: str = ""

@@ -63,4 +63,18 @@ MIGRATIONS: list[tuple[str, str]] = [
     ALTER TABLE gates ADD COLUMN candidate INTEGER;
     CREATE UNIQUE INDEX gates_in_run ON gates (run_id, step, candidate);
     """),
+    # traffic through `serve` (or imported from an application's logs) and the feedback that scores it later
+    ("008_traffic", """
+    CREATE TABLE calls (id TEXT PRIMARY KEY, scope TEXT NOT NULL, model TEXT NOT NULL, messages TEXT NOT NULL,
+        params TEXT NOT NULL, reply TEXT NOT NULL, tool_calls TEXT NOT NULL, status TEXT NOT NULL, revision INTEGER,
+        lesson_ids TEXT NOT NULL, conversation TEXT NOT NULL, prompt_tokens INTEGER, completion_tokens INTEGER,
+        latency_s REAL, error TEXT NOT NULL, learn INTEGER NOT NULL, source TEXT NOT NULL, created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL);
+    CREATE INDEX calls_scope ON calls(scope, created_at);
+    CREATE INDEX calls_conversation ON calls(conversation);
+    CREATE TABLE feedback (id INTEGER PRIMARY KEY, call_id TEXT NOT NULL, conversation TEXT NOT NULL, value REAL,
+        comment TEXT NOT NULL, demonstration TEXT NOT NULL, source TEXT NOT NULL, created_at TEXT NOT NULL);
+    CREATE INDEX feedback_call ON feedback(call_id);
+    CREATE INDEX feedback_conversation ON feedback(conversation);
+    """),
 ]
