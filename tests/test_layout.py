@@ -11,8 +11,8 @@ from pathlib import Path
 import secondnature
 
 PACKAGE = Path(secondnature.__file__).parent
-HEAVY = ("gepa", "matplotlib", "torch", "transformers", "peft", "trl", "llama_cpp")
-UPPER = ("secondnature.cli", "secondnature.bench", "secondnature.train")
+HEAVY = ("gepa", "matplotlib", "torch", "transformers", "peft", "trl", "llama_cpp", "starlette", "uvicorn")
+UPPER = ("secondnature.cli", "secondnature.bench", "secondnature.train", "secondnature.serve")
 
 
 def modules() -> dict[str, Path]:

@@ -97,3 +97,30 @@ def system_prompt(instruction: str, lessons: Sequence[Lesson], budget_tokens: in
     `budget_tokens` (None: all), in a stable order so a provider's prefix cache keeps hitting. Pass the model's
     own tokenizer as `count_tokens` (e.g. `model.count_tokens`) for an exact budget."""
     return compose(instruction, lessons, budget_tokens, count_tokens)[0]
+
+
+def lessons_block(lessons: Sequence[Lesson]) -> str:
+    """The lessons as the block `into_messages` adds to an application's own prompt (instruction lessons left out:
+    an application's instruction is its own)."""
+    return render("", [x for x in lessons if not is_instruction(x)]).strip()
+
+
+def into_messages(messages: Sequence[dict], block: str) -> list[dict]:
+    """An application's messages with `block` appended to its own system prompt (the last of its leading system or
+    developer messages), or as a first system message when it has none. The application's text comes first and the
+    block is stable per revision, so a provider's prefix cache keeps hitting. The caller's messages are not changed."""
+    out = [dict(m) for m in messages]
+    if not block:
+        return out
+    lead = 0
+    while lead < len(out) and out[lead].get("role") in ("system", "developer"):
+        lead += 1
+    if not lead:
+        return [{"role": "system", "content": block}, *out]
+    last = out[lead - 1]
+    content = last.get("content")
+    if isinstance(content, list):  # content parts: the block is one more text part
+        last["content"] = [*content, {"type": "text", "text": block}]
+    else:
+        last["content"] = f"{content}\n\n{block}" if content else block
+    return out

@@ -25,6 +25,7 @@ from .screen import problem_with
 from .store import LessonStore, open_store
 from .tasks import split
 from .text import words
+from .traffic import observed
 from .types import Candidate, GateRecord, Lesson, Revision, Rollout, Task, TaskSet
 from .validate import RETRIES, Progress, Validation, key, no_progress
 
@@ -49,6 +50,7 @@ class LearnConfig:
     seed: int = 0
     split_seed: int = 0
     instruction_lessons: bool = False  # let a lesson replace the task's instruction (the screen refuses those by default)
+    traffic: bool = False        # a run over an application's recorded traffic (serve's learner counts its spend)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore 
         counts["train"] += len(rs)
 
         # 2. reflect and propose: the proposers turn the step's evidence into candidate revisions
-        seen = observe(run_id, step, seed, taskset, current, rs, reflector, store.next_lesson_id(), config)
+        # recorded traffic: the reply the application got, scored by its feedback, is shown beside the replays
+        seen = observe(run_id, step, seed, taskset, current, [*rs, *observed(batch)], reflector,
+                       store.next_lesson_id(), config)
         proposal = propose(seen, proposers) if seen.groups else Proposal()
         for r in proposal.reflections:
             store.add_reflection(r, run_id=run_id, scope=scope)

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from . import sandbox
+from .inject import into_messages
 from .models import Model, OpenAIModel, as_completion
 from .redact import redact
 from .sandbox import Limits
@@ -33,6 +34,11 @@ MAX_STEPS = 4  # model turns in an episode with tools; the last one must answer
 
 
 def messages_for(task: Task, system: str) -> list[dict]:
+    """The opening messages of an attempt. A task recorded from an application's traffic replays its own messages,
+    the lessons (all `system` holds: its instruction is the application's) added after its system prompt as `serve`
+    adds them."""
+    if recorded := task.metadata.get("messages"):
+        return into_messages(recorded, system.strip())
     return [{"role": "system", "content": system}, {"role": "user", "content": task.prompt}]
 
 

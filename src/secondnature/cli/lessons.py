@@ -229,7 +229,39 @@ def cmd_revisions(args: argparse.Namespace) -> int:
         rev = change_head(store, old.scope, lambda _ids: list(old.lesson_ids), f"restored revision {old.id}")
         ui.out.print(f"revision {rev.id} of {old.scope} restores revision {old.id} ({len(old.lesson_ids)} lessons)")
         return 0
+    if args.action in ("promote", "rollback"):
+        return _promote(store, args)
     raise UsageError(f"unknown action {args.action}")
+
+
+def _promote(store, args: argparse.Namespace) -> int:
+    """promote N: revision N's lessons become its scope's head (live at once in `serve`); rollback: the head's parent's
+    do. Either makes a new revision, so it can itself be rolled back."""
+    if args.action == "promote":
+        target = store.revision(args.a) if args.a is not None else None
+        if target is None:
+            raise UsageError(f"no revision {args.a}; `secondnature revisions promote N` takes an id from "
+                             f"`secondnature revisions list`")
+        scope, note = target.scope, f"promoted revision {target.id}"
+    else:
+        scope = args.scope or _only_scope(store)
+        head = store.head(scope)
+        if head is None or head.parent is None:
+            raise UsageError(f"{scope!r} has no earlier revision to roll back to")
+        target, note = store.revision(head.parent), f"rolled back revision {head.id} to {head.parent}"
+    rev = change_head(store, scope, lambda _ids: list(target.lesson_ids), note)
+    if args.json:
+        print(json.dumps({"scope": scope, "revision": rev.id, "lessons": list(rev.lesson_ids), "note": note}))
+    else:
+        ui.out.print(f"revision {rev.id} of {scope}: {note} ({len(target.lesson_ids)} lessons), live now")
+    return 0
+
+
+def _only_scope(store) -> str:
+    scopes = store.scopes()
+    if len(scopes) != 1:
+        raise UsageError(f"say which scope to roll back with --scope ({', '.join(scopes) or 'the store has none'})")
+    return scopes[0]
 
 
 def cmd_gates(args: argparse.Namespace) -> int:

@@ -1,0 +1,100 @@
+"""An application's traffic as the loop's nouns: a recorded call with its feedback is a scored rollout, and the
+requests of one scope are a task set whose tasks replay the application's own messages.
+
+Feedback is combined so that what a person said last about a reply counts: the newest value given on the call
+itself, else the newest given on its conversation. Every comment, demonstration and judge rationale becomes the
+feedback text reflection reads, newest last."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .types import Call, Feedback, Reward, Rollout, Score, Task, TaskSet
+
+THUMBS = {"up": 1.0, "down": 0.0, True: 1.0, False: 0.0, "+1": 1.0, "-1": 0.0}  # 1 and 0 hash as True and False
+
+
+def feedback_value(score: object = None, thumbs: object = None) -> float | None:
+    """A feedback value in [0, 1] from a score or thumbs; None when neither is given. ValueError says what is wrong."""
+    if score is not None and thumbs is not None:
+        raise ValueError("give a score or thumbs, not both")
+    if thumbs is not None:
+        key = thumbs.strip().lower() if isinstance(thumbs, str) else thumbs
+        if key not in THUMBS:
+            raise ValueError(f"thumbs must be 'up' or 'down' (or true/false), not {thumbs!r}")
+        return THUMBS[key]
+    if score is None:
+        return None
+    if isinstance(score, bool):
+        return float(score)
+    try:
+        value = float(score)  # a string such as "0.5" from a form or the command line
+    except (TypeError, ValueError):
+        raise ValueError(f"score must be a number in [0, 1], not {score!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"score must be a number in [0, 1], not {score!r}; rescale a 1-5 or 1-10 rating first")
+    return value
+
+
+def score_of(call: Call, feedback: Sequence[Feedback]) -> Score | None:
+    """The call's score from its feedback (None when nothing gave a value), with every comment as its text."""
+    own = [f for f in feedback if f.call_id == call.id and f.value is not None]
+    episode = [f for f in feedback if not f.call_id and f.value is not None]
+    chosen = (own or episode or [None])[-1]
+    if chosen is None:
+        return None
+    return Score(float(chosen.value), feedback_text(feedback))
+
+
+def feedback_text(feedback: Sequence[Feedback]) -> str:
+    parts = []
+    for f in feedback:
+        who = f.source if f.source != "person" else "a person"
+        if f.comment:
+            parts.append(f"{who} said: {f.comment}")
+        if f.demonstration:
+            parts.append(f"{who} showed a better reply: {f.demonstration}")
+    return "; ".join(parts)
+
+
+def last_user_text(messages: Sequence[dict]) -> str:
+    """The text of the last user message (content parts joined): what a request asks, for routing and display."""
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            content = m.get("content")
+            if isinstance(content, list):
+                return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def as_rollout(call: Call, score: Score) -> Rollout:
+    """A recorded call as a rollout: the application's messages and the reply it got, scored by its feedback."""
+    messages = (*call.messages, {"role": "assistant", "content": call.reply})
+    return Rollout(f"r{call.id[-15:]}", call.id, messages, call.reply, score, call.lesson_ids, call.model, 0, -1,
+                   call.prompt_tokens, call.completion_tokens, call.latency_s, call.error, "traffic")
+
+
+def as_task(call: Call, score: Score | None = None, demonstration: str = "") -> Task:
+    """A recorded request as a task: replayed with its own messages; a demonstration, if a person gave one, is its
+    reference; the reply it got is the anchor a pairwise judge compares against, and with its score it is what
+    reflection is shown beside the replays."""
+    meta: dict = {"messages": list(call.messages), "anchor": call.reply, "scope": call.scope}
+    if score is not None:
+        meta["observed"] = as_rollout(call, score)
+    return Task(call.id, last_user_text(call.messages), demonstration, meta)
+
+
+def traffic_taskset(scope: str, scored: Sequence[tuple[Call, Score | None, Sequence[Feedback]]],
+                    reward: Reward) -> TaskSet:
+    """A scope's recorded requests as a task set scored by `reward` (a judge, or the application's checker): the
+    instruction is empty because each request carries its own system prompt."""
+    tasks = tuple(as_task(call, score, next((f.demonstration for f in reversed(fb) if f.demonstration), ""))
+                  for call, score, fb in scored)
+    return TaskSet(scope, tasks, reward, "")
+
+
+def observed(tasks: Sequence[Task]) -> list[Rollout]:
+    """The recorded replies (with the application's feedback) of a step's tasks, shown to reflection beside the
+    replays: the words a person wrote about a reply reach the reflector this way."""
+    return [t.metadata["observed"] for t in tasks if isinstance(t.metadata.get("observed"), Rollout)]
