@@ -105,6 +105,18 @@ def lessons_block(lessons: Sequence[Lesson]) -> str:
     return render("", [x for x in lessons if not is_instruction(x)]).strip()
 
 
+def own_system(messages: Sequence[dict]) -> str:
+    """An application's own system prompt: the text of its leading system (or developer) messages."""
+    texts = []
+    for m in messages:
+        if m.get("role") not in ("system", "developer"):
+            break
+        content = m.get("content")
+        texts.append(" ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+                     if isinstance(content, list) else str(content or ""))
+    return "\n\n".join(texts)
+
+
 def into_messages(messages: Sequence[dict], block: str) -> list[dict]:
     """An application's messages with `block` appended to its own system prompt (the last of its leading system or
     developer messages), or as a first system message when it has none. The application's text comes first and the

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from . import sandbox
-from .inject import into_messages
+from .inject import into_messages, own_system
 from .models import Model, OpenAIModel, as_completion
 from .redact import redact
 from .sandbox import Limits
@@ -35,10 +35,10 @@ MAX_STEPS = 4  # model turns in an episode with tools; the last one must answer
 
 def messages_for(task: Task, system: str) -> list[dict]:
     """The opening messages of an attempt. A task recorded from an application's traffic replays its own messages,
-    the lessons (all `system` holds: its instruction is the application's) added after its system prompt as `serve`
-    adds them."""
+    the lessons added after its system prompt as `serve` adds them."""
     if recorded := task.metadata.get("messages"):
-        return into_messages(recorded, system.strip())
+        own = own_system(recorded)  # a task set of one application's traffic shows its prompt as the instruction
+        return into_messages(recorded, (system[len(own):] if own and system.startswith(own) else system).strip())
     return [{"role": "system", "content": system}, {"role": "user", "content": task.prompt}]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from .inject import own_system
 from .types import Call, Feedback, Reward, Rollout, Score, Task, TaskSet
 
 THUMBS = {"up": 1.0, "down": 0.0, True: 1.0, False: 0.0, "+1": 1.0, "-1": 0.0}  # 1 and 0 hash as True and False
@@ -87,11 +88,13 @@ def as_task(call: Call, score: Score | None = None, demonstration: str = "") -> 
 
 def traffic_taskset(scope: str, scored: Sequence[tuple[Call, Score | None, Sequence[Feedback]]],
                     reward: Reward) -> TaskSet:
-    """A scope's recorded requests as a task set scored by `reward` (a judge, or the application's checker): the
-    instruction is empty because each request carries its own system prompt."""
+    """A scope's recorded requests as a task set scored by `reward` (a judge, or the application's checker). Each
+    request carries its own system prompt; when they all share one it is the task set's instruction, so reflection
+    reads it (a replay does not send it twice: rollout.messages_for)."""
     tasks = tuple(as_task(call, score, next((f.demonstration for f in reversed(fb) if f.demonstration), ""))
                   for call, score, fb in scored)
-    return TaskSet(scope, tasks, reward, "")
+    prompts = {own_system(call.messages) for call, _, _ in scored}
+    return TaskSet(scope, tasks, reward, prompts.pop() if len(prompts) == 1 else "")
 
 
 def observed(tasks: Sequence[Task]) -> list[Rollout]:
