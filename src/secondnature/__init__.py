@@ -20,6 +20,7 @@ gate or when nothing is left to win, and says why in `result.stopped`.
 """
 from .evaluate import EvalResult, evaluate
 from .inject import system_prompt
+from .judge import judge_reward, majority_reward, pairwise_reward
 from .learn import LearnConfig, LearnResult, learn
 from .models import LlamaModel, Model, ModelError, OpenAIModel, load_model
 from .propose import PROPOSERS, Proposal, Proposer, Step
@@ -33,6 +34,8 @@ __all__ = [
     "learn", "LearnConfig", "LearnResult", "PROPOSERS", "Proposer", "Proposal", "Step",
     # tasks and rewards
     "Task", "TaskSet", "Score", "task_set", "load_taskset", "as_reward",
+    # rewards without a checker: a rubric judge (pointwise or pairwise) and a label-free majority vote
+    "judge_reward", "pairwise_reward", "majority_reward",
     # models
     "Model", "Completion", "load_model", "OpenAIModel", "LlamaModel", "ModelError",
     # lessons, their store and their use

@@ -88,7 +88,8 @@ def clip_reply(text: str) -> str:
 def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
     """A task with at most two attempts: the best and the worst (a contrast), or one if all scored the same."""
     picks = [group[0], group[-1]] if group[0].score.value != group[-1].score.value else [group[0]]
-    parts = [f"### Task {i}\nQuestion: {task.prompt}\nCorrect answer: {task.answer}"]
+    # a task scored by a judge has no reference answer: nothing to show
+    parts = [f"### Task {i}\nQuestion: {task.prompt}" + (f"\nCorrect answer: {task.answer}" if task.answer else "")]
     for label, r in zip("AB", picks):
         verdict = "correct" if r.score.value >= 1.0 else ("partly correct" if r.score.value > 0 else "wrong")
         length = r.completion_tokens or len(r.completion.split())
@@ -127,7 +128,7 @@ def answer_tally(batch: Sequence[Rollout], tasks: dict[str, Task]) -> str:
     are short labels (a number, an option): a skew such as answering 2 nearly every time is a mistake that no
     single attempt shows. '' when the answers are not labels."""
     gold = Counter(tasks[r.task_id].answer.strip() for r in batch)
-    if not batch or len(gold) > MAX_TALLY_LABELS or any(len(a) > 12 for a in gold):
+    if not batch or len(gold) > MAX_TALLY_LABELS or any(len(a) > 12 or not a for a in gold):
         return ""
     given = Counter(final_label(r.completion) for r in batch)
 

@@ -156,7 +156,10 @@ def worked_example(step: Step) -> Proposal:
 def demonstration(step: Step) -> Proposal:
     """The reflector's solution of the shortest failed task, kept only if the reward accepts it; with the Python
     tool, the program that solves it, run in the sandbox and checked. It replaces a worked example already kept."""
-    failed = [g for g in step.groups if min(r.score.value for r in g) < 1]
+    # without the tool the reflector is told the reference answer: a task scored by a judge has none to tell
+    told = "python" not in step.taskset.tools
+    failed = [g for g in step.groups
+              if min(r.score.value for r in g) < 1 and (step.tasks[g[0].task_id].answer or not told)]
     if not failed:
         return Proposal()
     group = min(failed, key=lambda g: len(step.tasks[g[0].task_id].prompt))

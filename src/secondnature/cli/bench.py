@@ -44,7 +44,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UsageError(f"the grpo arm {e}") from None
     if args.seeds < 1 or args.budget < 1:
         raise UsageError("--seeds and --budget must be at least 1")
-    tasksets = [load_taskset(spec, args.checker) for spec in args.taskset]  # every file checked before any model call
+    rubric = ui.rubric_of(args)
+    # every file checked before any model call
+    tasksets = [load_taskset(spec, args.checker, answers_required=rubric is None) for spec in args.taskset]
     config = BenchConfig(arms=arms, budget=args.budget, seeds=tuple(range(args.seed, args.seed + args.seeds)),
                          val_size=args.val_size, test_limit=args.test_limit, lesson_tokens=args.lesson_tokens,
                          max_tokens=args.max_tokens)
@@ -54,13 +56,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     inner_policy, inner_reflector = ui.models(args)
     policy = CachedModel(inner_policy, cache)
     reflector = policy if inner_reflector is inner_policy else CachedModel(inner_reflector, cache)
+    tasksets = ui.judged(tasksets, args, rubric, cache)
     name = args.name or "+".join(slug(t.name) for t in tasksets)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     common = {"policy": policy.name, "reflector": reflector.name, "split": "test", "budget": args.budget,
               "command": "secondnature " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
               "date": date.today().isoformat(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores", **({"judge": args.judge} if rubric else {})}
     training = sum(1 for a in arms if a != "none") * args.budget * len(config.seeds) * len(tasksets)
     all_records: list[dict] = []
     by_task: dict[str, list[dict]] = {}

@@ -21,9 +21,11 @@ from .ui import UsageError
 def cmd_learn(args: argparse.Namespace) -> int:
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:  # say so before the run, not after
         raise UsageError("--plot needs matplotlib: pip install 'secondnature[bench]'")
-    taskset = load_taskset(args.taskset, args.checker)
+    rubric = ui.rubric_of(args)
+    taskset = load_taskset(args.taskset, args.checker, answers_required=rubric is None)
     store = open_store(args.store)
     policy, reflector = ui.models(args)
+    (taskset,) = ui.judged([taskset], args, rubric, store)
     config = LearnConfig(budget=args.budget, seed=args.seed, lesson_tokens=args.lesson_tokens,
                          val_size=args.val_size, group_size=args.group_size, tasks_per_step=args.tasks_per_step,
                          max_tokens=args.max_tokens)
@@ -85,7 +87,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    taskset = load_taskset(args.taskset, args.checker)
+    rubric = ui.rubric_of(args)
+    taskset = load_taskset(args.taskset, args.checker, answers_required=rubric is None)
     store = open_store(args.store)
     if args.no_lessons or args.retrieve:  # with --retrieve each task gets its own lessons, below
         lessons = []
@@ -95,6 +98,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         lessons = head_lessons(store, taskset.name, args.revision)
     tasks = split_tasks(taskset, args.split, limit=args.limit)
     policy, _ = ui.models(args, reflector=False)
+    (taskset,) = ui.judged([taskset], args, rubric, store)
     routed: Counter[str] = Counter()
     route = None
     if args.retrieve:  # each task gets the lessons of the scope it resembles, whatever task set it came from
@@ -109,6 +113,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     record = {"task": taskset.name, "split": r.split, "n": r.n, "accuracy": r.accuracy, "ci95": list(r.ci95),
               "lessons": list(r.lesson_ids), "lesson_tokens": r.lesson_tokens, "errors": r.errors,
               "policy": policy.name, "wall_s": round(r.wall_s, 1), "balanced_accuracy": balanced_accuracy(tasks, r.scores)}
+    if rubric is not None:
+        record["judge"] = args.judge
     if args.retrieve:
         record["routed"] = dict(routed)
     if taskset.tools:
@@ -119,7 +125,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         per = " per task on average" if args.retrieve else ""
         ui.out.print(f"{taskset.name} {r.split}: {r.accuracy:.1%} ({sum(r.scores):g}/{r.n}), 95% CI {ui.fmt_ci(r.ci95)}, "
-                     f"{len(r.lesson_ids)} lessons ({r.lesson_tokens} tokens{per}), {r.wall_s:.0f}s")
+                     f"{len(r.lesson_ids)} lessons ({r.lesson_tokens} tokens{per}), {r.wall_s:.0f}s"
+                     + (f", scored by the judge {args.judge}" if rubric is not None else ""))
         if record["balanced_accuracy"] is not None:  # answers are labels: a shift towards one of them shows here as none
             ui.out.print(f"balanced accuracy (mean accuracy per correct answer): {record['balanced_accuracy']:.1%}")
         if taskset.tools:

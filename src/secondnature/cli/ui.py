@@ -6,6 +6,8 @@ import argparse
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -14,8 +16,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..models import Model, load_model
-from ..types import Lesson
+from ..judge import judge_reward
+from ..models import CompletionCache, Model, cached, load_model
+from ..types import Lesson, TaskSet
 
 out = Console()
 err = Console(stderr=True)
@@ -81,6 +84,45 @@ def model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
     p.add_argument("--lesson-tokens", type=token_budget, default=400,
                    help="token budget for injected lessons, counted with the policy's tokenizer ('none': no cap)")
     p.add_argument("--seed", type=int, default=0)
+
+
+def judge_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--judge", default=None, metavar="MODEL",
+                   help="score replies with this model against --rubric instead of a checker (packaged name, GGUF path, "
+                        "or with --base-url a model name); a .jsonl file's tasks may then leave out their answers")
+    p.add_argument("--rubric", default=None, metavar="FILE",
+                   help="text file saying what a good reply does, for --judge (the judge never sees reference answers)")
+
+
+def rubric_of(args: argparse.Namespace) -> str | None:
+    """The rubric's text when --judge and --rubric are both given, None when neither is; read before any model loads."""
+    judge, path = getattr(args, "judge", None), getattr(args, "rubric", None)
+    if judge is None and path is None:
+        return None
+    if judge is None:
+        raise UsageError("--rubric needs a model to read it: add --judge MODEL (e.g. --judge reflector)")
+    if path is None:
+        raise UsageError("--judge needs a rubric: add --rubric FILE, a text file saying what a good reply does")
+    if getattr(args, "checker", None):
+        raise UsageError("--checker and --judge both score replies: give one of them")
+    try:
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read the rubric {path}: {e}; --rubric takes a UTF-8 text file") from e
+    if not text:
+        raise UsageError(f"the rubric {path} is empty: write what a good reply does, in a few plain sentences")
+    return text
+
+
+def judged(tasksets: list[TaskSet], args: argparse.Namespace, rubric: str | None,
+           cache: CompletionCache | None = None) -> list[TaskSet]:
+    """The task sets scored by the --judge model against `rubric` (as they are when `rubric` is None); the judge's
+    calls go through `cache`, so a rerun replays its verdicts."""
+    if rubric is None:
+        return tasksets
+    judge = load_model(args.judge, base_url=args.base_url)
+    reward = judge_reward(cached(judge, cache) if cache is not None else judge, rubric)
+    return [replace(ts, reward=reward) for ts in tasksets]
 
 
 def lesson_table(lessons: Sequence[Lesson], title: str, running: Mapping[str, Any] | None = None) -> None:

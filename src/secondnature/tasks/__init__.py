@@ -25,14 +25,15 @@ def task_set(name: str, tasks: Iterable[Task | dict], reward: str | Callable[[Ta
     """Your own task set: `tasks` as Task objects or dicts with "prompt" and "answer" (an "id" is made if missing),
     `reward` a built-in checker's name ("number", "exact", "choice", "regex") or your function of (task, completion)
     returning a Score, float or bool. The instruction defaults to one that asks for a final "Answer: ..." line in
-    the shape the checker reads. Raises ValueError naming the first bad task."""
+    the shape the checker reads. With your own reward (a judge's, say: judge.judge_reward) a task may leave out
+    its answer. Raises ValueError naming the first bad task."""
     made = []
     for i, t in enumerate(tasks):
         if isinstance(t, dict):
-            if not str(t.get("prompt", "")).strip() or "answer" not in t:
+            if not str(t.get("prompt", "")).strip() or ("answer" not in t and isinstance(reward, str)):
                 raise ValueError(f"task {i} of {name!r} needs a non-empty \"prompt\" and an \"answer\"; got keys "
                                  f"{sorted(t)}")
-            t = Task(str(t.get("id", f"{i}")), str(t["prompt"]), str(t["answer"]),
+            t = Task(str(t.get("id", f"{i}")), str(t["prompt"]), str(t.get("answer", "")),
                      {k: v for k, v in t.items() if k not in ("id", "prompt", "answer")})
         if not isinstance(t, Task):
             raise ValueError(f"task {i} of {name!r} is a {type(t).__name__}; pass Task objects or dicts")
@@ -76,18 +77,19 @@ def with_tools(taskset: TaskSet, tool: str) -> TaskSet:
                    tools=(tool,))
 
 
-def load_taskset(spec: str, checker: str | None = None) -> TaskSet:
+def load_taskset(spec: str, checker: str | None = None, *, answers_required: bool = True) -> TaskSet:
     """A task set by spec: 'letters[:tiers]', 'game24', 'gsm8k[:train]', 'bbh/<task>', or a path to a .jsonl file;
     '+python' (or '+calculator') after any of them makes every attempt an episode with that tool.
 
     `checker` is the default for a file's lines; for a built-in set it replaces the set's own checker.
+    `answers_required=False` (the caller will score with a judge): a file's lines may leave out their answers.
     """
     spec = spec.strip()
     if "+" in spec and not spec.endswith(".jsonl"):
         base, _, tool = spec.rpartition("+")
-        return with_tools(load_taskset(base, checker), tool.strip())
+        return with_tools(load_taskset(base, checker, answers_required=answers_required), tool.strip())
     if spec.endswith(".jsonl"):
-        return load_jsonl(spec, checker)
+        return load_jsonl(spec, checker, answers_required=answers_required)
     name, _, arg = spec.partition(":")
     if name == "letters":
         taskset = _letters(arg) if arg else letters()

@@ -113,7 +113,8 @@ def _checker(value: Any, n: int, explicit: str | None) -> str:
     return f'line {n}: field "checker": unknown checker {_brief(value)} — use one of {valid}, or leave it out'
 
 
-def _parse_line(text: str, n: int, default: str, explicit: str | None) -> tuple[Task | None, list[str]]:
+def _parse_line(text: str, n: int, default: str, explicit: str | None,
+                answers_required: bool = True) -> tuple[Task | None, list[str]]:
     """One line -> (task, []) or (None, [problems]). Messages omit the file name; the caller adds it."""
     try:
         row = json.loads(text, parse_int=_int)
@@ -136,9 +137,12 @@ def _parse_line(text: str, n: int, default: str, explicit: str | None) -> tuple[
     elif not isinstance(prompt, str) or not prompt.strip():
         problems.append(f'line {n}: field "prompt" must be a non-empty string, got {_brief(prompt)}')
     answer = row.pop("answer", None)
-    if answer is None:
-        problems.append(f'line {n}: missing field "answer" — each line needs {_EXAMPLE}')
-        answer_text = ""
+    answer_text = ""
+    if answer is None and answers_required:
+        problems.append(f'line {n}: missing field "answer" — each line needs {_EXAMPLE} (or, to score replies '
+                        "without reference answers, give a rubric judge: --judge MODEL --rubric FILE)")
+    elif answer is None:
+        pass  # a judge scores these replies: no reference needed
     else:
         answer_text, why = _answer_text(answer, n)
         problems += [why] if why else []
@@ -153,7 +157,7 @@ def _parse_line(text: str, n: int, default: str, explicit: str | None) -> tuple[
         return None, problems
     row["checker"] = checker or default
     task = Task(str(task_id), prompt, answer_text, row)
-    if why := reference_problem(row["checker"], task):
+    if answer is not None and (why := reference_problem(row["checker"], task)):
         return None, [f"line {n}: {why}"]
     return task, []
 
@@ -177,11 +181,12 @@ def _read(path: Path) -> str:
                             "— save the file as UTF-8") from None
 
 
-def load_jsonl(path: str | Path, checker: str | None = None) -> TaskSet:
+def load_jsonl(path: str | Path, checker: str | None = None, *, answers_required: bool = True) -> TaskSet:
     """Tasks from `path`, one JSON object per line; each line's checker, else `checker`, else 'exact'.
 
     A line's "checker" must be a built-in name (or the `checker` given here); `checker` itself may be
-    'package.module:function', imported because the caller named it."""
+    'package.module:function', imported because the caller named it. `answers_required=False` says the caller
+    replaces the reward with a judge (judge.py): a line may then leave out "answer" (its task's answer is '')."""
     path = Path(path)
     default = checker or "exact"
     get_checker(default)  # a bad --checker is the caller's mistake: plain ValueError with the valid names
@@ -193,7 +198,7 @@ def load_jsonl(path: str | Path, checker: str | None = None) -> TaskSet:
     for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
-        task, line_problems = _parse_line(line, n, default, checker)
+        task, line_problems = _parse_line(line, n, default, checker, answers_required)
         problems += line_problems
         if task is None:
             continue
