@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import openai
-
 from responder import Responder, serve_in_thread
+
 from secondnature.models import OpenAIModel, ScriptedModel
 from secondnature.serve import ServeConfig, Upstream, load_tenants, make_app
 from secondnature.serve.learner import Learner, LearnerConfig, learn_scope, spent_last_hour

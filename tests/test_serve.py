@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import openai
 import pytest
-
 from responder import Responder, serve_in_thread
+
 from secondnature.cli import main
 from secondnature.serve import ServeConfig, Upstream, load_tenants, make_app
 from secondnature.serve.upstream import free_port

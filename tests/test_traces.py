@@ -55,7 +55,7 @@ def test_openai_log_becomes_calls_with_replies_tokens_and_feedback(store: Lesson
     assert (r.format, r.added, r.present, r.feedback) == ("openai", 4, 0, 3)
     assert r.skipped == {"failed calls (an error and no response)": 1}
     assert r.scopes == {"support": {"added": 2, "present": 0, "feedback": 2},
-                        "traffic": {"added": 2, "present": 0, "feedback": 1}}
+                        "default": {"added": 2, "present": 0, "feedback": 1}}
     reset = asking(store, "My key [reda")
     assert reset.messages == ({"role": "system", "content": "You are a support agent."},
                               {"role": "user", "content": "My key [redacted key] stopped working. How do I reset my "
@@ -73,7 +73,7 @@ def test_openai_log_becomes_calls_with_replies_tokens_and_feedback(store: Lesson
     assert weather.params["tools"][0]["function"]["name"] == "get_weather"
     assert values(store, weather) == [(0.25, "should have asked which Paris", "", "import")]  # from its metadata
     cat = asking(store, "Translate 'c")
-    assert (cat.reply, cat.conversation, cat.scope) == ("chien", "conv-2", "traffic")
+    assert (cat.reply, cat.conversation, cat.scope) == ("chien", "conv-2", "default")
     assert values(store, cat) == [(0.0, "", "chat", "import")]
     sums = asking(store, "2+2?")  # the fine-tuning chat format: the last assistant message is the reply
     assert sums.messages == ({"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "2+2?"})

@@ -88,12 +88,16 @@ def clip_reply(text: str) -> str:
 def render_group(i: int, task: Task, group: Sequence[Rollout]) -> str:
     """A task with at most two attempts: the best and the worst (a contrast), or one if all scored the same."""
     picks = [group[0], group[-1]] if group[0].score.value != group[-1].score.value else [group[0]]
+    seen = next((r for r in group if r.purpose == "traffic"), None)  # the reply an application got, with its feedback
+    if seen is not None and seen not in picks:  # shown in place of a replay that scored the same: its words teach more
+        picks = [seen if p.score.value == seen.score.value else p for p in picks]
     # a task scored by a judge has no reference answer: nothing to show
     parts = [f"### Task {i}\nQuestion: {task.prompt}" + (f"\nCorrect answer: {task.answer}" if task.answer else "")]
     for label, r in zip("AB", picks):
         verdict = "correct" if r.score.value >= 1.0 else ("partly correct" if r.score.value > 0 else "wrong")
         length = r.completion_tokens or len(r.completion.split())
-        parts.append(f"Attempt {label} (score {r.score.value:g}, {verdict}, {length} tokens; checker: {r.score.feedback}):\n"
+        said = "feedback" if r.purpose == "traffic" else "checker"
+        parts.append(f"Attempt {label} (score {r.score.value:g}, {verdict}, {length} tokens; {said}: {r.score.feedback}):\n"
                      f"{render_trajectory(r.messages) if is_episode(r) else clip_reply(r.completion)}")
     return "\n\n".join(parts)
 

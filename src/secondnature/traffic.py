@@ -7,11 +7,15 @@ feedback text reflection reads, newest last."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from .inject import own_system
 from .types import Call, Feedback, Reward, Rollout, Score, Task, TaskSet
 
+# a scope's name fits a header, a URL and a command line: serve and the trace importer both hold names to it
+SCOPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./:+-]{0,79}$")
+DEFAULT_SCOPE = "default"  # a request (or a logged call) that names no scope and resembles none
 THUMBS = {"up": 1.0, "down": 0.0, True: 1.0, False: 0.0, "+1": 1.0, "-1": 0.0}  # 1 and 0 hash as True and False
 
 

@@ -14,6 +14,7 @@ from . import ui
 from .demo import cmd_demo
 from .lessons import cmd_gates, cmd_lessons, cmd_revisions
 from .run import cmd_curate, cmd_eval, cmd_learn, cmd_setup
+from .serve import add_parser as add_serve
 from .ui import UsageError, model_args
 
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "module:function")
     p.add_argument("--json", action="store_true")
     model_args(p)
+    ui.judge_args(p)
     p.set_defaults(func=cmd_learn)
 
     p = sub.add_parser("eval", help="score a revision (or no lessons) on a split")
@@ -64,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checker", default=None)
     p.add_argument("--json", action="store_true")
     model_args(p, reflector=False)
+    ui.judge_args(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("curate", help="measure each lesson (leave-one-out) and shrink the revision where it costs "
@@ -78,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .distill import add_parser as add_distill  # the parser only: torch loads only to distil
     add_distill(sub)
+    add_serve(sub)
+    from .traffic import add_parser as add_traffic  # `import traces FILE` and `calls`
+    add_traffic(sub)
 
     p = sub.add_parser("demo", help="baseline, a learning run, the lessons, the score after, and its record")
     p.add_argument("--budget", type=int, default=400, help="most rollouts to spend (it stops once nothing is left "
@@ -104,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", action="store_true", help="print the learning-curve PNG's path")
     p.add_argument("--json", action="store_true")
     model_args(p)
+    ui.judge_args(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("lessons", help="list, show, edit, rm, restore, export, import lessons")
@@ -119,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lessons)
 
-    p = sub.add_parser("revisions", help="list, diff, restore revisions")
-    p.add_argument("action", choices=["list", "diff", "restore"])
+    p = sub.add_parser("revisions", help="list, diff, restore, promote, rollback revisions")
+    p.add_argument("action", choices=["list", "diff", "restore", "promote", "rollback"])
     p.add_argument("a", nargs="?", type=int)
     p.add_argument("b", nargs="?", type=int)
     p.add_argument("--scope", default=None)

@@ -9,7 +9,6 @@ routed to the scope whose learned-on prompts it resembles, else to the default s
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -21,12 +20,11 @@ from .. import inject, retrieve
 from ..store import LessonStore
 from ..store import traffic as db
 from ..text import approx_tokens
-from ..traffic import last_user_text
+from ..traffic import SCOPE_NAME, last_user_text
 from ..types import Call
 
 BODY_KEY = "secondnature"
 ID_HEADER = "x-secondnature-call-id"
-SCOPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./:+-]{0,79}$")
 OFF = ("0", "false", "no", "off")
 
 

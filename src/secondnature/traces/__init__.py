@@ -21,7 +21,8 @@ from typing import Any
 
 from ..store import LessonStore
 from ..store.traffic import add_calls, add_feedback, feedback, get_call
-from .fields import SCOPE_NAME, Bad, brief, loads
+from ..traffic import SCOPE_NAME
+from .fields import Bad, brief, loads
 from .formats import EXAMPLES, PARSERS, Parsed
 
 __all__ = ["FORMATS", "ImportReport", "TraceFileError", "detect_format", "import_traces"]

@@ -11,11 +11,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..redact import redact
+from ..traffic import DEFAULT_SCOPE
 from ..types import Feedback
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 KEEP = ("name", "tool_calls", "tool_call_id")  # besides role and content: what an upstream accepts on replay
-SCOPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./:+-]{0,79}$")  # serve's rule: a scope fits a header and a command
 
 
 class Bad(Exception):
@@ -160,13 +160,13 @@ def record_key(obj: Any) -> str:
 
 def scope_name(*candidates: Any) -> str:
     """The first candidate that makes a scope name, other characters made "-" ("Chat support" -> "Chat-support");
-    "traffic" when none does."""
+    the default scope (serve's) when none does."""
     for c in candidates:
         if isinstance(c, str):
             name = re.sub(r"[^A-Za-z0-9_./:+-]+", "-", c.strip()).lstrip("_./:+-")[:80].rstrip("-")
             if name:
                 return name
-    return "traffic"
+    return DEFAULT_SCOPE
 
 
 def epoch(value: Any) -> float | None:
