@@ -100,3 +100,24 @@ def test_a_revision_learned_in_the_background_is_live_in_the_proxy(tmp_path):
                                        extra_body={"secondnature": {"scope": "support"}})
     assert r.choices[0].message.content.startswith("Your order number")  # the same server, no restart
     server.should_exit = up_server.should_exit = True
+
+
+def test_learn_on_recorded_traffic_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """`learn traffic:SCOPE`: what serve recorded (or `import traces` brought in), learned from offline."""
+    from secondnature.cli import main, ui
+    store = LessonStore(tmp_path / "s.db")
+    record_traffic(store, "support", 40)
+    rubric = tmp_path / "rubric.txt"
+    rubric.write_text("A good reply names the order number.")
+    judge_model = ScriptedModel(lambda m: "Names it.\nScore: 10/10" if "order number" in m[-1]["content"].split(
+        "<reply>")[-1] else "Vague.\nScore: 0/10", "judge")
+    models = {"p": ScriptedModel(policy_reply, "policy"), "r": reflector(), "j": judge_model}
+    monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
+    base = ["--store", str(tmp_path / "s.db"), "learn", "traffic:support", "--policy", "p", "--reflector", "r"]
+    assert main(base) == 2 and "needs a reward for its replays" in capsys.readouterr().err
+    assert main([*base[:3], "traffic:nothing-here", *base[4:], "--judge", "j", "--rubric", str(rubric)]) == 2
+    assert "0 usable recorded calls" in capsys.readouterr().err
+    assert main([*base, "--judge", "j", "--rubric", str(rubric), "--budget", "100", "--val-size", "8",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [x["text"] for x in result["lessons"]] == [LESSON] and result["accepted"] == 1

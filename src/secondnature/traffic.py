@@ -11,6 +11,8 @@ import re
 from collections.abc import Sequence
 
 from .inject import own_system
+from .store import LessonStore
+from .store import traffic as db
 from .types import Call, Feedback, Reward, Rollout, Score, Task, TaskSet
 
 # a scope's name fits a header, a URL and a command line: serve and the trace importer both hold names to it
@@ -99,6 +101,19 @@ def traffic_taskset(scope: str, scored: Sequence[tuple[Call, Score | None, Seque
                   for call, score, fb in scored)
     prompts = {own_system(call.messages) for call, _, _ in scored}
     return TaskSet(scope, tasks, reward, prompts.pop() if len(prompts) == 1 else "")
+
+
+def recorded_taskset(store: LessonStore, scope: str, reward: Reward, *, max_calls: int | None = None,
+                     with_demonstration: bool = False) -> TaskSet:
+    """A scope's finished calls that may be learned from (the newest `max_calls`), with their feedback, as a task
+    set scored by `reward`. `with_demonstration`: only calls a person gave a better reply for, whose demonstration is
+    then the reference a checker compares with."""
+    calls = [c for c in db.calls(store, scope, status="done", learnable=True) if c.reply.strip()]
+    scored = [(c, score_of(c, fb), fb) for c in calls[-max_calls if max_calls else 0:]
+              for fb in [db.feedback(store, c)]]
+    if with_demonstration:
+        scored = [s for s in scored if any(f.demonstration for f in s[2])]
+    return traffic_taskset(scope, scored, reward)
 
 
 def observed(tasks: Sequence[Task]) -> list[Rollout]:

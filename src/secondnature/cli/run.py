@@ -10,20 +10,25 @@ from dataclasses import asdict
 from .. import inject, retrieve
 from ..evaluate import EvalResult, balanced_accuracy, evaluate, split_tasks
 from ..learn import LearnConfig, learn
+from ..rewards import get_checker
 from ..store import open_store
 from ..tasks import load_taskset, slug
+from ..traffic import recorded_taskset
+from ..types import Score, TaskSet
 from ..weights import home
 from . import ui
 from .lessons import head_lessons
 from .ui import UsageError
+
+TRAFFIC = "traffic:"  # a task set of recorded calls: traffic:SCOPE
 
 
 def cmd_learn(args: argparse.Namespace) -> int:
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:  # say so before the run, not after
         raise UsageError("--plot needs matplotlib: pip install 'secondnature[bench]'")
     rubric = ui.rubric_of(args)
-    taskset = load_taskset(args.taskset, args.checker, answers_required=rubric is None)
     store = open_store(args.store)
+    taskset = tasks_of(args, store, rubric)
     policy, reflector = ui.models(args)
     (taskset,) = ui.judged([taskset], args, rubric, store)
     config = LearnConfig(budget=args.budget, seed=args.seed, lesson_tokens=args.lesson_tokens,
@@ -51,6 +56,24 @@ def cmd_learn(args: argparse.Namespace) -> int:
     if plot:
         ui.out.print(f"learning curve: {plot}")
     return 0
+
+
+def tasks_of(args: argparse.Namespace, store, rubric: str | None) -> TaskSet:
+    """The task set a command names; `traffic:SCOPE` is a scope's recorded calls (serve's, or imported traces), whose
+    replays are scored by the --judge (or, with --checker, against the better replies people demonstrated)."""
+    if not args.taskset.startswith(TRAFFIC):
+        return load_taskset(args.taskset, args.checker, answers_required=rubric is None)
+    scope = args.taskset[len(TRAFFIC):]
+    if rubric is None and not args.checker:
+        raise UsageError("learning from traffic needs a reward for its replays: --judge MODEL --rubric FILE, or "
+                         "--checker NAME to compare replies with the demonstrations people gave")
+    reward = get_checker(args.checker) if args.checker else (lambda task, reply: Score(0.0))  # the judge's, below
+    taskset = recorded_taskset(store, scope, reward, with_demonstration=rubric is None)
+    if len(taskset.tasks) < 10:
+        raise UsageError(f"{len(taskset.tasks)} usable recorded calls in scope {scope!r}"
+                         + (" with a demonstration" if rubric is None else "") + "; learning needs at least 10 "
+                         "(`secondnature calls --scope SCOPE` lists them)")
+    return taskset
 
 
 def run_eval(policy, taskset, tasks, lessons, args, label: str, route=None) -> EvalResult:
@@ -88,8 +111,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     rubric = ui.rubric_of(args)
-    taskset = load_taskset(args.taskset, args.checker, answers_required=rubric is None)
     store = open_store(args.store)
+    taskset = tasks_of(args, store, rubric)
     if args.no_lessons or args.retrieve:  # with --retrieve each task gets its own lessons, below
         lessons = []
     elif args.all_lessons:

@@ -20,7 +20,7 @@ from ..learn import LearnConfig, LearnResult, learn
 from ..models import Model
 from ..store import LessonStore
 from ..store import traffic as db
-from ..traffic import score_of, traffic_taskset
+from ..traffic import recorded_taskset
 from ..types import Reward
 from .tenants import Tenants
 
@@ -63,11 +63,9 @@ def due(store: LessonStore, scope: str, config: LearnerConfig) -> list:
 def learn_scope(store: LessonStore, scope: str, policy: Model, reflector: Model, reward: Reward,
                 config: LearnerConfig, *, budget: int | None = None) -> LearnResult | None:
     """One learning run over a scope's traffic, or None when it is not due or the budget cannot pay for a gate."""
-    calls = due(store, scope, config)
-    if not calls:
+    if not due(store, scope, config):
         return None
-    scored = [(c, score_of(c, fb), fb) for c in calls for fb in [db.feedback(store, c)]]
-    taskset = traffic_taskset(scope, scored, reward)
+    taskset = recorded_taskset(store, scope, reward, max_calls=config.max_calls)
     lc = LearnConfig(budget=min(config.budget, budget if budget is not None else config.budget),
                      val_size=config.val_size, max_tokens=config.max_tokens, screen=4, traffic=True)
     if lc.budget < 2 * lc.val_size + lc.tasks_per_step * lc.group_size:
