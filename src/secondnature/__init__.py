@@ -27,7 +27,23 @@ from .propose import PROPOSERS, Proposal, Proposer, Step
 from .rewards import as_reward
 from .store import LessonStore, open_store
 from .tasks import load_taskset, task_set
-from .types import Candidate, Completion, Edit, GateRecord, Lesson, Reflection, Revision, Rollout, Score, Task, TaskSet
+from .traces import import_traces
+from .traffic import recorded_taskset
+from .types import (
+                    Call,
+                    Candidate,
+                    Completion,
+                    Edit,
+                    Feedback,
+                    GateRecord,
+                    Lesson,
+                    Reflection,
+                    Revision,
+                    Rollout,
+                    Score,
+                    Task,
+                    TaskSet,
+)
 
 __all__ = [
     # learning
@@ -41,4 +57,7 @@ __all__ = [
     # lessons, their store and their use
     "Lesson", "Revision", "Edit", "Candidate", "GateRecord", "Reflection", "Rollout",
     "open_store", "LessonStore", "system_prompt", "evaluate", "EvalResult",
+    # an application's traffic: recorded calls, their feedback, logs imported, a scope's calls as a task set
+    # (the proxy itself is secondnature.serve, the `serve` extra)
+    "Call", "Feedback", "import_traces", "recorded_taskset",
 ]
