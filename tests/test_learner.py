@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import openai
+import pytest
 from responder import Responder, serve_in_thread
 
 from secondnature.models import OpenAIModel, ScriptedModel
@@ -121,3 +122,12 @@ def test_learn_on_recorded_traffic_from_the_command_line(tmp_path, monkeypatch, 
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert [x["text"] for x in result["lessons"]] == [LESSON] and result["accepted"] == 1
+
+
+def test_the_cost_cap_counts_the_replays_of_the_last_hour(tmp_path):
+    from secondnature.serve.learner import cost_last_hour
+    store = LessonStore(tmp_path / "s.db")
+    record_traffic(store, "support", 40)
+    result = learn_scope(store, "support", ScriptedModel(policy_reply, "policy"), reflector(), judge, CONFIG)
+    tokens = store.db.execute("SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM rollouts").fetchone()
+    assert result.rollouts_used and cost_last_hour(store, (1.0, 4.0)) == pytest.approx((tokens[0] + 4 * tokens[1]) / 1e6)

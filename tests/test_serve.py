@@ -249,3 +249,15 @@ def test_kill_9_mid_stream_loses_no_recorded_call_or_feedback(tmp_path):
     cut = db.get_call(store, got[0].id)
     assert cut is not None and cut.status == "open" and cut.messages[0]["content"].startswith("w w")
     up_server.should_exit = True
+
+
+def test_each_call_records_its_cost_at_the_given_prices(upstream, tmp_path):
+    app = make_app(ServeConfig(Upstream(upstream.url, prices=(0.5, 2.0)), load_tenants(None, store=str(tmp_path / "c.db"))))
+    url, server = serve_in_thread(app)
+    client = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "price"}])
+    stream = list(client.chat.completions.create(model="m", messages=[{"role": "user", "content": "p"}], stream=True))
+    store = open_store(tmp_path / "c.db")
+    assert db.get_call(store, r.id).cost == pytest.approx((11 * 0.5 + 2 * 2.0) / 1e6)  # the responder's usage
+    assert db.get_call(store, stream[0].id).cost > 0  # a stream without usage: its reply's tokens, estimated
+    server.should_exit = True

@@ -195,6 +195,7 @@ class Call:
     learn: bool = True            # False: the application asked that this call not be learned from
     source: str = "serve"         # serve, or the log format it was imported from
     created_at: str = ""
+    cost: float | None = None     # as the upstream reported it, or from the token prices serve was given
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scope", default="default", help="scope of a request that names none and resembles no scope")
     p.add_argument("--lesson-tokens", type=token_budget, default=400, help="token budget of the injected lessons")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds an upstream call may take")
+    p.add_argument("--prices", default=None, metavar="IN,OUT",
+                   help="the upstream's price per million prompt and completion tokens, e.g. 0.15,0.60: each call's "
+                        "cost is recorded (an upstream that reports usage.cost is believed instead)")
     learn = p.add_argument_group("learning from the traffic (replays are scored by the judge)")
     learn.add_argument("--judge", default=None, help="judge model: packaged name, GGUF path, or with --judge-base-url "
                                                      "an endpoint's model name")
@@ -46,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     learn.add_argument("--learn-every", type=float, default=60.0, help="seconds between looks at the traffic")
     learn.add_argument("--min-calls", type=int, default=24, help="finished calls a scope needs before learning")
     learn.add_argument("--spend", type=int, default=400, help="most replays (upstream calls) per hour, per tenant")
+    learn.add_argument("--spend-cost", type=float, default=None,
+                       help="and at most this cost of replays per hour, per tenant (needs --prices)")
     learn.add_argument("--no-learn", action="store_true", help="record calls and feedback only")
     p.set_defaults(func=cmd_serve)
 
@@ -125,7 +130,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except RuntimeError as e:
             raise UsageError(str(e)) from e
         url = embedded.url
-    upstream = Upstream(url, key, args.timeout)
+    upstream = Upstream(url, key, args.timeout, _prices(args.prices))
+    if args.spend_cost is not None and upstream.prices is None:
+        raise UsageError("--spend-cost needs --prices IN,OUT to know what a replay costs")
     learner = _learner(args, tenants, upstream)
     app = make_app(ServeConfig(upstream, tenants, args.scope, args.lesson_tokens),
                    on_start=learner.start if learner else None, on_stop=learner.stop if learner else None)
@@ -137,6 +144,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if embedded:
             embedded.stop()
     return 0
+
+
+def _prices(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        pin, pout = (float(x) for x in text.split(","))
+    except ValueError:
+        raise UsageError(f"--prices {text!r}: give two numbers, the price per million prompt and completion tokens, "
+                         "e.g. --prices 0.15,0.60") from None
+    if min(pin, pout) < 0:
+        raise UsageError("--prices cannot be negative")
+    return pin, pout
 
 
 def _loopback(host: str) -> bool:
@@ -163,5 +183,6 @@ def _learner(args: argparse.Namespace, tenants, upstream):
 
     def policy(model: str):
         return OpenAIModel(model or "default", base_url=upstream.url, api_key=upstream.key or "none")
-    config = LearnerConfig(every_s=args.learn_every, min_calls=args.min_calls, spend_per_hour=args.spend)
+    config = LearnerConfig(every_s=args.learn_every, min_calls=args.min_calls, spend_per_hour=args.spend,
+                           spend_cost_per_hour=args.spend_cost, prices=upstream.prices)
     return Learner(tenants, policy, reflector, judge_reward(judge, rubric), config)

@@ -37,6 +37,8 @@ class LearnerConfig:
     val_size: int = 12          # paired held-out requests per gate
     max_calls: int = 500        # the scope's most recent calls a run learns from
     max_tokens: int = 384
+    spend_cost_per_hour: float | None = None  # and at most this cost of replays per rolling hour (with prices)
+    prices: tuple[float, float] | None = None  # per million prompt and completion tokens of the upstream
 
 
 def spent_last_hour(store: LessonStore, now: datetime | None = None) -> int:
@@ -45,6 +47,15 @@ def spent_last_hour(store: LessonStore, now: datetime | None = None) -> int:
     row = store.db.execute("SELECT COALESCE(SUM(rollouts_used), 0) FROM runs WHERE updated_at >= ? AND "
                            "json_extract(config, '$.traffic') = 1", (since,)).fetchone()
     return int(row[0])
+
+
+def cost_last_hour(store: LessonStore, prices: tuple[float, float], now: datetime | None = None) -> float:
+    """What the replays of learning runs cost in the last hour, at `prices` per million prompt and completion tokens."""
+    since = ((now or datetime.now(timezone.utc)) - timedelta(hours=1)).isoformat(timespec="seconds")
+    p, c = store.db.execute("SELECT COALESCE(SUM(r.prompt_tokens), 0), COALESCE(SUM(r.completion_tokens), 0) FROM "
+                            "rollouts r JOIN runs u ON r.run_id = u.id WHERE r.created_at >= ? AND "
+                            "json_extract(u.config, '$.traffic') = 1", (since,)).fetchone()
+    return (p * prices[0] + c * prices[1]) / 1e6
 
 
 def due(store: LessonStore, scope: str, config: LearnerConfig) -> list:
@@ -107,6 +118,9 @@ class Learner:
 
     def _scope(self, tenant: str, store: LessonStore, scope: str) -> None:
         left = self.config.spend_per_hour - spent_last_hour(store)
+        cap, prices = self.config.spend_cost_per_hour, self.config.prices
+        if cap is not None and prices is not None and cost_last_hour(store, prices) >= cap:
+            return  # the hour's money is spent: wait, as for the replay cap
         try:
             model = db.calls(store, scope, limit=1, newest_first=True)[0].model
             result = learn_scope(store, scope, self.policy(model), self.reflector, self.reward, self.config,

@@ -33,6 +33,16 @@ class Upstream:
     url: str                      # base URL, e.g. http://127.0.0.1:8080/v1
     key: str = ""                 # the server's own key for the upstream; a client's key never goes upstream
     timeout_s: float = 600.0
+    prices: tuple[float, float] | None = None  # per million prompt and completion tokens, for each call's cost
+
+
+def cost_of(usage: dict, prices: tuple[float, float] | None) -> float | None:
+    """A call's cost: as the upstream reported it (some gateways do), else its tokens at `prices`, else unknown."""
+    if isinstance(usage.get("cost"), (int, float)):
+        return float(usage["cost"])
+    if prices is None:
+        return None
+    return ((usage.get("prompt_tokens") or 0) * prices[0] + (usage.get("completion_tokens") or 0) * prices[1]) / 1e6
 
 
 @dataclass(frozen=True)
@@ -129,7 +139,8 @@ async def _once(client: httpx2.AsyncClient, up: Upstream, store: LessonStore, ca
     reply = message.get("content") or ""
     db.finish_call(store, call.id, reply=reply if isinstance(reply, str) else json.dumps(reply),
                    tool_calls=message.get("tool_calls") or (), prompt_tokens=usage.get("prompt_tokens") or 0,
-                   completion_tokens=usage.get("completion_tokens") or 0, latency_s=time.perf_counter() - t0)
+                   completion_tokens=usage.get("completion_tokens") or 0, latency_s=time.perf_counter() - t0,
+                   cost=cost_of(usage, up.prices))
     data["id"] = call.id
     return JSONResponse(data, headers=marks)
 
@@ -164,10 +175,11 @@ async def _stream(client: httpx2.AsyncClient, up: Upstream, store: LessonStore, 
         content = await r.aread()
         await r.aclose()
         return _passed_error(store, call, t0, r.status_code, content, marks)
-    return StreamingResponse(_relay(r, store, call, t0), media_type="text/event-stream", headers=marks)
+    return StreamingResponse(_relay(r, store, call, t0, up.prices), media_type="text/event-stream", headers=marks)
 
 
-async def _relay(r: httpx2.Response, store: LessonStore, call: Call, t0: float) -> AsyncIterator[str]:
+async def _relay(r: httpx2.Response, store: LessonStore, call: Call, t0: float,
+                 prices: tuple[float, float] | None) -> AsyncIterator[str]:
     """The upstream's events with our id in each chunk; the reply gathered as it passes and recorded before the
     client sees the stream's end, or when it breaks or the client goes away (the `finally` runs on cancellation)."""
     text: list[str] = []
@@ -180,10 +192,11 @@ async def _relay(r: httpx2.Response, store: LessonStore, call: Call, t0: float) 
         if not recorded:
             recorded = True
             reply = "".join(text)
+            usage.setdefault("completion_tokens", approx_tokens(reply))  # without stream_options: an estimate
             db.finish_call(store, call.id, reply=reply, tool_calls=[calls[i] for i in sorted(calls)], status=status,
                            error=why, prompt_tokens=usage.get("prompt_tokens") or 0,
-                           completion_tokens=usage.get("completion_tokens") or approx_tokens(reply),
-                           latency_s=time.perf_counter() - t0)
+                           completion_tokens=usage["completion_tokens"], latency_s=time.perf_counter() - t0,
+                           cost=cost_of(usage, prices))
     try:
         async for line in r.aiter_lines():
             if not line.startswith("data:"):

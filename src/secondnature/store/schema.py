@@ -77,4 +77,8 @@ MIGRATIONS: list[tuple[str, str]] = [
     CREATE INDEX feedback_call ON feedback(call_id);
     CREATE INDEX feedback_conversation ON feedback(conversation);
     """),
+    # what a call cost, in the currency of the prices serve was given (or as the upstream reported it)
+    ("009_call_cost", """
+    ALTER TABLE calls ADD COLUMN cost REAL;
+    """),
 ]

@@ -13,7 +13,8 @@ from .errors import guarded
 from .sqlite import LessonStore, now
 
 CALL_COLUMNS = ("id, scope, model, messages, params, reply, tool_calls, status, revision, lesson_ids, conversation, "
-                "prompt_tokens, completion_tokens, latency_s, error, learn, source, created_at, updated_at")
+                "prompt_tokens, completion_tokens, latency_s, error, learn, source, created_at, updated_at, cost")
+PLACES = ",".join("?" * 20)
 
 
 def new_call_id() -> str:
@@ -25,25 +26,26 @@ def _row(c: Call) -> tuple:
     t = c.created_at or now()
     return (c.id, c.scope, c.model, json.dumps(c.messages), json.dumps(c.params), c.reply, json.dumps(c.tool_calls),
             c.status, c.revision, json.dumps(c.lesson_ids), c.conversation, c.prompt_tokens, c.completion_tokens,
-            c.latency_s, c.error, int(c.learn), c.source, t, now())
+            c.latency_s, c.error, int(c.learn), c.source, t, now(), c.cost)
 
 
 @guarded
 def open_call(store: LessonStore, c: Call) -> None:
     """Record a call as its request arrives."""
     with store.transaction() as db:
-        db.execute(f"INSERT INTO calls ({CALL_COLUMNS}) VALUES ({','.join('?' * 19)})", _row(c))
+        db.execute(f"INSERT INTO calls ({CALL_COLUMNS}) VALUES ({PLACES})", _row(c))
 
 
 @guarded
 def finish_call(store: LessonStore, call_id: str, *, reply: str, tool_calls: Sequence[dict] = (), status: str = "done",
-                prompt_tokens: int = 0, completion_tokens: int = 0, latency_s: float = 0.0, error: str = "") -> None:
+                prompt_tokens: int = 0, completion_tokens: int = 0, latency_s: float = 0.0, error: str = "",
+                cost: float | None = None) -> None:
     """Record how a call ended: its reply (whole, or as far as a broken stream got), tokens, latency, error."""
     with store.transaction() as db:
         db.execute("UPDATE calls SET reply=?, tool_calls=?, status=?, prompt_tokens=?, completion_tokens=?, "
-                   "latency_s=?, error=?, updated_at=? WHERE id=?",
+                   "latency_s=?, error=?, cost=?, updated_at=? WHERE id=?",
                    (reply, json.dumps(list(tool_calls)), status, prompt_tokens, completion_tokens, latency_s, error,
-                    now(), call_id))
+                    cost, now(), call_id))
 
 
 @guarded
@@ -51,7 +53,7 @@ def add_calls(store: LessonStore, calls: Sequence[Call]) -> int:
     """Record finished calls (an import); a call whose id is already there is kept as it is. How many were new."""
     with store.transaction() as db:
         before = db.total_changes
-        db.executemany(f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({','.join('?' * 19)})",
+        db.executemany(f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({PLACES})",
                        [_row(c) for c in calls])
         return db.total_changes - before
 
@@ -120,4 +122,4 @@ def _call(r) -> Call:
     return Call(r["id"], r["scope"], r["model"], tuple(json.loads(r["messages"])), json.loads(r["params"]), r["reply"],
                 tuple(json.loads(r["tool_calls"])), r["status"], r["revision"], tuple(json.loads(r["lesson_ids"])),
                 r["conversation"], r["prompt_tokens"] or 0, r["completion_tokens"] or 0, r["latency_s"] or 0.0,
-                r["error"], bool(r["learn"]), r["source"], r["created_at"])
+                r["error"], bool(r["learn"]), r["source"], r["created_at"], r["cost"])
