@@ -89,8 +89,9 @@ def test_no_score_in_these(text: str) -> None:
     assert parse_score(text) is None
 
 
-def test_rationale_is_the_first_sentence_without_its_label() -> None:
-    assert parse_score("Rationale: **Polite** and brief. It also thanks the user.\nScore: 9/10")[1] == "Polite and brief."
+def test_rationale_is_the_conclusion_without_its_label() -> None:
+    assert parse_score("Rationale: **Polite** and brief.\nScore: 9/10")[1] == "Polite and brief."
+    assert parse_score("It greets the user. It is polite. Therefore, the score is 9/10.")[1] == "It is polite."
     assert parse_score("Score: 3/10\nToo curt, no greeting.")[1] == "Too curt, no greeting."
     assert parse_score("Score: 3/10")[1] == "no rationale given"
     assert len(parse_score("x" * 500 + "\nScore: 3/10")[1]) <= 160
@@ -124,10 +125,15 @@ def test_an_unreadable_verdict_is_asked_again_with_the_reply_shown_back() -> Non
     judge = Recorder(["I think it is quite good overall", "Very good", "Fine.\nScore: 7/10"])
     s = judge_reward(judge, RUBRIC, seed=5)(TASK, "Hi!")
     assert s.value == 0.7 and len(judge.calls) == 3
-    assert [c["seed"] for c in judge.calls] == [5, 6, 7]  # another seed each time, sampled: greedy ignores seeds
-    assert [c["temperature"] for c in judge.calls] == [0.0, RETRY_TEMPERATURE, RETRY_TEMPERATURE]
+    assert [c["seed"] for c in judge.calls] == [5, 6, 7]  # another seed each time; the last retry samples
+    assert [c["temperature"] for c in judge.calls] == [0.0, 0.0, RETRY_TEMPERATURE]
     retry = judge.calls[2]["messages"]
     assert retry[-2] == {"role": "assistant", "content": "Very good"} and "Score: N/10" in retry[-1]["content"]
+    assert retry[:2] == judge.calls[0]["messages"]
+    # a judge that reasoned but forgot its score line: the bare score it gives when asked keeps that reasoning
+    forgot = Recorder(["The reply says False, but the expression is True.", "Score: 2/10"])
+    assert judge_reward(forgot, RUBRIC)(TASK, "Hi!") == sn.Score(0.2, "judge: The reply says False, but the expression "
+                                                                     "is True.")
 
 
 def test_no_verdict_after_two_retries_scores_zero_with_the_reason() -> None:

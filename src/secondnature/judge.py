@@ -34,7 +34,7 @@ MAX_TURNS = 6             # a chat request: its last this many messages, each at
 MAX_TURN_CHARS = 1200
 MAX_RATIONALE = 160       # characters of the judge's rationale kept in the feedback
 RETRIES = 2               # asks after the first when a verdict cannot be read
-RETRY_TEMPERATURE = 0.7   # greedy decoding ignores the seed: only a sampled retry can answer differently
+RETRY_TEMPERATURE = 0.7   # the last retry samples: greedy decoding ignores the seed, and may be stuck
 T = TypeVar("T")
 
 JUDGE_SYSTEM = "You are a strict, fair grader. You grade a reply against the rubric you are given and nothing else."
@@ -53,7 +53,8 @@ JUDGE_PROMPT = """Grade the reply below against the rubric.
 {reply}
 </reply>
 
-First write one sentence on how well the reply meets the rubric. Then end with a line exactly of the form
+First check the reply against the rubric in a few short lines, working out yourself anything the rubric asks you
+to check, and say what you found. Then end with a line exactly of the form
 Score: N/10
 where N is a whole number from 0 (fails the rubric) to 10 (meets it fully)."""
 
@@ -88,13 +89,16 @@ def _number_score(text: str, loose: bool) -> float | None:
 
 
 def _rationale(text: str) -> str:
-    """The judge's first sentence, without its label, clipped: what a reflector reads."""
+    """The judge's conclusion, clipped, for the reflector to read: the last whole sentence before its verdict (a
+    judge reasons first and concludes last; "Therefore, the score is" before "10/10" is no sentence)."""
     text = re.sub(r"^[ \t>#*_\-]*(?:rationale|reasoning|explanation|assessment)[ \t*_]*:", "", text.strip(), flags=re.I)
-    text = " ".join(text.replace("*", "").split())
-    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]
-    if len(first) > MAX_RATIONALE:
-        first = first[: MAX_RATIONALE - 3] + "..."
-    return first or "no rationale given"
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+", " ".join(text.replace("*", "").split())) if x]
+    if len(sentences) > 1 and sentences[-1][-1] not in ".!?":
+        sentences.pop()
+    last = sentences[-1] if sentences else ""
+    if len(last) > MAX_RATIONALE:
+        last = last[: MAX_RATIONALE - 3] + "..."
+    return last or "no rationale given"
 
 
 def parse_score(text: str) -> tuple[float, str] | None:
@@ -152,24 +156,27 @@ def _clip(text: str, bound: int = 80) -> str:
 
 def ask_judge(model: Model, messages: list[dict], parse: Callable[[str], T | None], nudge: str, *,
               max_tokens: int, seed: int) -> tuple[T | None, str]:
-    """(the parsed verdict, '') or (None, why there is none). The first ask is greedy; an unreadable answer is
-    shown back to the judge with `nudge` and asked again, sampled with another seed, at most RETRIES times. A
-    failed call counts as unreadable. Never raises."""
-    why, msgs = "", messages
+    """(the parsed verdict, '') or (None, why there is none). An unreadable answer is shown back to the judge with
+    `nudge` and asked again with another seed, at most RETRIES times; a failed call counts as unreadable. Greedy
+    but for the last retry, which samples in case greedy decoding is stuck: a judge that reasoned but forgot its
+    score line gives, asked greedily, the score its reasoning leads to. A retry is read after the first reasoning
+    given, so a bare 'Score: 2/10' keeps that reasoning as its rationale. Never raises."""
+    why, msgs, reasoning = "", messages, ""
     for k in range(1 + RETRIES):
         try:
-            got = model.chat(msgs, n=1, temperature=0.0 if k == 0 else RETRY_TEMPERATURE, max_tokens=max_tokens,
-                             seed=seed + k)
+            got = model.chat(msgs, n=1, temperature=RETRY_TEMPERATURE if k == RETRIES else 0.0,
+                             max_tokens=max_tokens, seed=seed + k)
             c = as_completion(got[0]) if got else Completion("", error="the model returned no completion")
         except Exception as e:  # noqa: BLE001 - the Model contract says chat never raises; a user's model might
             c = Completion("", error=f"{type(e).__name__}: {e}")
         if c.error:
             why = f"the judge's call failed ({_clip(c.error, 160)})"
             continue
-        verdict = parse(c.text)
+        verdict = parse(f"{reasoning}\n{c.text}" if reasoning else c.text)
         if verdict is not None:
             return verdict, ""
         why = f"no verdict line in {_clip(c.text)!r}" if c.text.strip() else "an empty answer"
+        reasoning = reasoning or c.text.strip()
         msgs = [*messages, {"role": "assistant", "content": elide(c.text, MAX_REPLY_CHARS)},
                 {"role": "user", "content": nudge}]
     return None, f"{why}, after {1 + RETRIES} asks"
@@ -178,7 +185,7 @@ def ask_judge(model: Model, messages: list[dict], parse: Callable[[str], T | Non
 def judge_reward(model: Model, rubric: str, *, max_tokens: int = 256, seed: int = 0) -> Reward:
     """A reward scored by `model` against `rubric` (what a good reply does, in plain words): the judge reads the
     rubric, the request (`request_of`) and the reply, never `task.answer`, and answers with a rationale and a line
-    'Score: N/10'. Its feedback is 'judge: <the rationale's first sentence>'.
+    'Score: N/10'. Its feedback is 'judge: <the last sentence of its reasoning>'.
 
     When no score can be read after RETRIES more asks (or every call failed), the reply scores 0 with feedback
     'judge gave no verdict: <why>': a reply the judge could not grade has earned nothing, and a lesson set must
@@ -218,7 +225,8 @@ PAIR_PROMPT = """Compare two replies to the same request against the rubric.
 {b}
 </reply_B>
 
-First write one sentence on which reply meets the rubric better, and why. Then end with a line exactly of the form
+First compare the replies against the rubric in a few short lines, working out yourself anything the rubric asks
+you to check, and say which is better and why. Then end with a line exactly of the form
 Winner: A
 or Winner: B, or Winner: tie when neither is better."""
 

@@ -137,15 +137,13 @@ def _parse_line(text: str, n: int, default: str, explicit: str | None,
     elif not isinstance(prompt, str) or not prompt.strip():
         problems.append(f'line {n}: field "prompt" must be a non-empty string, got {_brief(prompt)}')
     answer = row.pop("answer", None)
-    answer_text = ""
-    if answer is None and answers_required:
-        problems.append(f'line {n}: missing field "answer" — each line needs {_EXAMPLE} (or, to score replies '
-                        "without reference answers, give a rubric judge: --judge MODEL --rubric FILE)")
-    elif answer is None:
-        pass  # a judge scores these replies: no reference needed
-    else:
+    answer_text = ""  # no answer, where a judge scores the replies: no reference needed
+    if answer is not None:
         answer_text, why = _answer_text(answer, n)
         problems += [why] if why else []
+    elif answers_required:
+        problems.append(f'line {n}: missing field "answer" — each line needs {_EXAMPLE} (or, to score replies '
+                        "without reference answers, give a rubric judge: --judge MODEL --rubric FILE)")
     task_id = row.pop("id", f"line{n}")
     if isinstance(task_id, bool) or not isinstance(task_id, (str, int)) or not str(task_id).strip():
         problems.append(f'line {n}: field "id" must be a non-empty string or integer, got {_brief(task_id)} '
