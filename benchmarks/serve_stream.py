@@ -232,9 +232,9 @@ def main() -> None:
     ap.add_argument("--task", default="bbh/object_counting")
     ap.add_argument("--feedback", default="none,checker,judge,majority")
     ap.add_argument("--windows", type=int, default=4)
-    ap.add_argument("--window", type=int, default=40)
+    ap.add_argument("--window", type=int, default=32)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--learn-budget", type=int, default=150, help="replays per learning run")
+    ap.add_argument("--learn-budget", type=int, default=120, help="replays per learning run")
     ap.add_argument("--val-size", type=int, default=16)
     ap.add_argument("--min-calls", type=int, default=24)
     ap.add_argument("--majority-n", type=int, default=5)
@@ -254,7 +254,7 @@ def main() -> None:
     try:
         cache = open_store(work / "cache.db")
         reflector = load_model("reflector", n_ctx=8192)
-        judge = judge_reward(cached(reflector, cache), RUBRIC, max_tokens=96)
+        judge = judge_reward(cached(reflector, cache), RUBRIC)
         sampler = cached(OpenAIModel("default", base_url=up.url, api_key="none"), cache)
         majority = majority_reward(sampler, n=args.majority_n, system=taskset.instruction, max_tokens=256)
         arms, checks = {}, {}
