@@ -261,3 +261,24 @@ def test_each_call_records_its_cost_at_the_given_prices(upstream, tmp_path):
     assert db.get_call(store, r.id).cost == pytest.approx((11 * 0.5 + 2 * 2.0) / 1e6)  # the responder's usage
     assert db.get_call(store, stream[0].id).cost > 0  # a stream without usage: its reply's tokens, estimated
     server.should_exit = True
+
+
+def test_serve_learns_only_with_a_judge_and_says_so(tmp_path, monkeypatch, capsys):
+    from secondnature.cli import build_parser, ui
+    from secondnature.cli.serve import _learner
+    from secondnature.models import ScriptedModel
+    monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: ScriptedModel(lambda m: "", spec))
+    rubric = tmp_path / "r.txt"
+    rubric.write_text("Names the order number.")
+    tenants, up = load_tenants(None, store=str(tmp_path / "s.db")), Upstream("http://127.0.0.1:9/v1")
+    args = build_parser().parse_args(["serve", "--upstream", up.url])
+    assert _learner(args, tenants, up) is None and "learning is off" in capsys.readouterr().err
+    args = build_parser().parse_args(["serve", "--upstream", up.url, "--judge", "j", "--rubric", str(rubric)])
+    assert _learner(args, tenants, up).reward.__name__ == "judge"
+    args = build_parser().parse_args(["serve", "--upstream", up.url, "--judge", "j", "--rubric", str(rubric),
+                                      "--pairwise", "--spend", "50"])
+    learner = _learner(args, tenants, up)
+    assert learner.reward.__name__ == "pairwise_judge" and learner.config.spend_per_hour == 50
+    assert main(["serve", "--upstream", up.url, "--spend-cost", "1"]) == 2
+    assert "--spend-cost needs --prices" in capsys.readouterr().err
+    assert main(["serve", "--upstream", up.url, "--prices", "x"]) == 2 and "two numbers" in capsys.readouterr().err

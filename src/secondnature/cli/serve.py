@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                      "an endpoint's model name")
     learn.add_argument("--judge-base-url", default=None)
     learn.add_argument("--rubric", default=None, metavar="FILE", help="what a good reply is, for the judge")
+    learn.add_argument("--pairwise", action="store_true",
+                       help="the judge compares each replay with the reply the application got (both orders) "
+                            "instead of scoring it alone")
     learn.add_argument("--reflector", default="reflector", help="reflector model (default: the packaged 1.5B)")
     learn.add_argument("--reflector-base-url", default=None)
     learn.add_argument("--learn-every", type=float, default=60.0, help="seconds between looks at the traffic")
@@ -174,15 +177,16 @@ def _learner(args: argparse.Namespace, tenants, upstream):
         ui.err.print("learning is off: replays need a judge (--judge MODEL --rubric FILE). Calls and feedback are "
                      "recorded; learn from them later with `secondnature learn traffic:SCOPE --judge ... --rubric ...`")
         return None
-    from ..judge import judge_reward
-    from ..models import OpenAIModel, load_model
+    from ..judge import judge_reward, pairwise_reward
+    from ..models import OpenAIModel
     from ..serve.learner import Learner, LearnerConfig
     rubric = Path(args.rubric).read_text()
-    judge = load_model(args.judge, base_url=args.judge_base_url, n_ctx=8192)
-    reflector = load_model(args.reflector, base_url=args.reflector_base_url, n_ctx=8192)
+    judge = ui.load_model(args.judge, base_url=args.judge_base_url, n_ctx=8192)
+    reflector = ui.load_model(args.reflector, base_url=args.reflector_base_url, n_ctx=8192)
 
     def policy(model: str):
         return OpenAIModel(model or "default", base_url=upstream.url, api_key=upstream.key or "none")
     config = LearnerConfig(every_s=args.learn_every, min_calls=args.min_calls, spend_per_hour=args.spend,
                            spend_cost_per_hour=args.spend_cost, prices=upstream.prices)
-    return Learner(tenants, policy, reflector, judge_reward(judge, rubric), config)
+    reward = (pairwise_reward if args.pairwise else judge_reward)(judge, rubric)  # pairwise: against the recorded reply
+    return Learner(tenants, policy, reflector, reward, config)
