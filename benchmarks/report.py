@@ -15,6 +15,7 @@ import math
 import re
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from secondnature.stats import paired_over_seeds
@@ -251,6 +252,76 @@ def faults_section() -> list[str]:
               for p in parts], ""]
 
 
+def upstream_label(r: dict) -> str:
+    return ("0.5B model" if r.get("upstream", "").startswith("embedded") else str(r.get("upstream", "-"))) + \
+        (", SSE" if r.get("stream") else "")
+
+
+def ms(x: object, sign: str = "") -> str:
+    """Milliseconds (or requests/s): a decimal below 100, none above (nor a thousands comma, which would read as the
+    comma between an interval's ends)."""
+    return "-" if not ok(x) else f"{x:{sign}.0f}" if abs(x) >= 100 else f"{x:{sign}.1f}"
+
+
+def ratio(x: object) -> str:
+    return f"{x:.2f}" if ok(x) else "-"
+
+
+def interval(point: str, ci: object, f: Callable[[object], str]) -> str:
+    """A figure, formatted, with its 95% interval's ends in `f` when the record has one."""
+    good = isinstance(ci, list) and len(ci) == 2 and all(ok(v) for v in ci)
+    return point + (f" [{f(ci[0])}, {f(ci[1])}]" if good else "")
+
+
+GOAL_ADDED_MS = 5  # the issue's goal for the proxy: under this many ms added at p50, and no throughput lost
+GOAL = {True: "yes", False: "no", None: "unclear"}  # serve_overhead.py's goal(): None when the intervals can't tell
+
+
+def serve_section() -> list[str]:
+    """The proxy's cost (benchmarks/serve_overhead.py), if there is its record."""
+    path = RESULTS / "serve_overhead.json"
+    if not path.exists():
+        return []
+    recs = json.loads(path.read_text())
+    r0 = recs[0]
+    lat = [[upstream_label(r), str(r["concurrency"]),
+            f"{ms(r.get('direct_ms_p50'))} / {ms(r.get('direct_ms_p99'))}",
+            f"{ms(r.get('proxied_ms_p50'))} / {ms(r.get('proxied_ms_p99'))}",
+            interval(ms(r.get("added_ms_p50"), "+"), r.get("added_ms_p50_ci95"), ms), ms(r.get("added_ms_p99"), "+")]
+           for r in recs]
+    rate = [[upstream_label(r), str(r["concurrency"]), num(r.get("n")),
+             f"{ms(r.get('direct_rps'))} → {ms(r.get('proxied_rps'))}",
+             interval(ratio(r.get("throughput_ratio")), r.get("throughput_ratio_ci95"), ratio),
+             GOAL.get(r.get("goal_reached"), "-")] for r in recs]
+    cpu = [[upstream_label(r), str(r["concurrency"]),
+            *(f"{ms(r.get(f'direct_{p}_cpu_ms_per_request'))} → {ms(r.get(f'proxied_{p}_cpu_ms_per_request'))}"
+              for p in ("client", "upstream")), ms(r.get("proxy_cpu_ms_per_request"))] for r in recs]
+    met = [r for r in recs if r.get("goal_reached")]
+    return ["## Proxy cost", "",
+            "What `secondnature serve` adds to a request: the real `openai` SDK asking an upstream directly and "
+            "through the proxy (its own process, a fresh store, learning off), the two arms warmed up and then run in "
+            "alternating batches. `responder` answers at once (tests/responder.py), so what is measured is the "
+            "proxy's own cost; `0.5B model` is llama.cpp's server with the packaged model (max_tokens "
+            f"{r0.get('max_tokens', '-')}), one sequence at a time. SSE: streamed replies, timed to their last "
+            "chunk.", "",
+            "Latency in ms; added = proxied minus direct at that percentile, p50 with its 95% bootstrap interval:", "",
+            *table(["upstream", "clients", "direct p50/p99", "proxied p50/p99", "added p50", "added p99"],
+                   lat), "",
+            "Requests per arm, and per second over the arm's batches, direct → proxied; ratio = proxied / direct "
+            "with its 95% interval over batch pairs:", "",
+            *table(["upstream", "clients", "n/arm", "req/s", "ratio", "goal"], rate), "",
+            f"Goal: under {GOAL_ADDED_MS:g} ms added at p50 and no throughput lost; \"yes\" when both intervals say "
+            "so (added p50's below it, the ratio's reaching 1), \"no\" when one says the opposite, else \"unclear\". "
+            f"Met in {len(met)} of {len(recs)} rows.", "",
+            "Where the time goes: CPU ms per request of each process, direct arm → proxied arm (the three share the "
+            f"machine's {r0.get('cores', '-')} cores):", "",
+            *table(["upstream", "clients", "client", "upstream", "proxy"], cpu), "",
+            f"`{r0.get('command', '-')}` at {r0.get('commit', '?')}, {r0.get('date', '-')}; machine: "
+            f"{r0.get('machine', '-')}; 1-minute load before the run {r0.get('load_1min_before_run', '-')}, other "
+            f"processes' CPU during the rows {min(r['others_cpu_cores'] for r in recs):.2f} to "
+            f"{max(r['others_cpu_cores'] for r in recs):.2f} cores; {r0.get('run_seconds', '-')} s.", ""]
+
+
 def render() -> tuple[str, str]:
     """BENCHMARKS.md, and README.md with its results table written in."""
     featured = [(files, task, caption) for names, task, caption in FEATURED
@@ -270,6 +341,7 @@ def render() -> tuple[str, str]:
     for files, task, caption in featured:
         lines += section(files, task, caption)
     lines += faults_section()
+    lines += serve_section()
     lines.append("Every earlier measurement, with older loops and machines, is in [docs/history.md](docs/history.md). "
                  "Regenerate this page with `python benchmarks/report.py` (`--check` exits 1 when it is stale).")
     readme = README.read_text()
