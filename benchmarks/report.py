@@ -322,6 +322,46 @@ def serve_section() -> list[str]:
             f"{max(r['others_cpu_cores'] for r in recs):.2f} cores; {r0.get('run_seconds', '-')} s.", ""]
 
 
+def stream_section() -> list[str]:
+    """Learning from traffic through serve (benchmarks/serve_stream.py), if there is its record."""
+    path = RESULTS / "serve_stream.json"
+    if not path.exists():
+        return []
+    recs = json.loads(path.read_text())
+    r0, last = recs[0], recs[0]["windows_total"]
+    rows = [[r["feedback"], " ".join(f"{100 * w['accuracy']:.0f}" for w in r["windows"]),
+             pct(r["accuracy"], r.get("ci95")), pts(r.get("diff_vs_none"), r.get("diff_ci95")),
+             f"{r['accepted']}/{r['accepted'] + r['rejected']}", num(r["replays"]),
+             str(r["worse_revision_live_over_one_window"])] for r in recs]
+    share = {r["feedback"]: r.get("lift_share_of_checker") for r in recs}
+    agree = next((r["judge_agreement"] for r in recs if r.get("judge_agreement")), None)
+    checker = next((r for r in recs if r["feedback"] == "checker"), {})
+    significant = ok(checker.get("diff_vs_none")) and (checker.get("diff_ci95") or [0])[0] > 0
+    said = [("Lift as a share of the checker's: " + ", ".join(f"{k} {v:.0%}" if ok(v) else f"{k} -"
+                                                              for k, v in share.items() if k in ("judge", "majority"))
+             + "." if significant else "The checker's own lift is not significant here, so no share of it means "
+             "anything (goal: the judge's at least 70% of it).")] if checker else []
+    if agree:
+        said.append(f"The judge on the stream's replies: agrees with the checker on {pct(agree['accuracy'], agree['accuracy_ci95'])}"
+                    f" of {agree['n']}, kappa {agree['kappa']:.2f}, passes {agree['judge_pass_rate']:.0%} "
+                    f"(the checker {agree['checker_pass_rate']:.0%}).")
+    return ["## Learning from traffic", "",
+            f"`{r0['task']}` replayed as an application's traffic through `secondnature serve` ({r0['clients']} "
+            f"clients, the real `openai` SDK) to {r0['policy']}: {last} windows of {r0['window']} requests, each arm "
+            f"its own store. After each reply the application sends feedback from one source; between windows the "
+            f"learner replays recorded requests scored by that source ({r0['learn_budget']} replays a run, reflector "
+            f"{r0['reflector']}, gates on held-out recorded requests). Every reply is then scored by the checker. "
+            f"Accuracy per window in %, and over windows 2-{last} (served after learning began), paired with `none` "
+            "item by item:", "",
+            *table(["feedback", "per window", f"windows 2-{last}", "− none [95% CI]", "accepted", "replays",
+                    "worse kept"], rows), "",
+            *said, "",
+            "worse kept: revision changes that were worse than the revision before them on the window they served "
+            "(replayed with the previous revision, paired) and stayed live another window (goal 0).", "",
+            "![accuracy per window](results/serve_stream.png)", "",
+            f"`{r0['command']}` at {r0['commit']}, {r0['date']}; {r0['machine']}.", ""]
+
+
 def render() -> tuple[str, str]:
     """BENCHMARKS.md, and README.md with its results table written in."""
     featured = [(files, task, caption) for names, task, caption in FEATURED
@@ -342,6 +382,7 @@ def render() -> tuple[str, str]:
         lines += section(files, task, caption)
     lines += faults_section()
     lines += serve_section()
+    lines += stream_section()
     lines.append("Every earlier measurement, with older loops and machines, is in [docs/history.md](docs/history.md). "
                  "Regenerate this page with `python benchmarks/report.py` (`--check` exits 1 when it is stale).")
     readme = README.read_text()

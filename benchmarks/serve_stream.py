@@ -202,7 +202,7 @@ def records(arms: dict, taskset, args, checks: dict, judge_agreement: dict | Non
     for rec in out:
         if rec["feedback"] in ("judge", "majority") and lift.get("checker"):
             rec["lift_share_of_checker"] = lift[rec["feedback"]] / lift["checker"] if lift["checker"] > 0 else None
-    common = {"command": "python " + " ".join(sys.argv), "commit": commit(), "date": date.today().isoformat(),
+    common = {"command": "python " + " ".join(sys.argv), "commit": args.commit, "date": date.today().isoformat(),
               "machine": "x86_64, 2 cores", "policy": "packaged 0.5B behind llama_cpp.server",
               "reflector": "packaged 1.5B", "judge": "packaged 1.5B", "windows_total": args.windows,
               "window": args.window, "clients": args.clients, "learn_budget": args.learn_budget,
@@ -240,6 +240,7 @@ def main() -> None:
     ap.add_argument("--majority-n", type=int, default=5)
     ap.add_argument("--out", default=None, help="record path (default benchmarks/results/serve_stream.json)")
     args = ap.parse_args()
+    args.commit = commit()  # the code that runs: taken at the start of a run that lasts an hour or more
     from secondnature.judge import agreement, judge_reward, majority_reward
     from secondnature.models import OpenAIModel, cached, load_model
     from secondnature.serve.upstream import start_embedded
