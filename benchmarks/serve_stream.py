@@ -215,14 +215,17 @@ def plot(recs: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    for r in recs:
+    styles = ["-", "--", ":", "-."]  # arms that served the same replies draw the same line: the styles keep them apart
+    for k, r in enumerate(recs):
         xs = [w["window"] for w in r["windows"]]
-        ax.plot(xs, [100 * w["accuracy"] for w in r["windows"]], marker="o", label=r["feedback"])
-    ax.set_xlabel(f"window of traffic ({recs[0]['window']} requests each)")
+        ax.plot(xs, [100 * w["accuracy"] for w in r["windows"]], marker="os^D"[k % 4], linestyle=styles[k % 4],
+                label=f"{r['feedback']} ({r['accepted']} accepted)", alpha=0.85)
+    ax.set_xticks(xs)
+    ax.set_xlabel(f"window of traffic ({recs[0]['window']} requests each); learning runs between windows")
     ax.set_ylabel("accuracy served (%)")
-    ax.set_title(f"{recs[0]['task']} through serve: accuracy per window by feedback source")
+    ax.set_title(f"{recs[0]['task']} through serve, by feedback source", fontsize=11)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
 
