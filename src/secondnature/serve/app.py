@@ -20,7 +20,7 @@ from ..store import LessonStore, StoreError
 from ..store import traffic as db
 from ..traffic import feedback_value, score_of
 from ..types import Feedback
-from .proxy import Upstream, chat, error
+from .proxy import Upstream, chat, error, upstream_headers
 from .tenants import Tenants
 
 FEEDBACK_SOURCES = ("person", "app", "judge", "majority", "checker")
@@ -68,7 +68,7 @@ def make_app(config: ServeConfig, *, on_start: Callable[[], None] | None = None,
         if isinstance(store := store_of(request), Response):
             return store
         try:
-            r = await client.get(f"{config.upstream.url}/models", headers=_auth(config.upstream))
+            r = await client.get(f"{config.upstream.url}/models", headers=upstream_headers(config.upstream))
             return Response(r.content, r.status_code, media_type="application/json")
         except httpx2.HTTPError as e:
             return error(502, f"the upstream {config.upstream.url} failed: {type(e).__name__}: {e}", "upstream_error",
@@ -137,10 +137,6 @@ def make_app(config: ServeConfig, *, on_start: Callable[[], None] | None = None,
         Route("/v1/calls/{call_id}", one_call, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ], lifespan=lifespan)
-
-
-def _auth(up: Upstream) -> dict:
-    return {"Authorization": f"Bearer {up.key}"} if up.key else {}
 
 
 async def _json(request: Request) -> dict | Response:

@@ -115,7 +115,7 @@ async def chat(client: httpx2.AsyncClient, up: Upstream, store: LessonStore, bod
     return await _once(client, up, store, call, sent, marks)
 
 
-def _headers(up: Upstream) -> dict:
+def upstream_headers(up: Upstream) -> dict:
     return {"Authorization": f"Bearer {up.key}"} if up.key else {}
 
 
@@ -123,7 +123,8 @@ async def _once(client: httpx2.AsyncClient, up: Upstream, store: LessonStore, ca
                 marks: dict) -> Response:
     t0 = time.perf_counter()
     try:
-        r = await client.post(f"{up.url}/chat/completions", json=sent, headers=_headers(up), timeout=up.timeout_s)
+        r = await client.post(f"{up.url}/chat/completions", json=sent, headers=upstream_headers(up),
+                              timeout=up.timeout_s)
     except httpx2.HTTPError as e:
         return _failed(store, call, t0, f"the upstream {up.url} failed: {type(e).__name__}: {e}", marks)
     if r.status_code >= 400:
@@ -166,7 +167,7 @@ async def _stream(client: httpx2.AsyncClient, up: Upstream, store: LessonStore, 
                   marks: dict) -> Response:
     t0 = time.perf_counter()
     try:
-        request = client.build_request("POST", f"{up.url}/chat/completions", json=sent, headers=_headers(up),
+        request = client.build_request("POST", f"{up.url}/chat/completions", json=sent, headers=upstream_headers(up),
                                        timeout=up.timeout_s)
         r = await client.send(request, stream=True)
     except httpx2.HTTPError as e:
