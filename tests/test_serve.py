@@ -4,6 +4,7 @@ fields passing through, lessons injected after the application's system prompt, 
 restart, feedback, tenants and 401s, an upstream that fails, and a server killed mid-stream."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -127,7 +128,8 @@ def test_a_request_is_routed_to_the_scope_it_resembles(proxy, upstream):
     add_lesson(store, "refunds", "Quote the refund policy.")
     r = client.chat.completions.with_raw_response.create(
         model="m", messages=[{"role": "user", "content": "Can I get a refund for my late order delivery?"}])
-    assert r.headers["x-secondnature-scope"] == "refunds" and "refund policy" in upstream.bodies[-1]["messages"][0]["content"]
+    assert r.headers["x-secondnature-scope"] == "refunds"
+    assert "refund policy" in upstream.bodies[-1]["messages"][0]["content"]
     r = client.chat.completions.with_raw_response.create(model="m", messages=[{"role": "user", "content": "poem?"}])
     assert r.headers["x-secondnature-scope"] == "default"
 
@@ -169,7 +171,8 @@ def test_an_upstream_that_fails_gives_an_openai_error_and_the_server_keeps_servi
     time.sleep(0.2)
     broken = db.calls(store)[-1]
     assert broken.status == "broken" and broken.reply == "system=[] user=[a "  # as far as the stream got
-    dead = make_app(ServeConfig(Upstream(f"http://127.0.0.1:{free_port()}/v1"), load_tenants(None, store=str(tmp_path / "d.db"))))
+    nowhere = Upstream(f"http://127.0.0.1:{free_port()}/v1")  # nothing listens there
+    dead = make_app(ServeConfig(nowhere, load_tenants(None, store=str(tmp_path / "d.db"))))
     url, server = serve_in_thread(dead)
     c = openai.OpenAI(base_url=url, api_key="k", max_retries=0)
     with pytest.raises(openai.APIStatusError) as e:
@@ -181,7 +184,7 @@ def test_an_upstream_that_fails_gives_an_openai_error_and_the_server_keeps_servi
 
 def test_tenants_are_kept_apart_and_a_wrong_key_is_401(upstream, tmp_path):
     keys = tmp_path / "tenants.json"
-    keys.write_text(json.dumps({"acme": "sk-acme-1", "beta": "sha256:" + __import__("hashlib").sha256(b"sk-beta-2").hexdigest()}))
+    keys.write_text(json.dumps({"acme": "sk-acme-1", "beta": "sha256:" + hashlib.sha256(b"sk-beta-2").hexdigest()}))
     tenants = load_tenants(keys)
     app = make_app(ServeConfig(Upstream(upstream.url), tenants))
     url, server = serve_in_thread(app)
@@ -207,8 +210,8 @@ def test_tenants_are_kept_apart_and_a_wrong_key_is_401(upstream, tmp_path):
     with pytest.raises(openai.NotFoundError):
         beta.get(f"/calls/{a.id}", cast_to=object)
     assert [c["id"] for c in beta.get("/calls", cast_to=object)["data"]] == [b.id]
-    assert db.get_call(tenants.open_store("acme"), b.id) is None and db.feedback(tenants.open_store("acme"),
-                                                                                   db.get_call(tenants.open_store("acme"), a.id)) == []
+    acme_store = tenants.open_store("acme")
+    assert db.get_call(acme_store, b.id) is None and db.feedback(acme_store, db.get_call(acme_store, a.id)) == []
     server.should_exit = True
 
 
