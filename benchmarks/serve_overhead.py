@@ -8,10 +8,12 @@ Upstreams, each in its own process, as is the proxy (`secondnature serve --upstr
 - responder: tests/responder.py, which answers at once, so what is measured is the proxy's own cost (the way API
   gateways state theirs); plain and streaming requests (a stream is timed to its last chunk).
 - embedded: llama.cpp's server with the packaged 0.5B, a short prompt and `max_tokens` 16, plain requests; it
-  decodes one sequence at a time, so at 32 clients the latency is mostly the queue.
+  decodes one sequence at a time, so at 32 clients the latency is mostly the queue (each batch is 32 requests sent
+  at once); at one client the arms alternate request by request, as a model's latency drifts by more than the
+  few ms looked for.
 
 At each concurrency the two arms are warmed up, then run in alternating batches (direct, proxied, proxied, direct,
-...), so that drift on this shared machine falls on both. The client is one asyncio process with one AsyncOpenAI
+...), so that drift on this shared machine falls on both; intervals resample those batch pairs. The client is one asyncio process with one AsyncOpenAI
 client per worker and arm, identical for both arms. Per (upstream, stream, concurrency) a record in
 benchmarks/results/serve_overhead.json: latency p50/p99 per arm, `added_ms_p50` (with a 95% bootstrap interval)
 and `added_ms_p99`, throughput per arm (requests over the arm's summed batch time) and `throughput_ratio`, the
@@ -180,13 +182,16 @@ def quantile(xs: list[float], q: float) -> float:
 
 
 def added_p50_ci(a: Arm, b: Arm, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of proxied p50 minus direct p50, resampling requests within each batch, so every resample keeps
-    the interleaving (each batch of one arm beside its neighbour of the other) that puts drift on both arms."""
+    """95% interval of proxied p50 minus direct p50 by a two-level bootstrap: batch pairs (a batch of each arm, run
+    side by side) drawn with replacement, so that drift between batches widens it, then requests within each."""
     rng = random.Random(seed)
+    k = len(a.latencies)
     diffs = []
     for _ in range(resamples):
-        d = [x for lat in a.latencies for x in rng.choices(lat, k=len(lat))]
-        p = [x for lat in b.latencies for x in rng.choices(lat, k=len(lat))]
+        d, p = [], []
+        for i in (rng.randrange(k) for _ in range(k)):
+            d += rng.choices(a.latencies[i], k=len(a.latencies[i]))
+            p += rng.choices(b.latencies[i], k=len(b.latencies[i]))
         diffs.append(1000 * (statistics.median(p) - statistics.median(d)))
     diffs.sort()
     return diffs[int(0.025 * resamples)], diffs[int(0.975 * resamples) - 1]
@@ -267,7 +272,7 @@ def main() -> None:
     ap.add_argument("--upstreams", default="responder,embedded")
     ap.add_argument("--n", type=int, nargs=2, default=[2000, 4000], metavar=("N1", "N32"),
                     help="responder requests per arm at 1 and at 32 clients")
-    ap.add_argument("--embedded-n", type=int, nargs=2, default=[48, 128], metavar=("N1", "N32"),
+    ap.add_argument("--embedded-n", type=int, nargs=2, default=[48, 192], metavar=("N1", "N32"),
                     help="embedded model requests per arm at 1 and at 32 clients")
     ap.add_argument("--out", default=str(RECORD))
     args = ap.parse_args()
@@ -284,7 +289,7 @@ def main() -> None:
             model: Embedded = start_embedded("default", n_ctx=2048)
             try:
                 (n1, n32), c32 = args.embedded_n, CONCURRENCY[1]
-                runs = [(False, 1, n1, 8, 4), (False, c32, n32, max(2, n32 // c32), c32)]
+                runs = [(False, 1, n1, n1, 4), (False, c32, n32, max(2, n32 // c32), c32)]
                 records += part(model.url, model.process.pid, "embedded 0.5B", "default", runs,
                                 Path(tmp) / "embedded.db")
             finally:
