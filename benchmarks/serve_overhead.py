@@ -13,11 +13,12 @@ Upstreams, each in its own process, as is the proxy (`secondnature serve --upstr
   few ms looked for.
 
 At each concurrency the two arms are warmed up, then run in alternating batches (direct, proxied, proxied, direct,
-...), so that drift on this shared machine falls on both; intervals resample those batch pairs. The client is one asyncio process with one AsyncOpenAI
-client per worker and arm, identical for both arms. Per (upstream, stream, concurrency) a record in
-benchmarks/results/serve_overhead.json: latency p50/p99 per arm, `added_ms_p50` (with a 95% bootstrap interval)
-and `added_ms_p99`, throughput per arm (requests over the arm's summed batch time) and `throughput_ratio`, the
-proxy's CPU time per request, and the CPU that other processes used meanwhile (the machine is shared).
+...), so that drift on this shared machine falls on both; intervals resample those batch pairs. The client is one
+asyncio process with one AsyncOpenAI client per worker and arm, identical for both arms. Per (upstream, stream,
+concurrency) a record in benchmarks/results/serve_overhead.json: latency p50/p99 per arm, `added_ms_p50` (with a
+95% bootstrap interval) and `added_ms_p99`, throughput per arm (requests over the arm's summed batch time) and
+`throughput_ratio` (with its interval), CPU time per request of the client, the upstream and the proxy, and the
+CPU that other processes used meanwhile (the machine is shared).
 """
 from __future__ import annotations
 
