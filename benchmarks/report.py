@@ -345,8 +345,9 @@ def stream_section() -> list[str]:
              + "." if significant else "The checker's own lift is not significant here, so no share of it means "
              "anything (goal: the judge's at least 70% of it).")] if checker else []
     if agree:
-        said.append(f"The judge on the stream's replies: agrees with the checker on {pct(agree['accuracy'], agree['accuracy_ci95'])}"
-                    f" of {agree['n']}, kappa {agree['kappa']:.2f}, passes {agree['judge_pass_rate']:.0%} "
+        share_agreed = pct(agree["accuracy"], agree["accuracy_ci95"])
+        said.append(f"The judge on the stream's replies: agrees with the checker on {share_agreed} of {agree['n']}, "
+                    f"kappa {agree['kappa']:.2f}, passes {agree['judge_pass_rate']:.0%} "
                     f"(the checker {agree['checker_pass_rate']:.0%}).")
     return ["## Learning from traffic", "",
             f"`{r0['task']}` replayed as an application's traffic through `secondnature serve` ({r0['clients']} "
