@@ -349,6 +349,13 @@ def stream_section() -> list[str]:
         said.append(f"The judge on the stream's replies: agrees with the checker on {share_agreed} of {agree['n']}, "
                     f"kappa {agree['kappa']:.2f}, passes {agree['judge_pass_rate']:.0%} "
                     f"(the checker {agree['checker_pass_rate']:.0%}).")
+    offline = RESULTS / "judge_agreement.json"  # the same judge on a task whose checker it can be held to
+    if offline.exists():
+        j = json.loads(offline.read_text())
+        j = j[0] if isinstance(j, list) else j
+        said.append(f"On {j['taskset']} ({j['n']} replies of the 0.5B, `{j['command']}`): agrees on "
+                    f"{pct(j['accuracy'], j['accuracy_ci95'])}, kappa {j['kappa']:.2f}, passes "
+                    f"{j['judge_pass_rate']:.0%} (the checker {j['checker_pass_rate']:.0%}).")
     return ["## Learning from traffic", "",
             f"`{r0['task']}` replayed as an application's traffic through `secondnature serve` ({r0['clients']} "
             f"clients, the real `openai` SDK) to {r0['policy']}: {last} windows of {r0['window']} requests, each arm "
