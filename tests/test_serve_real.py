@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -38,9 +39,15 @@ def served(tmp_path_factory, policy_path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"serve did not start: {proc.stderr.read()[-2000:]}")
             time.sleep(0.5)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()  # llama.cpp's server
+    assert children
     yield client, store, proc
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{c}").exists() and "zombie" not in Path(f"/proc/{c}/status").read_text() for c in children):
+        assert time.monotonic() < deadline, "serve stopped but left its model server running"
+        time.sleep(0.2)
 
 
 def test_the_embedded_model_served_through_the_proxy(served):

@@ -3,6 +3,8 @@ process on a free local port, so `serve --policy GGUF` proxies to it exactly as 
 calls included)."""
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +12,17 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child: the kernel sends it SIGTERM when the process that started it dies, however it dies (uvicorn
+    re-raises SIGTERM after its shutdown, and a kill -9 runs no cleanup at all), so no model server is left behind."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: stop() and the server's own exit are all there is
+        pass
 
 
 def free_port() -> int:
@@ -45,7 +58,7 @@ def start_embedded(spec: str, *, n_ctx: int = 4096, parallel: int = 1, wait_s: f
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1", "--port", str(port),
            "--n_ctx", str(n_ctx), "--model_alias", spec, *extra]
     log = tempfile.TemporaryFile("w+")  # a file, not a pipe: the server logs every request and would fill a pipe
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, preexec_fn=_die_with_parent)
     up = Embedded(f"http://127.0.0.1:{port}/v1", proc)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
