@@ -4,6 +4,7 @@ seed-and-item bootstrap widens when seeds disagree."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from secondnature.bench.plots import plot_curves
 from secondnature.bench.records import records
 from secondnature.bench.run import BenchConfig, run_bench
 from secondnature.cli import ui
+from secondnature.evaluate import split_tasks
 from secondnature.models import CachedModel, ScriptedModel
 from secondnature.stats import seed_item_bootstrap
 from secondnature.store import LessonStore
@@ -62,6 +64,9 @@ def test_arms_learn_and_records_pair_them(tmp_path: Path) -> None:
     assert learned["diff_ci95"][0] > 0 and learned["diff_vs"]["gepa"]["diff"] == 0.0
     assert learned["prompt_tokens"] > none["prompt_tokens"] and learned["lesson_tokens"] > 0
     assert recs["majority"]["answer"] in {"1", "2", "3"}
+    # the answers given, as the checker reads them, over both seeds: right on every item, so the references' own tally
+    gold = Counter(t.answer for t in split_tasks(taskset(), "test"))
+    assert learned["answers"] == {k: 2 * v for k, v in gold.most_common(6)}
     # answers are labels here: the constant's balanced accuracy is 1/k, the learners' (always right) 1
     assert learned["balanced_accuracy"] == 1.0 and recs["majority"]["balanced_accuracy"] <= 1 / 2
     for arm in ("none", "secondnature", "gepa"):  # every arm has a curve per seed, rising for the learners

@@ -260,3 +260,18 @@ def test_a_number_beyond_a_float_is_shown_not_a_checker_failure() -> None:
 def test_reference_problem_says_what_each_checker_needs(name: str, answer: str, metadata: dict, words: str) -> None:
     why = reference_problem(name, Task("t", "q", answer, metadata))
     assert (words in why and why) if words else why == "", why
+
+
+def test_answer_label_reads_what_the_checker_reads():
+    from secondnature.rewards import answer_label
+    mc = Task("m", "Which is green?\nOptions:\n(A) red ball\n(B) blue cup\n(C) green present", "(C)")
+    assert answer_label(mc, "Answer: (C) green present") == "(C)"  # the letter, not the whole line
+    assert answer_label(mc, "Answer: green present") == "(C)"       # an option's text names its letter
+    assert answer_label(mc, "I think it is (B) here.") == "(B)"     # no answer line: the last (X)
+    assert answer_label(mc, "no idea") == "no answer"
+    n = Task("n", "How many?", "12")
+    assert answer_label(n, "Answer: 3 + 4 = 7") == "7"
+    assert answer_label(n, "so there are 9 of them") == "9"         # GEPA's replies have no answer line: still read
+    assert answer_label(n, "") == "no answer"
+    t = Task("t", "Capital?", "Paris")
+    assert answer_label(t, "Thinking...\nAnswer: **Paris**.") == "Paris"

@@ -153,24 +153,31 @@ def _fmt(x: Fraction) -> str:
         return str(x)
 
 
+def read_number(completion: str) -> tuple[Fraction | None, str]:
+    """The number a reply answers with, and '' when its 'Answer:' line gave it; else the last number in the text (or
+    None) and why the line did not give one."""
+    line = extract_answer(completion)
+    if line is not None:
+        # "Answer: 16 - 3 - 4 = 9" means 9; "Answer: 2 (r at 3, 8, 9)" means 2: after the last '=', first number.
+        first = _NUMBER.search(line.rsplit("=", 1)[-1])
+        got = parse_number(first.group(0)) if first else None
+        if got is not None:
+            return got, ""
+    return parse_number(completion), ("no 'Answer:' line" if line is None else
+                                      f"'Answer:' line '{_clip(line)}' has no number")
+
+
 @_safe
 def number(task: Task, completion: str) -> Score:
     """Numeric match within 1e-6 relative. The 'Answer:' line wins; else the last number in the text."""
     expected = parse_number(task.answer)
     if expected is None:
         return Score(0.0, f"reference answer {task.answer!r} is not a number; use another checker")
-    line = extract_answer(completion)
-    got = None
-    if line is not None:
-        # "Answer: 16 - 3 - 4 = 9" means 9; "Answer: 2 (r at 3, 8, 9)" means 2: after the last '=', first number.
-        first = _NUMBER.search(line.rsplit("=", 1)[-1])
-        got = parse_number(first.group(0)) if first else None
-        if got is not None:
-            if _close(got, expected):
-                return Score(1.0, f"correct: {_fmt(got)}")
-            return Score(0.0, f"expected {_fmt(expected)}, got {_fmt(got)}")
-    source = "no 'Answer:' line" if line is None else f"'Answer:' line '{_clip(line)}' has no number"
-    got = parse_number(completion)
+    got, source = read_number(completion)
+    if got is not None and not source:
+        if _close(got, expected):
+            return Score(1.0, f"correct: {_fmt(got)}")
+        return Score(0.0, f"expected {_fmt(expected)}, got {_fmt(got)}")
     if got is None:
         return Score(0.0, f"no answer found ({source} and no number in the text): expected {task.answer}")
     if _close(got, expected):
@@ -200,6 +207,33 @@ def _choice_in(line: str, prompt: str) -> str | None:
     return None
 
 
+def read_choice(prompt: str, completion: str) -> tuple[str | None, str]:
+    """The option letter a reply names, and '' when its 'Answer:' line named it; else the last '(X)' in the text (or
+    None) and why the line did not name one."""
+    line = extract_answer(completion)
+    got = _choice_in(line, prompt) if line else None
+    if got is not None:
+        return got, ""
+    where = "no 'Answer:' line" if line is None else f"'Answer:' line '{_clip(line)}' names no option"
+    found = _PAREN_LETTER.findall(completion)
+    return (found[-1], f"{where}; took the last (X) in the text") if found else (None, where)
+
+
+def answer_label(task: Task, completion: str) -> str:
+    """What a reply answered, read as the checker its reference calls for reads it: '(B)' for an option letter, the
+    number for a number, else the 'Answer:' line or the last line (at most 20 characters); 'no answer' when there is
+    none. For tallies of the answers given (bench records), where a whole line such as '(C) green present' would hide
+    a skew towards one option."""
+    text, ref = _tail(completion), task.answer.strip()
+    if _LETTER_REF.match(ref):
+        letter = read_choice(task.prompt, text)[0]
+        return f"({letter})" if letter else "no answer"
+    if _NUMBER.fullmatch(ref):
+        value = read_number(text)[0]
+        return _fmt(value).split(" ")[0] if value is not None else "no answer"
+    return _answer_or_last_line(text)[0][:20] or "no answer"
+
+
 @_safe
 def choice(task: Task, completion: str) -> Score:
     """Multiple choice: the reference is '(A)' or 'A'; the last '(X)' in the text is the fallback."""
@@ -207,18 +241,9 @@ def choice(task: Task, completion: str) -> Score:
     if not ref:
         return Score(0.0, f"reference answer {task.answer!r} is not an option letter like (A); use another checker")
     expected = ref.group(1).upper()
-    line = extract_answer(completion)
-    got = _choice_in(line, task.prompt) if line else None
-    note = ""
+    got, note = read_choice(task.prompt, completion)
     if got is None:
-        found = _PAREN_LETTER.findall(completion)
-        if not found:
-            where = "no 'Answer:' line" if line is None else f"'Answer:' line '{_clip(line)}' names no option"
-            return Score(0.0, f"no answer found ({where}): expected ({expected})")
-        got = found[-1]
-        note = ("no 'Answer:' line" if line is None else f"'Answer:' line '{_clip(line)}' names no option") + (
-            "; took the last (X) in the text"
-        )
+        return Score(0.0, f"no answer found ({note}): expected ({expected})")
     if got == expected:
         return Score(1.0, f"correct: ({got})" + (f" ({note})" if note else ""))
     if note:

@@ -7,14 +7,15 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..evaluate import balanced_over_seeds, majority_reference, split_tasks
-from ..rewards import extract_answer
+from ..rewards import answer_label
 from ..stats import paired_over_seeds, seed_item_bootstrap
-from ..types import TaskSet
+from ..types import Task, TaskSet
 from .run import ArmRun
 
 
-def _answers(completions: Sequence[str]) -> dict:
-    return dict(Counter(str(extract_answer(c)) for c in completions).most_common(6))
+def _answers(tasks: Sequence[Task], completions: Sequence[Sequence[str]]) -> dict:
+    """The six answers given most often over seeds, as the checker reads them: option letters, numbers."""
+    return dict(Counter(answer_label(t, c) for seed in completions for t, c in zip(tasks, seed)).most_common(6))
 
 
 def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: int | None = None) -> list[dict]:
@@ -59,7 +60,7 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
                 eval_completion_tokens=mean(lambda r: r.test.completion_tokens),
                 steps=round(mean(lambda r: r.test.steps), 2), tool_calls=round(mean(lambda r: r.test.tool_calls), 2),
                 episode_s=round(mean(lambda r: r.test.model_s / max(1, r.test.n)), 2),  # cost per item, cached or not
-                answers=_answers([c for r in rs for c in r.test.completions]),
+                answers=_answers(test, [r.test.completions for r in rs]),
                 prompts=[{"seed": r.seed, "system": r.instruction if not r.lessons else None,
                           "lessons": [x.text for x in r.lessons]} for r in rs],
                 val_curves=[{"seed": r.seed, "points": list(r.curve)} for r in rs],
