@@ -105,15 +105,20 @@ def lessons_block(lessons: Sequence[Lesson]) -> str:
     return render("", [x for x in lessons if not is_instruction(x)]).strip()
 
 
+def content_text(content: object, sep: str = " ") -> str:
+    """A chat message's content as text: a string as it is, or the text of its parts joined by `sep`."""
+    if isinstance(content, list):
+        return sep.join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
 def own_system(messages: Sequence[dict]) -> str:
     """An application's own system prompt: the text of its leading system (or developer) messages."""
     texts = []
     for m in messages:
         if m.get("role") not in ("system", "developer"):
             break
-        content = m.get("content")
-        texts.append(" ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-                     if isinstance(content, list) else str(content or ""))
+        texts.append(content_text(m.get("content")))
     return "\n\n".join(texts)
 
 

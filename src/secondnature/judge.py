@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any, TypeVar
 
+from .inject import content_text
 from .models import Model, as_completion
 from .rewards import extract_answer, parse_number
 from .stats import wilson
@@ -122,21 +123,12 @@ def parse_score(text: str) -> tuple[float, str] | None:
     return None
 
 
-def _content(content: Any) -> str:
-    """A chat message's content as text: a string, or the text parts of a list of parts."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return "" if content is None else str(content)
-
-
 def request_of(task: Task) -> str:
     """What the judge reads as the request: the task's prompt, or, when `task.metadata["messages"]` holds chat
     messages (an application's recorded call), its last MAX_TURNS messages as a short transcript. Never the answer."""
     messages = task.metadata.get("messages")
     if isinstance(messages, list) and messages and all(isinstance(m, dict) for m in messages):
-        shown = [f"{m.get('role', 'user')}: {elide(_content(m.get('content')).strip(), MAX_TURN_CHARS)}"
+        shown = [f"{m.get('role', 'user')}: {elide(content_text(m.get('content')).strip(), MAX_TURN_CHARS)}"
                  for m in messages[-MAX_TURNS:]]
         left_out = len(messages) - MAX_TURNS
         return (f"[{left_out} earlier messages left out]\n" if left_out > 0 else "") + "\n\n".join(shown)

@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from .inject import own_system
+from .inject import content_text, own_system
 from .store import LessonStore
 from .store import traffic as db
 from .types import Call, Feedback, Reward, Rollout, Score, Task, TaskSet
@@ -66,13 +66,7 @@ def feedback_text(feedback: Sequence[Feedback]) -> str:
 
 def last_user_text(messages: Sequence[dict]) -> str:
     """The text of the last user message (content parts joined): what a request asks, for routing and display."""
-    for m in reversed(messages):
-        if m.get("role") == "user":
-            content = m.get("content")
-            if isinstance(content, list):
-                return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-            return str(content or "")
-    return ""
+    return next((content_text(m.get("content"), "\n") for m in reversed(messages) if m.get("role") == "user"), "")
 
 
 def as_rollout(call: Call, score: Score) -> Rollout:
@@ -103,14 +97,19 @@ def traffic_taskset(scope: str, scored: Sequence[tuple[Call, Score | None, Seque
     return TaskSet(scope, tasks, reward, prompts.pop() if len(prompts) == 1 else "")
 
 
-def recorded_taskset(store: LessonStore, scope: str, reward: Reward, *, max_calls: int | None = None,
-                     with_demonstration: bool = False) -> TaskSet:
-    """A scope's finished calls that may be learned from (the newest `max_calls`), with their feedback, as a task
-    set scored by `reward`. `with_demonstration`: only calls a person gave a better reply for, whose demonstration is
-    then the reference a checker compares with."""
+def learnable_calls(store: LessonStore, scope: str, max_calls: int | None = None) -> list[Call]:
+    """A scope's finished calls with a reply that may be learned from: the newest `max_calls`, oldest first."""
     calls = [c for c in db.calls(store, scope, status="done", learnable=True) if c.reply.strip()]
-    scored = [(c, score_of(c, fb), fb) for c in calls[-max_calls if max_calls else 0:]
-              for fb in [db.feedback(store, c)]]
+    return calls[-max_calls:] if max_calls else calls
+
+
+def recorded_taskset(store: LessonStore, scope: str, reward: Reward, *, calls: Sequence[Call] | None = None,
+                     with_demonstration: bool = False) -> TaskSet:
+    """A scope's calls (`calls`, else all its `learnable_calls`), with their feedback, as a task set scored by
+    `reward`. `with_demonstration`: only calls a person gave a better reply for, whose demonstration is then the
+    reference a checker compares with."""
+    calls = learnable_calls(store, scope) if calls is None else calls
+    scored = [(c, score_of(c, fb), fb) for c in calls for fb in [db.feedback(store, c)]]
     if with_demonstration:
         scored = [s for s in scored if any(f.demonstration for f in s[2])]
     return traffic_taskset(scope, scored, reward)

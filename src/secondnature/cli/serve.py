@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..store import open_store
 from ..store import traffic as db
-from ..traffic import feedback_value
+from ..traffic import DEFAULT_SCOPE, feedback_value
 from ..types import Feedback
 from . import ui
 from .ui import UsageError, token_budget
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help='JSON mapping tenant names to API keys ({"acme": "sk-...", "beta": "sha256:<hex>"}); each '
                         "tenant gets its own store under --tenant-dir. Without it: one tenant, the --store, any key")
     p.add_argument("--tenant-dir", default=None, help="where tenants' stores go (default: tenants/ beside the file)")
-    p.add_argument("--scope", default="default", help="scope of a request that names none and resembles no scope")
+    p.add_argument("--scope", default=DEFAULT_SCOPE, help="scope of a request that names none and resembles no scope")
     p.add_argument("--lesson-tokens", type=token_budget, default=400, help="token budget of the injected lessons")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds an upstream call may take")
     p.add_argument("--prices", default=None, metavar="IN,OUT",

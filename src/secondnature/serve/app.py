@@ -18,9 +18,9 @@ from starlette.routing import Route
 
 from ..store import LessonStore, StoreError
 from ..store import traffic as db
-from ..traffic import feedback_value, score_of
+from ..traffic import DEFAULT_SCOPE, feedback_value, score_of
 from ..types import Feedback
-from .proxy import Upstream, chat, error, upstream_headers
+from .proxy import ID_HEADER, Upstream, chat, error, upstream_headers
 from .tenants import Tenants
 
 FEEDBACK_SOURCES = ("person", "app", "judge", "majority", "checker")
@@ -31,7 +31,7 @@ MAX_TEXT = 20_000  # characters of a comment or demonstration
 class ServeConfig:
     upstream: Upstream
     tenants: Tenants
-    default_scope: str = "default"
+    default_scope: str = DEFAULT_SCOPE
     lesson_tokens: int | None = 400
 
 
@@ -86,7 +86,7 @@ def make_app(config: ServeConfig, *, on_start: Callable[[], None] | None = None,
             return error(400, str(e))
         if f.call_id and db.get_call(store, f.call_id) is None:
             return error(404, f"no call {f.call_id!r} here: use the `id` of a response this server returned "
-                              f"(also in its {'X-Secondnature-Call-Id'} header)", code="call_not_found")
+                              f"(also in its {ID_HEADER} header)", code="call_not_found")
         if f.conversation and not f.call_id and not db.calls(store, conversation=f.conversation, limit=1):
             return error(404, f"no conversation {f.conversation!r} here: send its id with each call as "
                               f"extra_body={{'secondnature': {{'conversation': ...}}}}", code="conversation_not_found")

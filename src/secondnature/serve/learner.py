@@ -20,8 +20,8 @@ from ..learn import LearnConfig, LearnResult, learn
 from ..models import Model
 from ..store import LessonStore
 from ..store import traffic as db
-from ..traffic import recorded_taskset
-from ..types import Reward
+from ..traffic import learnable_calls, recorded_taskset
+from ..types import Call, Reward
 from .tenants import Tenants
 
 log = logging.getLogger("secondnature.serve")
@@ -41,9 +41,13 @@ class LearnerConfig:
     prices: tuple[float, float] | None = None  # per million prompt and completion tokens of the upstream
 
 
+def _hour_before(now: datetime | None) -> str:
+    return ((now or datetime.now(timezone.utc)) - timedelta(hours=1)).isoformat(timespec="seconds")
+
+
 def spent_last_hour(store: LessonStore, now: datetime | None = None) -> int:
     """Replays spent by learning runs active in the last hour (a run's whole spend counts: a conservative cap)."""
-    since = ((now or datetime.now(timezone.utc)) - timedelta(hours=1)).isoformat(timespec="seconds")
+    since = _hour_before(now)
     row = store.db.execute("SELECT COALESCE(SUM(rollouts_used), 0) FROM runs WHERE updated_at >= ? AND "
                            "json_extract(config, '$.traffic') = 1", (since,)).fetchone()
     return int(row[0])
@@ -51,16 +55,16 @@ def spent_last_hour(store: LessonStore, now: datetime | None = None) -> int:
 
 def cost_last_hour(store: LessonStore, prices: tuple[float, float], now: datetime | None = None) -> float:
     """What the replays of learning runs cost in the last hour, at `prices` per million prompt and completion tokens."""
-    since = ((now or datetime.now(timezone.utc)) - timedelta(hours=1)).isoformat(timespec="seconds")
+    since = _hour_before(now)
     p, c = store.db.execute("SELECT COALESCE(SUM(r.prompt_tokens), 0), COALESCE(SUM(r.completion_tokens), 0) FROM "
                             "rollouts r JOIN runs u ON r.run_id = u.id WHERE r.created_at >= ? AND "
                             "json_extract(u.config, '$.traffic') = 1", (since,)).fetchone()
     return (p * prices[0] + c * prices[1]) / 1e6
 
 
-def due(store: LessonStore, scope: str, config: LearnerConfig) -> list:
+def due(store: LessonStore, scope: str, config: LearnerConfig) -> list[Call]:
     """The scope's calls to learn from when enough new ones came since its last run, else []."""
-    calls = [c for c in db.calls(store, scope, status="done", learnable=True) if c.reply.strip()][-config.max_calls:]
+    calls = learnable_calls(store, scope, config.max_calls)
     if len(calls) < config.min_calls:
         return []
     last = store.last_run(scope)
@@ -74,9 +78,10 @@ def due(store: LessonStore, scope: str, config: LearnerConfig) -> list:
 def learn_scope(store: LessonStore, scope: str, policy: Model, reflector: Model, reward: Reward,
                 config: LearnerConfig, *, budget: int | None = None) -> LearnResult | None:
     """One learning run over a scope's traffic, or None when it is not due or the budget cannot pay for a gate."""
-    if not due(store, scope, config):
+    calls = due(store, scope, config)
+    if not calls:
         return None
-    taskset = recorded_taskset(store, scope, reward, max_calls=config.max_calls)
+    taskset = recorded_taskset(store, scope, reward, calls=calls)
     lc = LearnConfig(budget=min(config.budget, budget if budget is not None else config.budget),
                      val_size=config.val_size, max_tokens=config.max_tokens, screen=4, traffic=True)
     if lc.budget < 2 * lc.val_size + lc.tasks_per_step * lc.group_size:

@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from ..inject import content_text
 from ..redact import redact
 from ..traffic import DEFAULT_SCOPE
 from ..types import Feedback
@@ -69,7 +70,7 @@ def text(content: Any, where: str) -> str:
     if isinstance(content, str):
         return clean(content, where)
     if isinstance(content, list):
-        return clean("\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict)), where)
+        return clean(content_text(content, "\n"), where)
     raise Bad(where, f"must be a string or a list of content parts, got {brief(content)}")
 
 
