@@ -77,4 +77,5 @@ def test_a_run_the_budget_cannot_finish_says_why_it_stopped(tmp_path):
     result = sn.learn(ScriptedModel(policy_fn), never, ts, sn.open_store(tmp_path / "s.db"),
                       sn.LearnConfig(budget=120, val_size=24))
     assert result.rollouts_used <= 120 and result.steps >= 1
-    assert re.search(r"\d+ of 120 rollouts spent; a step needs 16 for its attempts and up to \d+", result.stopped)
+    assert re.search(r"\d+ of 120 rollouts spent; the \d+ left cannot pay for another step: 8 attempts at least and "
+                     r"up to \d+ to gate", result.stopped)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Callable, Sequence
 
+from .skills import block as skills_block
+from .skills import card, is_skill, skills_in
 from .text import approx_tokens
 from .types import Lesson
 
@@ -39,11 +41,21 @@ def lesson_order(lesson: Lesson) -> int:
 
 
 def render(instruction: str, lessons: Sequence[Lesson]) -> str:
+    """The instruction, the numbered lessons, then the skills' cards (their code is not shown: it runs)."""
     instruction, lessons = in_force(instruction, lessons)
-    if not lessons:
-        return instruction
-    items = "\n".join(f"{i}. {lesson.text}" for i, lesson in enumerate(lessons, 1))
-    return f"{instruction}\n\n{LESSONS_HEADER}\n{items}"
+    rules = [x for x in lessons if not is_skill(x.text)]
+    out = instruction
+    if rules:
+        out += f"\n\n{LESSONS_HEADER}\n" + "\n".join(f"{i}. {lesson.text}" for i, lesson in enumerate(rules, 1))
+    if found := skills_in(lessons):
+        out += "\n\n" + skills_block(found)
+    return out
+
+
+def shown(lesson: Lesson) -> str:
+    """What the policy reads of a lesson: its text, or a skill's card."""
+    found = skills_in([lesson]) if is_skill(lesson.text) else []
+    return card(found[0]) if found else lesson.text
 
 
 @lru_cache(maxsize=1 << 16)
@@ -63,8 +75,8 @@ def select(lessons: Sequence[Lesson], budget_tokens: int | None, count_tokens: C
     if budget_tokens is None:
         return ordered
     room = budget_tokens - reserved - (0 if reserved else _tokens(count_tokens, LESSONS_HEADER))
-    cost = {x.id: _tokens(count_tokens, f"10. {x.text}\n") for x in ordered}
-    by_value = sorted(ordered, key=lambda x: (-x.gain / max(1, cost[x.id]), -x.uses, -lesson_order(x)))
+    cost = {x.id: _tokens(count_tokens, f"10. {shown(x)}\n") for x in ordered}
+    by_value = sorted(ordered, key=lambda x: (-x.gain / max(1, cost[x.id]), -x.gain, -x.uses, -lesson_order(x)))  # -gain: a quotient that underflows
     kept: list[Lesson] = []
     for lesson in by_value:
         if cost[lesson.id] <= room:
@@ -73,7 +85,7 @@ def select(lessons: Sequence[Lesson], budget_tokens: int | None, count_tokens: C
     kept.sort(key=lesson_order)
     # line costs are estimates (numbering, merges at line breaks): drop the least valuable until the real count fits
     while kept and lesson_tokens(kept, count_tokens) + reserved > budget_tokens:
-        kept.remove(min(kept, key=lambda x: (x.gain / max(1, cost[x.id]), x.uses, lesson_order(x))))
+        kept.remove(min(kept, key=lambda x: (x.gain / max(1, cost[x.id]), x.gain, x.uses, lesson_order(x))))
     return kept
 
 
@@ -101,8 +113,8 @@ def system_prompt(instruction: str, lessons: Sequence[Lesson], budget_tokens: in
 
 def lessons_block(lessons: Sequence[Lesson]) -> str:
     """The lessons as the block `into_messages` adds to an application's own prompt (instruction lessons left out:
-    an application's instruction is its own)."""
-    return render("", [x for x in lessons if not is_instruction(x)]).strip()
+    an application's instruction is its own; skills too: they run in our episodes, not in an application)."""
+    return render("", [x for x in lessons if not is_instruction(x) and not is_skill(x.text)]).strip()
 
 
 def content_text(content: object, sep: str = " ") -> str:

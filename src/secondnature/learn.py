@@ -51,6 +51,7 @@ class LearnConfig:
     split_seed: int = 0
     instruction_lessons: bool = False  # let a lesson replace the task's instruction (the screen refuses those by default)
     traffic: bool = False        # a run over an application's recorded traffic (serve's learner counts its spend)
+    skill_samples: int = 8       # drafts of a skill search in each of a run's first steps (0: no skills)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore 
     policy, reflector = cached(policy, store), cached(reflector, store)
     scope = taskset.name
     run_id, step, spent, config = _begin(store, scope, config, resume, progress)
+    if not resume:
+        config = planned(config, progress)
     train, val = learn_split(taskset, config)
     store.index_prompts(scope, [(t.id, t.prompt) for t in train])  # so queries like these are routed here
     v = Validation(policy, taskset, val, store, budget=config.budget, spent=spent, run_id=run_id,
@@ -95,6 +98,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore 
     while not (stopped := why_stop(v, current, config)):
         # 1. rollouts: K attempts at each of a few training tasks, cycling through the shuffled train split
         batch, seed = step_batch(train, config, step)
+        batch = batch[:step_tasks(v, current, config)]  # the budget's last step may be a smaller one
         rs = _attempts(policy, taskset, current, batch, seed, config, store, run_id, progress)
         v.spent += len(rs)
         counts["train"] += len(rs)
@@ -102,8 +106,9 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore 
         # 2. reflect and propose: the proposers turn the step's evidence into candidate revisions
         # recorded traffic: the reply the application got, scored by its feedback, is shown beside the replays
         seen = observe(run_id, step, seed, taskset, current, [*rs, *observed(batch)], reflector,
-                       store.next_lesson_id(), config)
+                       store.next_lesson_id(), config, train)
         proposal = propose(seen, proposers) if seen.groups else Proposal()
+        store.add_rollouts(proposal.rollouts, run_id=run_id, scope=scope)  # a skill's tests: its evidence
         for r in proposal.reflections:
             store.add_reflection(r, run_id=run_id, scope=scope)
         counts["reflections"] += len(proposal.reflections)
@@ -142,11 +147,40 @@ def why_stop(v: Validation, current: Sequence[Lesson], config: LearnConfig) -> s
     scores = [x for x in v.scores(current) if not math.isnan(x)]  # NaN: a call that failed
     if scores and min(scores) >= 1.0 and len(scores) == len(v.items):
         return f"the current revision scores {len(scores)}/{len(scores)} on validation: nothing is left to win"
-    attempts, gating = config.tasks_per_step * config.group_size, v.to_accept(current)
-    if not v.affords(attempts + gating):
-        return (f"{v.spent} of {v.budget} rollouts spent; a step needs {attempts} for its attempts and up to {gating} "
-                f"to gate and confirm a candidate (raise --budget to learn more)")
+    if step_tasks(v, current, config) < MIN_STEP_TASKS:
+        attempts, gating = MIN_STEP_TASKS * config.group_size, v.to_accept(current)
+        return (f"{v.spent} of {v.budget} rollouts spent; the {v.budget - v.spent} left cannot pay for another step: "
+                f"{attempts} attempts at least and up to {gating} to gate and confirm a candidate (raise --budget to "
+                f"learn more)")
     return ""
+
+
+MIN_STEP_TASKS = 2   # a step compares attempts across tasks as well as within a group
+MIN_VAL = 12         # the smallest gate sample a plan shrinks to
+
+
+def step_tasks(v: Validation, current: Sequence[Lesson], config: LearnConfig) -> int:
+    """Training tasks the next step can afford: `tasks_per_step`, or fewer at the end of the budget, so the last
+    rollouts are spent on a smaller step rather than left over."""
+    room = v.budget - v.spent - v.to_accept(current)
+    return max(0, min(config.tasks_per_step, room // config.group_size))
+
+
+def planned(config: LearnConfig, progress: Progress) -> LearnConfig:
+    """The run's plan, said to the user: the gate sample shrinks (to MIN_VAL at least) until the budget pays for the
+    first validation and two steps whose candidate is gated and confirmed in full, so a small budget still learns."""
+    attempts = config.tasks_per_step * config.group_size
+    confirm = 2 if config.confirm else 0
+    val = config.val_size
+    while val > MIN_VAL and val + 2 * (attempts + (1 + confirm) * val) > config.budget:
+        val -= 1
+    if val != config.val_size:
+        progress(0, f"plan: {val} validation items per gate instead of {config.val_size}, so the budget of "
+                    f"{config.budget} pays for two full steps")
+    worst = attempts + (1 + confirm) * val
+    progress(0, f"plan: {val} rollouts to validate the start, then steps of {attempts} attempts and up to {worst - attempts} "
+                f"to gate and confirm a candidate (gates stop early when the evidence is clear)")
+    return replace(config, val_size=val)
 
 
 def _attempts(policy: Model, taskset: TaskSet, current: Sequence[Lesson], batch: list[Task], seed: int,
@@ -169,14 +203,14 @@ def _attempts(policy: Model, taskset: TaskSet, current: Sequence[Lesson], batch:
 
 
 def observe(run_id: int, index: int, seed: int, taskset: TaskSet, current: Sequence[Lesson], rs: Sequence[Rollout],
-            reflector: Model, new_id: str, config: LearnConfig) -> Step:
+            reflector: Model, new_id: str, config: LearnConfig, train: Sequence[Task] = ()) -> Step:
     """What the proposers see of a step: groups with mixed rewards first, as many as fit the reflector's window
     with its reply."""
     instruction, _ = inject.in_force(taskset.instruction, current)  # a rewritten instruction in force, if any
     rs = [r for r in rs if not r.error]  # a failed call says nothing about the task: nothing to learn from it
     step = Step(run_id, index, seed, taskset, instruction, tuple(current), (), tuple(rs),
                 {t.id: t for t in taskset.tasks}, reflector, new_id, config.proposals, config.max_candidates,
-                config.reflect_max_tokens, config.max_tokens)
+                config.reflect_max_tokens, config.max_tokens, tuple(train), config.skill_samples)
     groups = tuple(tuple(g) for g in order_groups(rs)[:config.tasks_per_step])
     window = min(config.reflect_context, window_of(reflector) or config.reflect_context)
     _, kept = fit_groups(lambda gs: replace(step, groups=tuple(gs)).prompt(), groups, reflector.count_tokens,

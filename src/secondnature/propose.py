@@ -19,10 +19,11 @@ the prompt would carry the same advice twice.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from . import reflect
+from . import reflect, skills
 from .evidence import render_trajectory
 from .inject import EXAMPLE_PREFIX, is_instruction
 from .models import Model
@@ -52,6 +53,8 @@ class Step:
     max_candidates: int = 3                  # edit candidates kept of those
     reflect_max_tokens: int = 400
     policy_max_tokens: int = 384             # the policy's reply limit (the reflector sees who hit it)
+    train: tuple[Task, ...] = ()             # the training split: a skill is tested on tasks it was not written from
+    skill_samples: int = 8                   # drafts of a skill search (0: no search)
 
     @property
     def evidence(self) -> tuple[str, ...]:
@@ -76,6 +79,7 @@ class Step:
 class Proposal:
     candidates: tuple[Candidate, ...] = ()
     reflections: tuple[Reflection, ...] = ()
+    rollouts: tuple[Rollout, ...] = ()       # made on the way, kept as evidence (a skill's tests)
 
 
 Proposer = Callable[[Step], Proposal]
@@ -177,6 +181,61 @@ def demonstration(step: Step) -> Proposal:
     return Proposal(tuple(made), (replace(reflection, edits=(edit,), notes=refused),))
 
 
+SKILL_STEPS = 2    # a family that yields no program in two searches is left to lessons
+SKILL_TESTS = 8    # training tasks each draft is run on
+SHOWN = 3          # failed tasks the drafts are written from
+
+
+def skill(step: Step) -> Proposal:
+    """A skill: the program a pass@k search found for the step's failed tasks, tested in the sandbox on training
+    tasks it was not written from (skills.search). Searched for in the first SKILL_STEPS steps of a run, until
+    a revision holds a skill."""
+    if not step.skill_samples or step.index >= SKILL_STEPS or any(skills.is_skill(x.text) for x in step.lessons):
+        return Proposal()
+    failed = [step.tasks[g[0].task_id] for g in step.groups if min(r.score.value for r in g) < 1]
+    shown = sorted(failed, key=lambda t: len(t.prompt))[:SHOWN]
+    tests = [t for t in step.train if t not in shown][:SKILL_TESTS]
+    if not shown or len(tests) < 2:
+        return Proposal()
+    found = skills.search(step.reflector, step.instruction, step.taskset.reward, shown, tests,
+                          samples=step.skill_samples, seed=step.seed, max_tokens=max(700, step.reflect_max_tokens))
+    # every draft is a reflection of its own, with what its tests showed: a person sees what the search tried
+    evidence = tuple(r.id for g in step.groups for r in g if step.tasks[r.task_id] in shown)
+    reflections = [Reflection(f"f{step.run_id}-{step.index}-skill{i}", step.reflector.name, prompt, raw, evidence,
+                              notes=_outcome(d), tokens=tokens)
+                   for i, ((prompt, raw, tokens), d) in enumerate(zip(found.asked, found.drafts))]
+    if found.best is None:
+        return Proposal((), tuple(reflections))
+    best = found.best
+    where = found.drafts.index(best)
+    tests_run = tuple(_test_rollout(step, best, r) for r in best.results)
+    passed = [r.task_id for r in best.results if r.score.value >= 1]
+    text = skills.lesson_text(best.skill, passed, len(best.results))
+    made, refused = candidates_of(step, [Edit("add", text)], "skill", reflections[where].id)
+    made = [replace(c, evidence=tuple(r.id for r in tests_run)) for c in made]
+    reflections[where] = replace(reflections[where], edits=(Edit("add", text),),
+                                 notes="; ".join(x for x in (reflections[where].notes, refused) if x))
+    return Proposal(tuple(made), tuple(reflections), tests_run)
+
+
+def _outcome(d: skills.Draft) -> str:
+    if d.skill is None:
+        return f"skill draft refused: {d.refused}"
+    failed = next((r for r in d.results if r.score.value < 1), None)
+    return (f"skill draft {d.skill.name}: passed {d.passed} of {len(d.results)} tests"
+            + (f"; it crashed: {d.crash[-160:]}" if d.crash else f"; e.g. {failed.output[:80]!r}: {failed.score.feedback[:100]}"
+               if failed else ""))
+
+
+def _test_rollout(step: Step, d: skills.Draft, r: skills.TestResult) -> Rollout:
+    """One test of a skill as a rollout, the evidence a person reads beside it: the call, and what it returned."""
+    msgs = ({"role": "user", "content": step.tasks[r.task_id].prompt},
+            {"role": "assistant", "content": f"print({d.skill.name}(question))"},
+            {"role": "user", "content": f"Tool output:\n{r.output}"})
+    rid = "r" + hashlib.sha256(f"{d.code}\0{r.task_id}".encode()).hexdigest()[:15]
+    return Rollout(rid, r.task_id, msgs, r.output, r.score, (), f"skill:{d.skill.name}", step.seed, 0, purpose="skill")
+
+
 def rule_rewrite(step: Step) -> Proposal:
     """All the rules rewritten as one paragraph (at most reflect.REWRITE_WORDS words) that replaces them."""
     msgs = reflect.rewrite_prompt(step.instruction, step.rules, step.groups, dict(step.tasks), step.batch,
@@ -191,18 +250,20 @@ def rule_rewrite(step: Step) -> Proposal:
 
 # In this order the reflection and the rewrite, which open with the same evidence, are asked one after the other: a
 # local reflector keeps that evidence in its KV cache (0.60 of the reflector time a step on gsm8k; BENCHMARKS.md)
-PROPOSERS: tuple[Proposer, ...] = (reflector_edits, rule_rewrite, worked_example, demonstration)
+PROPOSERS: tuple[Proposer, ...] = (reflector_edits, rule_rewrite, worked_example, demonstration, skill)
 
 
 def propose(step: Step, proposers: Sequence[Proposer] = PROPOSERS) -> Proposal:
     """Every proposer's candidates in order, each lesson set once, and every reflection made on the way."""
     found: list[Candidate] = []
     reflections: list[Reflection] = []
+    rollouts: list[Rollout] = []
     for proposer in proposers:
         p = proposer(step)
         reflections += p.reflections
+        rollouts += p.rollouts
         found += [c for c in p.candidates if is_new(c, found)]
-    return Proposal(tuple(found), tuple(reflections))
+    return Proposal(tuple(found), tuple(reflections), tuple(rollouts))
 
 
 def is_new(c: Candidate, found: Sequence[Candidate]) -> bool:

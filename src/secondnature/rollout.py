@@ -26,6 +26,7 @@ from .inject import into_messages, own_system
 from .models import Model, OpenAIModel, as_completion
 from .redact import redact
 from .sandbox import Limits
+from .skills import primed, skill_tool, skills_in
 from .tools import OUTPUT_HEADER, TOOLS, Tool, fenced_call, structured_call
 from .types import Completion, Lesson, Reward, Rollout, Score, Task, ToolCall
 
@@ -76,13 +77,16 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
     """`n` attempts at each task, scored. Sample i of a task uses seed + i, the same for every lesson set, so
     two lesson sets pair attempt by attempt. With `tools` (a task set's, e.g. ("python",)) an attempt may take
     up to `max_steps` turns; `system` should then say how to call them (tools.tool_instruction)."""
-    offered = tuple(TOOLS[t] for t in tools)
-    if "python" in tools:
+    own = tuple(TOOLS[t] for t in tools)
+    found = skills_in(lessons)  # skills in context: Python with them defined is offered, whatever the task set's tools
+    if "python" in tools or found:
         sandbox.check()  # before any call: no boundary, no run (unless the user opted out), with the fix
-    specs = [t.spec() for t in offered] if offered and (native_tools(model) if native is None else native) else None
+    names = [t.name for t in own] + (["python"] if found and "python" not in tools else [])
+    specs = [TOOLS[t].spec() for t in names] if names and (native_tools(model) if native is None else native) else None
     out = []
     for task in tasks:
-        start = messages_for(task, system)
+        offered = own if not found else (*(t for t in own if t.name != "python"), skill_tool(found, task.prompt))
+        start = messages_for(task, system) + (primed(found, task.prompt, limits) if found else [])
         # the first turn of every attempt in one call: n samples of one prompt share its prefix
         firsts = [as_completion(c) for c in model.chat(wire(start), n=n, temperature=temperature, max_tokens=max_tokens,
                                                        seed=seed, **({"tools": specs} if specs else {}))]

@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Sequence
 
 from .inject import EXAMPLE_PREFIX, INSTRUCTION_PREFIX, MAX_INSTRUCTION_WORDS
+from .skills import card, code_of, is_skill, parse, problem_with_code
 from .text import words as _words
 from .types import Task
 
@@ -97,6 +98,9 @@ MAX_RULE_WORDS = 80
 
 def problem_with(text: str, *, allow_instruction: bool = False) -> str:
     """Why a proposed lesson text is not a lesson ('' if it is one): the safety screen first, then the rest."""
+    if is_skill(text):  # code: its own screen, and the card the policy reads meets the safety screen
+        skill, why = parse(code_of(text))
+        return why or problem_with_code(skill.code) or attack_in(card(skill))
     if attack := attack_in(text, allow_instruction=allow_instruction):
         return attack
     words = text.split()

@@ -52,6 +52,7 @@ def records(runs: Sequence[ArmRun], taskset: TaskSet, common: dict, test_limit: 
             rec.update(
                 rollouts=mean(lambda r: r.train_rollouts + r.val_rollouts), train_rollouts=mean(lambda r: r.train_rollouts),
                 val_rollouts=mean(lambda r: r.val_rollouts), reflector_calls=mean(lambda r: r.reflector_calls),
+                reflector_samples=mean(lambda r: r.reflector_calls),  # each reflector reply, a skill search's drafts too
                 reflector_tokens=mean(lambda r: r.reflector_tokens), prompt_tokens=mean(lambda r: r.test.prompt_tokens),
                 lesson_tokens=mean(lambda r: r.test.lesson_tokens),
                 wall_s=round(mean(lambda r: r.wall_s + r.test.wall_s), 1),

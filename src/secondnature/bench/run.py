@@ -7,6 +7,8 @@ held-out test items greedily, so arms pair item by item. Arms:
 - majority      always the train split's most common answer (no model: a floor that tells a learned
                 skill from a shift towards one answer);
 - secondnature  the lesson loop (`learn`), lessons injected under the lesson-token budget;
+- skills        the loop with the skill proposer alone: what programs the reflector writes, tested and gated,
+                bring without lessons in words;
 - gepa          the `gepa` package evolving the system prompt (see gepa_arm.py);
 - grpo          reinforcement learning on LoRA weights with the same reward and rollout budget (grpo.py);
                 it is tested with its final adapter and the bare instruction.
@@ -25,12 +27,13 @@ from pathlib import Path
 from ..evaluate import EvalResult, evaluate, split_tasks
 from ..learn import LearnConfig, learn, learn_split
 from ..models import CachedModel
+from ..propose import skill
 from ..store import fresh_store
 from ..tasks import slug
 from ..types import Lesson, TaskSet
 from . import gepa_arm
 
-ARMS = ("none", "secondnature", "gepa", "grpo")
+ARMS = ("none", "secondnature", "skills", "gepa", "grpo")
 DEFAULT_ARMS = ("none", "secondnature", "gepa")  # grpo trains weights: asked for by name
 Progress = Callable[[int, str], None]  # (rollouts just spent, message)
 
@@ -85,12 +88,13 @@ def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, 
         base = evaluate(policy, taskset, val, [], split_name="val", max_tokens=config.max_tokens)
         curve = ({"rollouts": 0, "val": base.accuracy}, {"rollouts": config.budget, "val": base.accuracy})
         run = ArmRun(arm, seed, taskset.instruction, (), curve, 0, 0, 0, 0, 0.0, 0.0)
-    elif arm == "secondnature":
+    elif arm in ("secondnature", "skills"):
         workdir.mkdir(parents=True, exist_ok=True)
-        db = workdir / f"{slug(taskset.name)}-s{seed}.db"
+        db = workdir / f"{slug(taskset.name)}{'-skills' if arm == 'skills' else ''}-s{seed}.db"
         store = fresh_store(db)  # a fresh store per run: lessons learned before must not leak in
         try:
-            result = learn(policy, reflector, taskset, store, lc, progress=progress)
+            result = learn(policy, reflector, taskset, store, lc, progress=progress,
+                           **({"proposers": (skill,)} if arm == "skills" else {}))
             lessons = tuple(store.revision_lessons(result.revision))
         finally:
             store.close()
