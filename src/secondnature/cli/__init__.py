@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="compare prompt-learning arms at one rollout budget (none, secondnature, gepa)")
     p.add_argument("taskset", nargs="+", help="one or more task sets or .jsonl files")
     p.add_argument("--arms", default="none,secondnature,gepa",
-                   help="comma-separated: none, secondnature, gepa, grpo (grpo needs the train extra)")
+                   help="comma-separated: none, secondnature, skills, gepa, grpo (grpo needs the train extra)")
     p.add_argument("--budget", type=int, default=400, help="policy rollouts per arm and seed (train + validation)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per arm; intervals cover seed and item variance")
     p.add_argument("--val-size", type=int, default=24)
