@@ -317,3 +317,42 @@ def test_a_lesson_committed_by_another_writer_during_a_run_is_kept(tmp_path):
     assert "rebased onto revision 1" in head.note and "on revision None" not in head.note
     (accepted,) = [g for g in store.gates("toy") if g.decision == "accepted"]
     assert accepted.current_revision is None and accepted.revision_id == head.id  # what the gate really compared
+
+
+def test_a_demonstration_is_bootstrapped_from_the_reflectors_own_checked_answer_first(tmp_path):
+    """Asked the question as the policy is (the answer withheld), the stronger model solves it with its working;
+    that reply, checked by the reward, is the worked example, and the answer-shown request is never made."""
+    asked_with_answer = []
+
+    def reply(messages: list[dict]) -> str:
+        text = messages[-1]["content"]
+        if "correct answer is:" in text:
+            asked_with_answer.append(text)
+        if messages[0]["role"] == "system" and "word number" in text:  # asked as the policy is
+            i = int(text.split("word number ")[1].rstrip("?"))
+            return f"{GOOD} The word has these letters, counted one by one.\nAnswer: {i % 3 + 1}"
+        return json.dumps({"edits": [{"op": "add", "text": BAD}]})
+
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy_fn, "policy"), ScriptedModel(reply, "reflector"), taskset(), store, config(),
+                   proposers=(demonstration,))
+    lessons = store.revision_lessons(result.revision)
+    assert len(lessons) == 1 and lessons[0].text.startswith("Worked example. Question: ")
+    assert "-boot" in lessons[0].reflection_id and not asked_with_answer
+
+
+def test_a_demonstration_never_quotes_a_question_that_is_also_held_out():
+    """A failed training question that appears, word for word, among the held-out items is not quoted: a worked
+    example of it would show validation and test its answer."""
+    from secondnature.propose import Step
+    from secondnature.types import Rollout, Score
+    ts = taskset(4)
+    train, twin = ts.tasks[:3], Task("held", "  How many times does the letter 'a' appear in WORD number 0?", "1")
+    tasks = {t.id: t for t in (*ts.tasks, twin)}
+    failed = tuple(Rollout(f"r{i}", "t0", (), "Answer: 9", Score(0.0), (), "p", 0, i) for i in range(2))
+    reflector = demo_reflector(True)
+    step = Step(1, 0, 0, ts, ts.instruction, (), (failed,), failed, tasks, reflector, "L1", train=train)
+    assert demonstration(step).candidates == () and reflector.calls == []
+    alone = Step(1, 0, 0, ts, ts.instruction, (), (failed,), failed, {t.id: t for t in ts.tasks}, reflector, "L1",
+                 train=train)
+    assert demonstration(alone).candidates  # without its twin the same question is quoted

@@ -158,27 +158,66 @@ def worked_example(step: Step) -> Proposal:
 
 
 def demonstration(step: Step) -> Proposal:
-    """The reflector's solution of the shortest failed task, kept only if the reward accepts it; with the Python
-    tool, the program that solves it, run in the sandbox and checked. It replaces a worked example already kept."""
+    """A worked solution of the shortest failed task, kept only if the reward accepts it. First the reflector's own
+    solution with the answer withheld (a stronger model's checked work, as DSPy bootstraps demonstrations); failing
+    that, the reflector told the answer writes the working. With the Python tool: the program that solves it, run
+    in the sandbox and checked. It replaces a worked example already kept. A question that is also a held-out
+    item (a duplicate across splits) is never quoted: its answer would leak into validation and test."""
     # without the tool the reflector is told the reference answer: a task scored by a judge has none to tell
     told = "python" not in step.taskset.tools
-    failed = [g for g in step.groups
-              if min(r.score.value for r in g) < 1 and (step.tasks[g[0].task_id].answer or not told)]
+    failed = [g for g in step.groups if min(r.score.value for r in g) < 1
+              and (step.tasks[g[0].task_id].answer or not told) and not held_out_twin(step, step.tasks[g[0].task_id])]
     if not failed:
         return Proposal()
     group = min(failed, key=lambda g: len(step.tasks[g[0].task_id].prompt))
     task, reward = step.tasks[group[0].task_id], step.taskset.reward
+    evidence = [r.id for r in group]
+    reflections: tuple[Reflection, ...] = ()
     if "python" in step.taskset.tools:  # the answer is withheld: the program has to compute it
         msgs, check = reflect.tool_demo_prompt(step.instruction, task), lambda raw: reflect.tool_demo_lesson(raw, task, reward)
+        text, reflection = ask(step, "demo", msgs, check, step.seed, evidence)
     else:
-        msgs, check = reflect.demo_prompt(step.instruction, task), lambda raw: reflect.demo_lesson(raw, task, reward)
-    text, reflection = ask(step, "demo", msgs, check, step.seed, [r.id for r in group])
+        text, reflections = bootstrap(step, task, evidence)
+        if not text:
+            msgs, check = reflect.demo_prompt(step.instruction, task), lambda raw: reflect.demo_lesson(raw, task, reward)
+            text, reflection = ask(step, "demo", msgs, check, step.seed, evidence)
+        else:
+            reflection, reflections = reflections[-1], reflections[:-1]
     if not text:
-        return Proposal((), (reflection,))
+        return Proposal((), (*reflections, reflection))
     example = next((x for x in step.lessons if x.text.startswith(EXAMPLE_PREFIX)), None)
     edit = Edit("edit", text, example.id) if example else Edit("add", text)
     made, refused = candidates_of(step, [edit], "demo", reflection.id)
-    return Proposal(tuple(made), (replace(reflection, edits=(edit,), notes=refused),))
+    return Proposal(tuple(made), (*reflections, replace(reflection, edits=(edit,), notes=refused)))
+
+
+BOOTSTRAP_SAMPLES = 3
+
+
+def bootstrap(step: Step, task: Task, evidence: Sequence[str]) -> tuple[str, tuple[Reflection, ...]]:
+    """The reflector answers the task as the policy would (same instruction, the answer not shown), a few times;
+    the first reply the reward accepts that shows its working becomes a worked example. ('', the tries) if none."""
+    msgs = [{"role": "system", "content": step.instruction}, {"role": "user", "content": task.prompt}]
+    cs = step.reflector.chat(redact_messages(msgs), n=BOOTSTRAP_SAMPLES, temperature=0.7,
+                             max_tokens=step.policy_max_tokens, seed=step.seed + 2)
+    tries, found = [], ""
+    for i, c in enumerate(cs):
+        text, why = ("", f"reflector failed: {c.error}") if c.error else reflect.bootstrap_lesson(c.text, task, step.taskset.reward)
+        tries.append(Reflection(f"f{step.run_id}-{step.index}-boot{i}", step.reflector.name, task.prompt, c.text,
+                                tuple(evidence), notes=why, tokens=c.prompt_tokens + c.completion_tokens))
+        if text:
+            found = text
+            break
+    return found, tuple(tries)
+
+
+def held_out_twin(step: Step, task: Task) -> bool:
+    """Whether the task's question is also, word for word, a question outside the training split."""
+    if not step.train:
+        return False
+    train = {t.id for t in step.train}
+    q = " ".join(task.prompt.lower().split())
+    return any(" ".join(t.prompt.lower().split()) == q for t in step.tasks.values() if t.id not in train)
 
 
 SKILL_STEPS = 2    # a family that yields no program in two searches is left to lessons

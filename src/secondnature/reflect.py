@@ -277,6 +277,20 @@ def demo_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> t
     return lesson, ""
 
 
+def bootstrap_lesson(raw: str, task: Task, reward: Callable[[Task, str], Score]) -> tuple[str, str]:
+    """(lesson, '') for a stronger model's own reply that the reward accepts and that shows its working, else
+    ('', why not)."""
+    body = plain_math(raw[:MAX_REPLY].strip())
+    if reward(task, raw).value < 1.0:
+        return "", "the reflector's own answer is wrong"
+    if len(body.split()) < 12:
+        return "", "the reflector's own answer shows no working"
+    lesson = f"{EXAMPLE_PREFIX} Question: {' '.join(task.prompt.split())} Good answer: {body}"
+    if len(lesson.split()) > MAX_EXAMPLE_WORDS:
+        return "", f"the reflector's own answer is too long ({len(body.split())} words)"
+    return lesson, ""
+
+
 TOOL_DEMO_PROMPT = """A small AI assistant solves tasks under this instruction, with a Python tool:
 <instruction>
 {instruction}
