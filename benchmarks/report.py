@@ -18,6 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import bbh_sweep  # benchmarks/, beside this script
+
 from secondnature.stats import paired_over_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,8 @@ FEATURED: list[tuple[tuple[str, ...], str, str]] = [
      "counting letters with the Python tool, 1.5B policy; the loop as it is now, GEPA's arm from the earlier run"),
     (("bench_letters_v9.json",), "letters:medium,hard", "counting letters without a tool, one seed"),
     (("bench_boolean_expressions_v9.json",), "bbh/boolean_expressions", "two answers, two seeds"),
+    (("game24_skills.json",), "game24", "Game of 24, test ids 900-999: the loop with skills, skills alone and GEPA at one "
+     "budget; reflector samples include every skill draft"),
 ]
 INTRO = """\
 The current results: one `secondnature bench` run per task (two where named), every figure read from its record in
@@ -394,6 +398,7 @@ def render() -> tuple[str, str]:
     lines += faults_section()
     lines += serve_section()
     lines += stream_section()
+    lines += bbh_sweep.section()
     lines.append("Every earlier measurement, with older loops and machines, is in [docs/history.md](docs/history.md). "
                  "Regenerate this page with `python benchmarks/report.py` (`--check` exits 1 when it is stale).")
     readme = README.read_text()

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=24)
     p.add_argument("--group-size", type=int, default=4)
     p.add_argument("--tasks-per-step", type=int, default=4)
+    p.add_argument("--skill-samples", type=int, default=8,
+                   help="programs a skill search drafts in each of the first two steps (0: no skills; docs/skills.md)")
     p.add_argument("--checker", default=None, help="checker for a .jsonl file: exact, number, choice, regex, "
                                                    "module:function")
     p.add_argument("--json", action="store_true")

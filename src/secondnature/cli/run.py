@@ -33,7 +33,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
     (taskset,) = ui.judged([taskset], args, rubric, store)
     config = LearnConfig(budget=args.budget, seed=args.seed, lesson_tokens=args.lesson_tokens,
                          val_size=args.val_size, group_size=args.group_size, tasks_per_step=args.tasks_per_step,
-                         max_tokens=args.max_tokens)
+                         max_tokens=args.max_tokens, skill_samples=args.skill_samples)
     with ui.progress_bar(args.budget, f"learn {taskset.name}") as progress:
         result = learn(policy, reflector, taskset, store, config, resume=args.resume, progress=progress)
     lessons = store.revision_lessons(result.revision)
