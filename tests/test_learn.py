@@ -356,3 +356,31 @@ def test_a_demonstration_never_quotes_a_question_that_is_also_held_out():
     alone = Step(1, 0, 0, ts, ts.instruction, (), (failed,), failed, {t.id: t for t in ts.tasks}, reflector, "L1",
                  train=train)
     assert demonstration(alone).candidates  # without its twin the same question is quoted
+
+
+def test_a_small_budget_is_planned_so_it_learns_and_leaves_little_unspent(tmp_path):
+    """With the default gate sample (24) a budget of 120 would pay for the first validation and no step; the plan
+    shrinks the sample, says so, and the run learns; the last step shrinks to spend what is left."""
+    said = []
+    store = LessonStore(tmp_path / "s.db")
+    result = learn(ScriptedModel(policy_fn, "policy"), reflector_of(GOOD), taskset(120), store,
+                   LearnConfig(budget=120, proposals=1), progress=lambda n, m: m and said.append(m))
+    assert any(m.startswith("plan: 12 validation items per gate instead of 24") for m in said)
+    assert result.accepted == 1 and result.steps >= 1
+
+
+def test_the_last_step_takes_fewer_tasks_rather_than_leave_the_budget_unspent(tmp_path):
+    sampled, at_step = [0], []  # training attempts (temperature > 0) so far, when each step's line is printed
+
+    class Policy(ScriptedModel):
+        def chat(self, messages, *, temperature=0.0, **kw):
+            sampled[0] += temperature > 0
+            return super().chat(messages, temperature=temperature, **kw)
+
+    never = ScriptedModel(lambda m: json.dumps({"edits": [{"op": "add", "text": BAD}]}), "reflector")
+    result = learn(Policy(policy_fn, "policy"), never, taskset(), LessonStore(tmp_path / "s.db"),
+                   config(budget=90, tasks_per_step=4, group_size=2),
+                   progress=lambda n, m: m.startswith("step ") and at_step.append(sampled[0]))
+    sizes = [b - a for a, b in zip([0, *at_step], at_step)]
+    assert sizes[:-1] == [8] * (len(sizes) - 1) and 4 <= sizes[-1] < 8  # 4 tasks x 2, then a smaller last step
+    assert 90 - result.rollouts_used < 4 * 2 + 10 + 20 and "cannot pay for another step" in result.stopped
