@@ -103,6 +103,16 @@ def _safe(checker: Callable[[Task, str], Score]) -> Reward:
     return wrapped
 
 
+def score(reward: Reward, task: Task, text: str) -> Score:
+    """`reward(task, text)` held to its contract: a value in [0, 1], and a user's checker that raises anyway scores 0
+    with the reason, so one item never ends a run."""
+    try:
+        s = reward(task, text)
+        return Score(min(1.0, max(0.0, float(s.value))), s.feedback)
+    except Exception as e:  # noqa: BLE001 - the contract is to never raise
+        return Score(0.0, f"checker raised {type(e).__name__}: {e}")
+
+
 def _answer_or_last_line(completion: str) -> tuple[str, str]:
     """(the answer text, a note on where it came from; '' when it came from an 'Answer:' line)."""
     got = extract_answer(completion)

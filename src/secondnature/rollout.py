@@ -25,6 +25,7 @@ from . import sandbox
 from .inject import into_messages, own_system
 from .models import Model, OpenAIModel, as_completion
 from .redact import redact
+from .rewards import score
 from .sandbox import Limits
 from .skills import primed, skill_tool, skills_in
 from .tools import OUTPUT_HEADER, TOOLS, Tool, fenced_call, structured_call
@@ -46,14 +47,6 @@ def messages_for(task: Task, system: str) -> list[dict]:
 def wire(messages: Sequence[dict]) -> list[dict]:
     """Messages as a chat API takes them: our bookkeeping keys (step seconds) removed."""
     return [{k: v for k, v in m.items() if k in WIRE_KEYS} for m in messages]
-
-
-def score(reward: Reward, task: Task, text: str) -> Score:
-    try:  # rewards promise not to raise; a user's checker might anyway, and one item must not end a run
-        s = reward(task, text)
-        return Score(min(1.0, max(0.0, float(s.value))), s.feedback)
-    except Exception as e:
-        return Score(0.0, f"checker raised {type(e).__name__}: {e}")
 
 
 def rollout_id(model: str, messages: list[dict], seed: int, sample: int, temperature: float) -> str:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 
 from .models import Model
 from .redact import redact_messages
+from .rewards import score
 from .sandbox import Limits, run_python
 from .tools import OUTPUT_HEADER, TOOLS, Tool
 from .types import Lesson, Reward, Score, Task
@@ -154,10 +155,9 @@ def skills_in(lessons: Sequence[Lesson]) -> list[Skill]:
 
 CALL_NOTE = ("You can run these Python functions. They are already defined, and the question is in the variable "
              "`question`:")
-CALL_HOW = ("To use one, reply with only\n```python\nprint({name}(question))\n```\nThe next message shows what it "
-            "printed. Check it, then end with your answer line.")
 CALL = "```python\nprint({name}(question))\n```"
 CHECK = "Check it, then end with your answer line."
+CALL_HOW = f"To use one, reply with only\n{CALL}\nThe next message shows what it printed. {CHECK}"
 
 
 def card(skill: Skill) -> str:
@@ -237,17 +237,9 @@ def run_tests(skill: Skill, tasks: Sequence[Task], reward: Reward, *, per_call_s
         except ValueError:
             continue  # the skill's own prints
     outs += ["[error] the program stopped before answering"] * (len(tasks) - len(outs))
-    results = [TestResult(t.id, o, Score(0.0, o) if o.startswith("[error]") else _answer(reward, t, o))
+    results = [TestResult(t.id, o, Score(0.0, o) if o.startswith("[error]") else score(reward, t, f"Answer: {o.strip()}"))
                for t, o in zip(tasks, outs)]
     return results, "" if res.ok else res.as_text()[-600:]
-
-
-def _answer(reward: Reward, task: Task, output: str) -> Score:
-    try:
-        s = reward(task, f"Answer: {output.strip()}")
-        return Score(min(1.0, max(0.0, float(s.value))), s.feedback)
-    except Exception as e:  # a user's checker: one bad item must not end the search
-        return Score(0.0, f"checker raised {type(e).__name__}: {e}")
 
 
 # ---------------------------------------------------------------- the search: many drafts, tested, then repaired
