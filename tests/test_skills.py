@@ -213,3 +213,35 @@ def test_the_skill_proposer_stays_quiet_once_a_revision_holds_a_skill():
     step = Step(1, 0, 0, ts, ts.instruction, (lesson,), (), (), {t.id: t for t in ts.tasks},
                 reflector_writes(SOLVER), "L2", train=ts.tasks)
     assert skill(step).candidates == () and skill(step).reflections == ()
+
+
+def test_an_imported_or_edited_skill_meets_the_code_screen(tmp_path, capsys):
+    import json
+
+    from secondnature.cli import main
+    from secondnature.screen import attack_in
+    reads = 'import os\ndef f(q):\n    """Return the home folder."""\n    return os.environ["HOME"]\n'
+    hostile = skills.lesson_text(skills.parse(reads)[0], [], 0)
+    assert attack_in(hostile).startswith("a skill the code screen refuses: imports os")
+    good = skills.lesson_text(skills.parse(SOLVER)[0], ["g1"], 1)
+    export = tmp_path / "x.json"
+    export.write_text(json.dumps({"scopes": {"g24": [{"text": hostile}, {"text": good}]}}))
+    store = tmp_path / "s.db"
+    main(["--store", str(store), "lessons", "import", str(export)])
+    kept = LessonStore(store).revision_lessons(LessonStore(store).head("g24"))
+    assert [x.text for x in kept] == [good] and "imports os" in capsys.readouterr().err
+
+
+@pytest.mark.real
+def test_the_embedded_policy_answers_from_a_skills_output(policy_path):
+    """The packaged 0.5B with a solver skill in context: each attempt opens with the skill's call and output, and
+    the policy's answer line carries it (it scores about 1% on these puzzles without)."""
+    from secondnature.models import LlamaModel
+    from secondnature.tasks import load_taskset
+    ts = load_taskset("game24")
+    test = [t for t in ts.tasks if t.metadata["standard_test"]][:5]
+    lesson = Lesson("L1", skills.lesson_text(skills.parse(SOLVER)[0], ["g24_0"], 1), "game24")
+    policy = LlamaModel(policy_path)
+    rs = rollout.run(policy, test, ts.reward, inject.render(ts.instruction, [lesson]), [lesson])
+    assert all(r.messages[2]["content"] == "```python\nprint(solve24(question))\n```" for r in rs)
+    assert sum(r.score.value for r in rs) >= 4, [r.completion for r in rs]

@@ -74,7 +74,14 @@ MAX_SCREEN_CHARS = 4000  # longer than any lesson may be (MAX_EXAMPLE_WORDS): th
 
 
 def attack_in(text: str, *, allow_instruction: bool = False) -> str:
-    """Why `text` must never become a lesson, as an injection or a leak ('' when the screen finds nothing)."""
+    """Why `text` must never become a lesson, as an injection or a leak ('' when the screen finds nothing). A skill's
+    code meets the code screen (skills.problem_with_code: no files, environment or network), and its card, what the
+    policy reads, the patterns below."""
+    if is_skill(text):
+        skill, why = parse(code_of(text))
+        if skill is None or (why := problem_with_code(skill.code)):
+            return f"a skill the code screen refuses: {why}"
+        text = card(skill)
     if HIDDEN.search(text):
         return "hidden characters (zero-width or direction controls)"
     # fullwidth and other look-alikes fold to ASCII, and markup goes: '**system: ...**' is a role line too
@@ -98,9 +105,8 @@ MAX_RULE_WORDS = 80
 
 def problem_with(text: str, *, allow_instruction: bool = False) -> str:
     """Why a proposed lesson text is not a lesson ('' if it is one): the safety screen first, then the rest."""
-    if is_skill(text):  # code: its own screen, and the card the policy reads meets the safety screen
-        skill, why = parse(code_of(text))
-        return why or problem_with_code(skill.code) or attack_in(card(skill))
+    if is_skill(text):  # code: the safety screen is all a skill meets (its words are the card)
+        return attack_in(text)
     if attack := attack_in(text, allow_instruction=allow_instruction):
         return attack
     words = text.split()
