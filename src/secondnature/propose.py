@@ -261,9 +261,11 @@ def _outcome(d: skills.Draft) -> str:
     if d.skill is None:
         return f"skill draft refused: {d.refused}"
     failed = next((r for r in d.results if r.score.value < 1), None)
-    return (f"skill draft {d.skill.name}: passed {d.passed} of {len(d.results)} tests"
-            + (f"; it crashed: {d.crash[-160:]}" if d.crash else f"; e.g. {failed.output[:80]!r}: {failed.score.feedback[:100]}"
-               if failed else ""))
+    if d.crash:
+        return f"skill draft {d.skill.name}: passed 0 of {len(d.results)} tests; it crashed: {d.crash[-160:]}"
+    said = "" if failed is None else failed.output[:100] if failed.output.startswith("[error]") else \
+        f"{failed.output[:80]!r}: {failed.score.feedback[:100]}"
+    return f"skill draft {d.skill.name}: passed {d.passed} of {len(d.results)} tests" + (f"; e.g. {said}" if said else "")
 
 
 def _test_rollout(step: Step, d: skills.Draft, r: skills.TestResult) -> Rollout:
