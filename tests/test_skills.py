@@ -245,3 +245,20 @@ def test_the_embedded_policy_answers_from_a_skills_output(policy_path):
     rs = rollout.run(policy, test, ts.reward, inject.render(ts.instruction, [lesson]), [lesson])
     assert all(r.messages[2]["content"] == "```python\nprint(solve24(question))\n```" for r in rs)
     assert sum(r.score.value for r in rs) >= 4, [r.completion for r in rs]
+
+
+def test_a_policy_offered_tools_in_the_chat_format_gets_the_skills_call_in_that_format():
+    ts = game24(1)
+    lesson = Lesson("L1", skills.lesson_text(skills.parse(SOLVER)[0], ["g1"], 1), "g24")
+    seen = []
+
+    def policy(messages):
+        seen.append(messages)
+        return "Answer: " + messages[-1]["content"].splitlines()[0]
+
+    r = rollout.run(ScriptedModel(policy), ts.tasks, ts.reward, "Solve it.", [lesson], native=True)[0]
+    call, output = r.messages[2], r.messages[3]
+    assert call["tool_calls"][0]["function"]["name"] == "python" and "solve24(question)" in call["tool_calls"][0][
+        "function"]["arguments"]
+    assert output["role"] == "tool" and output["tool_call_id"] == call["tool_calls"][0]["id"]
+    assert r.score.value == 1.0

@@ -79,7 +79,7 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
     out = []
     for task in tasks:
         offered = own if not found else (*(t for t in own if t.name != "python"), skill_tool(found, task.prompt))
-        start = messages_for(task, system) + (primed(found, task.prompt, limits) if found else [])
+        start = messages_for(task, system) + (primed(found, task.prompt, limits, native=bool(specs)) if found else [])
         # the first turn of every attempt in one call: n samples of one prompt share its prefix
         firsts = [as_completion(c) for c in model.chat(wire(start), n=n, temperature=temperature, max_tokens=max_tokens,
                                                        seed=seed, **({"tools": specs} if specs else {}))]

@@ -172,16 +172,22 @@ def block(skills: Sequence[Skill]) -> str:
     return "\n".join([CALL_NOTE, *(card(s) for s in skills), CALL_HOW.format(name=skills[0].name)])
 
 
-def primed(skills: Sequence[Skill], question: str, limits: Limits = Limits()) -> list[dict]:
+def primed(skills: Sequence[Skill], question: str, limits: Limits = Limits(), native: bool = False) -> list[dict]:
     """The first call of each skill, made for the policy: its call and what it printed, as the opening turns of the
-    attempt. The packaged small policies never called a skill they were told of (0 of 45 replies under five
-    wordings; BENCHMARKS.md), and answer from its output once it is in front of them; a policy that can call
-    tools may call again."""
+    attempt, in the calling format the policy is offered (plain text, or the chat tool-calling format). The
+    packaged small policies never called a skill they were told of (0 of 45 replies under five wordings;
+    docs/skills.md), and answer from its output once it is in front of them; a policy may call again."""
     turns: list[dict] = []
-    for s in skills:
+    for i, s in enumerate(skills):
         out = run_python(defined(skills, question) + f"print({s.name}(question))", limits).as_text()
-        turns += [{"role": "assistant", "content": CALL.format(name=s.name)},
-                  {"role": "user", "content": f"{OUTPUT_HEADER}\n{out}\n{CHECK}"}]
+        if native:
+            call = {"id": f"call_skill_{i}", "type": "function",
+                    "function": {"name": "python", "arguments": json.dumps({"code": f"print({s.name}(question))"})}}
+            turns += [{"role": "assistant", "content": "", "tool_calls": [call]},
+                      {"role": "tool", "tool_call_id": call["id"], "content": f"{out}\n{CHECK}"}]
+        else:
+            turns += [{"role": "assistant", "content": CALL.format(name=s.name)},
+                      {"role": "user", "content": f"{OUTPUT_HEADER}\n{out}\n{CHECK}"}]
     return turns
 
 
