@@ -234,8 +234,10 @@ def choose(v: Validation, current: Sequence[Lesson], candidates: Sequence[Candid
             continue  # the edit does not survive the token budget: nothing to test
         if key(c.lessons) in tried:
             continue  # rejected against this revision on the very items its gate would use again
-        if not v.affords(v.to_accept(current)):
-            break  # a gate or confirmation that cannot see every item would decide on less evidence than promised
+        if not v.affords(v.to_accept(current)):  # a gate that cannot see every item would decide on less evidence
+            progress(0, f"  {len(candidates) - k} candidate(s) not gated: the {v.budget - v.spent} rollouts left cannot "
+                        f"pay for a gate and confirmation ({v.to_accept(current)})")
+            break
         result = v.gate(current, c.lessons, order_seed=seed + k, alpha=config.gate_alpha,
                         reject_margin=config.reject_margin, screen=config.screen)
         progress(0, f"  {c.edit.op} {c.edit.text[:70]!r}: {'passes' if result.accepted else 'rejected'} ({result.reason})")
