@@ -206,9 +206,13 @@ def section(files: Files, task: str, caption: str) -> list[str]:
                              pts(d.get("balanced_diff"), d.get("balanced_diff_ci95")), constant(d.get("majority")),
                              num(d.get("rollouts")), num(d.get("lesson_tokens"))]]) + [""]
     rows = [arm_row(r, name, i > 0) for i, (name, recs) in enumerate(files) for r in recs]
+    searches = [f"- skill search, arm {r['arm']}: {q['searches']} search(es), {q['drafts']} drafts ({q['refused']} "
+                f"refused by the screen, {q['run']} run in the sandbox), best {q['best_passed']} tests passed, "
+                f"{q['drafts_passing_all']} drafts passing all, {q['skills_kept']} skill(s) kept"
+                for _, recs in files for r in recs if (q := r.get("skill_search"))]
     return out + table(["arm", "accuracy [95% CI]", "vs none, points [95% CI]", "balanced accuracy",
                         "rollouts (train+val)", "reflector calls / tokens", "prompt tokens", "train model-s"],
-                       rows) + [""]
+                       rows) + [""] + (searches + [""] if searches else [])
 
 
 def listed(recs: list[dict], key: str) -> str:
