@@ -384,3 +384,18 @@ def test_the_last_step_takes_fewer_tasks_rather_than_leave_the_budget_unspent(tm
     sizes = [b - a for a, b in zip([0, *at_step], at_step)]
     assert sizes[:-1] == [8] * (len(sizes) - 1) and 4 <= sizes[-1] < 8  # 4 tasks x 2, then a smaller last step
     assert 90 - result.rollouts_used < 4 * 2 + 10 + 20 and "cannot pay for another step" in result.stopped
+
+
+def test_a_confirmation_at_the_end_of_the_budget_uses_the_fresh_items_it_can_pay_for(tmp_path):
+    from secondnature.validate import MIN_CONFIRM, Validation
+    ts = taskset(120)
+    v = Validation(ScriptedModel(policy_fn), ts, ts.tasks[:24], LessonStore(tmp_path / "s.db"), budget=100,
+                   confirm=ts.tasks[24:48])
+    assert v.confirmable([]) == 24 and v.to_confirm([]) == 2 * MIN_CONFIRM
+    v.spent = 70  # 30 left: 15 fresh items, the candidate's and the current revision's
+    assert v.confirmable([]) == 15
+    v.scores([], confirm=True)  # the current revision's fresh scores, paid: now only the candidate's cost
+    v.spent = 70
+    assert v.confirmable([]) == 24
+    v.spent, v._scores = 80, {}  # 20 left, nothing paid: 10 fresh items would be too few to confirm on
+    assert v.confirmable([]) == 0

@@ -255,10 +255,10 @@ def choose(v: Validation, current: Sequence[Lesson], candidates: Sequence[Candid
         elif not v.confirm_items:
             best = (c, g, result.proposed_score - result.current_score)
             continue
-        elif not v.affords(v.to_confirm(current)):
+        elif not (n := v.confirmable(current)):
             why = f"passed ({result.reason}) but no budget was left to confirm it"
         else:
-            held = v.confirm(current, c.lessons, result, config.gate_alpha)
+            held = v.confirm(current, c.lessons, result, config.gate_alpha, n)
             progress(0, f"  confirmation: {held.reason}")
             if held.accepted:  # the gain stored is the confirmation sample's: it played no part in the choice
                 best = (c, replace(g, reason=f"{result.reason}; {held.reason}"), held.proposed_score - held.current_score)

@@ -21,6 +21,9 @@ Progress = Callable[[int, str], None]  # (rollouts just spent, message)
 RETRIES = 2  # more tries for a validation rollout whose model call failed, before it leaves the comparison
 
 
+MIN_CONFIRM = 12  # fresh items a confirmation needs at the least
+
+
 def no_progress(_: int, __: str) -> None:
     pass
 
@@ -88,10 +91,22 @@ class Validation:
 
     # ---------------------------------------------------------------- the gates, scored here
 
+    def confirm_cost(self, current: Sequence[Lesson], n: int) -> int:
+        """Rollouts a confirmation on the first n fresh items costs: the candidate's, and the current revision's not
+        yet paid (its scores there are a prefix: items are scored in order)."""
+        return n + max(0, n - self.known(current, confirm=True))
+
+    def confirmable(self, current: Sequence[Lesson]) -> int:
+        """How many fresh items the budget left pays to confirm on: all of them, or fewer at the end of the budget
+        (a smaller sample is a weaker test, not a looser one: the same rule must hold on it), 0 below MIN_CONFIRM."""
+        n = len(self.confirm_items)
+        while n and not self.affords(self.confirm_cost(current, n)):
+            n -= 1
+        return n if n >= min(MIN_CONFIRM, len(self.confirm_items)) else 0
+
     def to_confirm(self, current: Sequence[Lesson]) -> int:
-        """Rollouts confirming a candidate against `current` may cost: its own items and those of the current
-        revision not yet paid."""
-        return 2 * len(self.confirm_items) - self.known(current, confirm=True)
+        """Rollouts the smallest confirmation of a candidate against `current` costs."""
+        return self.confirm_cost(current, min(MIN_CONFIRM, len(self.confirm_items)))
 
     def to_accept(self, current: Sequence[Lesson]) -> int:
         """Rollouts a candidate may need to be accepted against `current`: its gate and its confirmation."""
@@ -108,9 +123,10 @@ class Validation:
             gate.screenable([base[i] for i in order], screen)))
 
     def confirm(self, current: Sequence[Lesson], lessons: Sequence[Lesson], first: gate.GateResult,
-                alpha: float = 0.2) -> gate.GateResult:
-        """Does a gate's winner hold on the fresh confirmation items?"""
-        base = self.scores(current, confirm=True)
+                alpha: float = 0.2, n: int | None = None) -> gate.GateResult:
+        """Does a gate's winner hold on the fresh confirmation items (the first n of them)?"""
+        n = len(self.confirm_items) if n is None else n
+        base = [self.score(current, i, confirm=True) for i in range(n)]
         return self._guarded(base, lambda score: gate.confirm_gate(
             base, lambda i: score(lessons, i, confirm=True), first, alpha))
 
