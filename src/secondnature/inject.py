@@ -48,7 +48,8 @@ def render(instruction: str, lessons: Sequence[Lesson]) -> str:
     if rules:
         out += f"\n\n{LESSONS_HEADER}\n" + "\n".join(f"{i}. {lesson.text}" for i, lesson in enumerate(rules, 1))
     if found := skills_in(lessons):
-        out += "\n\n" + skills_block(found)
+        last = instruction.strip().splitlines()[-1] if instruction.strip() else ""
+        out += "\n\n" + skills_block(found, last if last.startswith("Answer:") else "")
     return out
 
 

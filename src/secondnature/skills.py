@@ -157,7 +157,11 @@ CALL_NOTE = ("You can run these Python functions. They are already defined, and 
              "`question`:")
 CALL = "```python\nprint({name}(question))\n```"
 CHECK = "Check it, then end with your answer line."
-CALL_HOW = f"To use one, reply with only\n{CALL}\nThe next message shows what it printed. {CHECK}"
+# The whole exchange, shown once: the packaged 0.5B, told only how to call, answered a skill's output with another
+# code block; shown the call made for it and the answer line that follows, it answers (docs/skills.md)
+CALL_HOW = (f"Each attempt starts with a call already made for you:\n{CALL}\nThe next message shows what it printed. "
+            "Check it; if it is right, reply with just the answer line, e.g. `Answer: <what it printed>`. You may "
+            "run other Python the same way, with these functions defined.")
 
 
 def card(skill: Skill) -> str:
@@ -165,11 +169,13 @@ def card(skill: Skill) -> str:
     return f"- {skill.signature}: {skill.doc}"
 
 
-def block(skills: Sequence[Skill]) -> str:
-    """The skills' part of the system prompt: the cards and how to call one."""
+def block(skills: Sequence[Skill], answer_line: str = "") -> str:
+    """The skills' part of the system prompt: the cards, how a call goes, and the task's answer line again, last,
+    where a small policy reads it just before it answers."""
     if not skills:
         return ""
-    return "\n".join([CALL_NOTE, *(card(s) for s in skills), CALL_HOW.format(name=skills[0].name)])
+    end = [f"End with a final line exactly of the form:\n{answer_line}"] if answer_line else []
+    return "\n".join([CALL_NOTE, *(card(s) for s in skills), CALL_HOW.format(name=skills[0].name), *end])
 
 
 def primed(skills: Sequence[Skill], question: str, limits: Limits = Limits(), native: bool = False) -> list[dict]:
