@@ -1,0 +1,59 @@
+"""What a skill does once it is found: the packaged policy with a correct Game of 24 solver in context, by hand.
+
+    python benchmarks/given_skill.py                 # the 100 test puzzles (ids 900-999), the 0.5B policy
+
+The loop's search did not find a solver with the 1.5B reflector (game24_skills.json); this measures the other
+half of the path, so the two are not confused. Arms, paired on the same test puzzles, greedy: `none` (the bare
+policy) and `given_skill` (the solver in tests/test_skills.py as a skill lesson: the policy sees its card, each
+attempt opens with its call and output, the policy answers). Record: benchmarks/results/game24_given_skill.json
+with accuracy, its interval and the paired difference.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from test_skills import SOLVER  # noqa: E402  (the solver the tests check)
+
+from secondnature import inject, skills  # noqa: E402
+from secondnature.evaluate import evaluate, paired, split_tasks  # noqa: E402
+from secondnature.models import load_model  # noqa: E402
+from secondnature.tasks import load_taskset  # noqa: E402
+from secondnature.types import Lesson  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policy", default="policy")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "game24_given_skill.json")
+    args = ap.parse_args()
+    ts = load_taskset("game24")
+    test = split_tasks(ts, "test")
+    policy = load_model(args.policy)
+    lesson = Lesson("L1", skills.lesson_text(skills.parse(SOLVER)[0], [], 0), "game24")
+    base = evaluate(policy, ts, test, [])
+    given = evaluate(policy, ts, test, [lesson])
+    diff, ci = paired(base, given)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    common = {"task": "game24", "n": len(test), "policy": policy.name, "command": "python benchmarks/given_skill.py",
+              "date": date.today().isoformat(), "commit": commit.strip(),
+              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
+    recs = [{**common, "arm": "none", "accuracy": base.accuracy, "ci95": list(base.ci95)},
+            {**common, "arm": "given_skill", "accuracy": given.accuracy, "ci95": list(given.ci95), "diff_vs_none": diff,
+             "diff_ci95": list(ci), "lesson_tokens": given.lesson_tokens,
+             "system_prompt": inject.render(ts.instruction, [lesson])}]
+    args.out.write_text(json.dumps(recs, indent=1) + "\n")
+    for r in recs:
+        print(r["arm"], f"{r['accuracy']:.1%}", r["ci95"], r.get("diff_vs_none", ""), r.get("diff_ci95", ""))
+
+
+if __name__ == "__main__":
+    main()
