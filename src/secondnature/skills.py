@@ -268,9 +268,9 @@ An answer is accepted when: {accepted}
 Where several answers are correct, any one will do.
 
 Write it in three parts:
-1. read the inputs from the question text (e.g. re.findall(r"\\d+", question) gives its numbers);
-2. work the answer out; if it has to be found by trying possibilities, generate every candidate systematically \
-(itertools.permutations, itertools.product, or a recursive function that combines two items into one until one is left);
+1. read what it needs from the question text (the numbers, words or items it is about; re.findall helps);
+2. work the answer out by an exact method; where it has to be found by trying possibilities, try every one \
+systematically (itertools.permutations, itertools.product, recursion) and check each;
 3. return just the answer, what goes after "Answer:", as a string.
 It must work for every question of this kind, not only these. re, math, itertools, fractions, functools, collections \
 and operator are already imported; use nothing else (no files, environment or network). Start the function with a \
