@@ -38,7 +38,9 @@ def main() -> None:
     ts = load_taskset("game24")
     test = split_tasks(ts, "test")
     policy = load_model(args.policy)
-    lesson = Lesson("L1", skills.lesson_text(skills.parse(SOLVER)[0], [], 0), "game24")
+    skill, train = skills.parse(SOLVER)[0], ts.tasks[0]
+    (ran,), _ = skills.run_tests(skill, [train], ts.reward)  # the worked call: a training puzzle and its output
+    lesson = Lesson("L1", skills.lesson_text(skill, [train.id], 1, (train.prompt, ran.output)), "game24")
     base = evaluate(policy, ts, test, [])
     given = evaluate(policy, ts, test, [lesson])
     diff, ci = paired(base, given)

@@ -77,6 +77,15 @@ def test_screen_refuses_code_that_reaches_outside_its_argument(code, why):
     assert why in skills.problem_with_code(code)
 
 
+def test_the_system_prompt_shows_one_worked_call_and_ends_with_the_answer_line():
+    lesson = Lesson("L1", skills.lesson_text(skills.parse(SOLVER)[0], ["g1"], 1, ("Use 1 1 4 6.", "(4*6)")), "g")
+    system = inject.render("Solve it.\nAnswer: <expression>", [lesson])
+    assert 'for the question "Use 1 1 4 6." reply with only' in system and "shows (4*6), end with the line\n" \
+        "Answer: (4*6)" in system
+    assert system.endswith("end with a final line exactly of the form:\nAnswer: <expression>")
+    assert skills.skills_in([lesson])[0].example == ("Use 1 1 4 6.", "(4*6)")
+
+
 def test_screen_passes_a_pure_solver_and_the_card_shows_signature_and_docstring_only():
     assert skills.problem_with_code(SOLVER) == ""
     s, _ = skills.parse(SOLVER)
@@ -240,7 +249,10 @@ def test_the_embedded_policy_answers_from_a_skills_output(policy_path):
     from secondnature.tasks import load_taskset
     ts = load_taskset("game24")
     test = [t for t in ts.tasks if t.metadata["standard_test"]][:5]
-    lesson = Lesson("L1", skills.lesson_text(skills.parse(SOLVER)[0], ["g24_0"], 1), "game24")
+    skill = skills.parse(SOLVER)[0]
+    train = ts.tasks[0]
+    (ran,), _ = skills.run_tests(skill, [train], ts.reward)  # the worked call: a training puzzle and its output
+    lesson = Lesson("L1", skills.lesson_text(skill, [train.id], 1, (train.prompt, ran.output)), "game24")
     policy = LlamaModel(policy_path)
     rs = rollout.run(policy, test, ts.reward, inject.render(ts.instruction, [lesson]), [lesson])
     assert all(r.messages[2]["content"] == "```python\nprint(solve24(question))\n```" for r in rs)

@@ -248,8 +248,10 @@ def skill(step: Step) -> Proposal:
     best = found.best
     where = found.drafts.index(best)
     tests_run = tuple(_test_rollout(step, best, r) for r in best.results)
-    passed = [r.task_id for r in best.results if r.score.value >= 1]
-    text = skills.lesson_text(best.skill, passed, len(best.results))
+    passed = [r for r in best.results if r.score.value >= 1]
+    shortest = min(passed, key=lambda r: len(step.tasks[r.task_id].prompt))  # the worked call the policy is shown
+    text = skills.lesson_text(best.skill, [r.task_id for r in passed], len(best.results),
+                              (step.tasks[shortest.task_id].prompt, shortest.output))
     made, refused = candidates_of(step, [Edit("add", text)], "skill", reflections[where].id)
     made = [replace(c, evidence=tuple(r.id for r in tests_run)) for c in made]
     reflections[where] = replace(reflections[where], edits=(Edit("add", text),),

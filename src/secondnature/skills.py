@@ -64,6 +64,7 @@ class Skill:
     code: str        # the whole source: helpers, then the entry function
     signature: str   # 'solve(question: str) -> str'
     doc: str         # the entry function's docstring, one paragraph
+    example: tuple[str, str] | None = None   # a training question and what the skill printed for it
 
 
 def is_skill(text: str) -> bool:
@@ -137,31 +138,44 @@ def problem_with_code(code: str) -> str:
     return ""
 
 
-def lesson_text(skill: Skill, passed: Sequence[str], tried: int) -> str:
-    """A skill as a lesson a person reads and edits: the code and the tests it passed (its evidence holds them)."""
+EXAMPLE = re.compile(r"^Example: (.+) -> (.+)$", re.M)
+
+
+def lesson_text(skill: Skill, passed: Sequence[str], tried: int, example: tuple[str, str] | None = None) -> str:
+    """A skill as a lesson a person reads and edits: the code, the tests it passed (its evidence holds them) and one
+    of them as the example of a call the policy is shown."""
     ids = ", ".join(passed[:8]) + (", ..." if len(passed) > 8 else "")
+    shown = f"\nExample: {json.dumps(example[0])} -> {json.dumps(example[1])}" if example else ""
     return (f"{SKILL_PREFIX} {skill.signature}\n```python\n{skill.code}\n```\n"
-            f"Passed {len(passed)} of {tried} training tasks it was not written from ({ids}).")
+            f"Passed {len(passed)} of {tried} training tasks it was not written from ({ids}).{shown}")
 
 
 def skills_in(lessons: Sequence[Lesson]) -> list[Skill]:
-    """The skills among `lessons`, each name once (a later one replaces an earlier)."""
+    """The skills among `lessons`, each name once (a later one replaces an earlier), with their example call."""
     found: dict[str, Skill] = {}
     for x in lessons:
         if is_skill(x.text) and (s := parse(code_of(x.text))[0]):
-            found[s.name] = s
+            found[s.name] = replace(s, example=_example(x.text))
     return list(found.values())
+
+
+def _example(text: str) -> tuple[str, str] | None:
+    m = EXAMPLE.search(text.rsplit("```", 1)[-1])  # after the code
+    try:
+        return (str(json.loads(m.group(1))), str(json.loads(m.group(2)))) if m else None
+    except ValueError:
+        return None
 
 
 CALL_NOTE = ("You can run these Python functions. They are already defined, and the question is in the variable "
              "`question`:")
 CALL = "```python\nprint({name}(question))\n```"
 CHECK = "Check it, then end with your answer line."
-# The whole exchange, shown once: the packaged 0.5B, told only how to call, answered a skill's output with another
-# code block; shown the call made for it and the answer line that follows, it answers (docs/skills.md)
-CALL_HOW = (f"Each attempt starts with a call already made for you:\n{CALL}\nThe next message shows what it printed. "
-            "Check it; if it is right, reply with just the answer line, e.g. `Answer: <what it printed>`. You may "
-            "run other Python the same way, with these functions defined.")
+CALL_HOW = f"To use one, reply with only\n{CALL}\nThe next message shows what it printed. {CHECK}"
+# A worked call on a real training question: told only how to call, the packaged 0.5B answered a skill's output with
+# another code block, or rewrote the expression it printed; shown one whole exchange, it copies it (docs/skills.md)
+CALL_EXAMPLE = ("For example, for the question \"{question}\" reply with only\n{call}\nand when the next message "
+                "shows {output}, end with the line\nAnswer: {output}")
 
 
 def card(skill: Skill) -> str:
@@ -174,8 +188,13 @@ def block(skills: Sequence[Skill], answer_line: str = "") -> str:
     where a small policy reads it just before it answers."""
     if not skills:
         return ""
-    end = [f"End with a final line exactly of the form:\n{answer_line}"] if answer_line else []
-    return "\n".join([CALL_NOTE, *(card(s) for s in skills), CALL_HOW.format(name=skills[0].name), *end])
+    lines = [CALL_NOTE, *(card(s) for s in skills), CALL_HOW.format(name=skills[0].name)]
+    if shown := next((s for s in skills if s.example), None):
+        lines.append(CALL_EXAMPLE.format(question=" ".join(shown.example[0].split()), output=shown.example[1].strip(),
+                                         call=CALL.format(name=shown.name)))
+    if answer_line:
+        lines.append(f"When you know the answer, end with a final line exactly of the form:\n{answer_line}")
+    return "\n".join(lines)
 
 
 def primed(skills: Sequence[Skill], question: str, limits: Limits = Limits(), native: bool = False) -> list[dict]:
