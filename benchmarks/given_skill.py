@@ -19,15 +19,25 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 
-from test_skills import SOLVER  # noqa: E402  (the solver the tests check)
 
-from secondnature import inject, skills  # noqa: E402
-from secondnature.evaluate import evaluate, paired, split_tasks  # noqa: E402
-from secondnature.models import load_model  # noqa: E402
-from secondnature.tasks import load_taskset  # noqa: E402
-from secondnature.types import Lesson  # noqa: E402
+def section() -> list[str]:
+    """The record for BENCHMARKS.md (benchmarks/report.py), if there is one."""
+    path = ROOT / "benchmarks" / "results" / "game24_given_skill.json"
+    if not path.exists():
+        return []
+    none, given = json.loads(path.read_text())
+
+    def pct(r: dict) -> str:
+        return f"{100 * r['accuracy']:.1f}% [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}]"
+
+    return ["### game24: a skill once found", "",
+            f"`game24_given_skill.json`; {given['date']}; commit {given['commit']}; policy `{given['policy']}`; "
+            f"`{given['command']}`. The policy with a correct solver as a skill lesson (its card, {given['lesson_tokens']}"
+            f" lesson tokens, and each attempt opening with its call), paired with the bare policy on the {given['n']} "
+            f"test puzzles: {pct(none)} → {pct(given)}, {100 * given['diff_vs_none']:+.1f} points "
+            f"[{100 * given['diff_ci95'][0]:+.1f}, {100 * given['diff_ci95'][1]:+.1f}]. What the loop lacks on this "
+            "task is the search that finds the solver, not its use.", ""]
 
 
 def main() -> None:
@@ -35,6 +45,14 @@ def main() -> None:
     ap.add_argument("--policy", default="policy")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "game24_given_skill.json")
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_skills import SOLVER  # the solver the tests check (imported here: report.py reads this file's section)
+
+    from secondnature import inject, skills
+    from secondnature.evaluate import evaluate, paired, split_tasks
+    from secondnature.models import load_model
+    from secondnature.tasks import load_taskset
+    from secondnature.types import Lesson
     ts = load_taskset("game24")
     test = split_tasks(ts, "test")
     policy = load_model(args.policy)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import bbh_sweep  # benchmarks/, beside this script
+import given_skill
 
 from secondnature.stats import paired_over_seeds
 
@@ -399,6 +400,7 @@ def render() -> tuple[str, str]:
     lines += [f"({i}) {n}" for i, n in enumerate(notes, 1)] + ([""] if notes else []) + ["## The runs", ""]
     for files, task, caption in featured:
         lines += section(files, task, caption)
+        lines += given_skill.section() if task == "game24" else []
     lines += faults_section()
     lines += serve_section()
     lines += stream_section()
