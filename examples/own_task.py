@@ -49,10 +49,12 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=120)
     p.add_argument("--store", default="dates.db")
     p.add_argument("--reflector", default="reflector", help="packaged name or GGUF path (default: the 1.5B model)")
+    p.add_argument("--skill-samples", type=int, default=8, help="programs a skill search drafts (0: no skills)")
     args = p.parse_args()
     taskset = sn.task_set("dates", tasks(), reward, instruction="Answer the question. End with a line 'Answer: <date>'.")
     policy, reflector = sn.load_model("default"), sn.load_model(args.reflector, n_ctx=8192)
-    config = sn.LearnConfig(budget=args.budget, val_size=12, tasks_per_step=4, group_size=2)
+    config = sn.LearnConfig(budget=args.budget, val_size=12, tasks_per_step=4, group_size=2,
+                            skill_samples=args.skill_samples)
     result = sn.learn(policy, reflector, taskset, sn.open_store(args.store), config)
     print(f"validation: {result.history[0]['val']:.0%} -> {result.val_score:.0%} with {len(result.lessons)} lesson(s); "
           f"{result.rollouts_used} rollouts; stopped: {result.stopped}")

@@ -36,7 +36,7 @@ def test_learn_records_everything_and_eval_uses_the_revision(tmp_path, capsys, p
     store_path = tmp_path / "s.db"
     rc = main(["--store", str(store_path), "learn", TASKSET, "--budget", "40", "--val-size", "6",
                "--tasks-per-step", "2", "--group-size", "3", "--reflector", "default", "--max-tokens", "200",
-               "--json", "--plot", str(tmp_path / "curve.png")])
+               "--skill-samples", "0", "--json", "--plot", str(tmp_path / "curve.png")])
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
     assert result["plot"] == str(tmp_path / "curve.png")
@@ -90,7 +90,7 @@ def test_killed_learn_resumes(tmp_path, policy_path):
     store.close()
     args = [sys.executable, "-m", "secondnature.cli", "--store", str(store_path), "learn", TASKSET, "--budget", "60",
             "--val-size", "6", "--tasks-per-step", "2", "--group-size", "3", "--reflector", "default",
-            "--max-tokens", "160"]
+            "--max-tokens", "160", "--skill-samples", "0"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline:  # wait until the first training rollouts are stored, then kill mid-step
@@ -183,7 +183,7 @@ def test_bench_runs_the_real_gepa_arm(tmp_path, capsys, policy_path):
     """All three arms on the embedded model at a tiny budget; the gepa package runs through our adapter."""
     # 32 = the gate's 4 validation items + one step of 4x4 rollouts + room to gate and confirm one candidate
     rc = main(["bench", TASKSET, "--budget", "32", "--seeds", "1", "--val-size", "4", "--test-limit", "4",
-               "--reflector", "default", "--max-tokens", "120", "--out", str(tmp_path), "--json"])
+               "--reflector", "default", "--max-tokens", "120", "--skill-samples", "0", "--out", str(tmp_path), "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     recs = {r["arm"]: r for r in out["records"]}
@@ -242,7 +242,8 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 def test_the_own_task_example_runs(tmp_path, policy_path):
     done = subprocess.run([sys.executable, str(EXAMPLES / "own_task.py"), "--budget", "48", "--reflector", "default",
-                           "--store", str(tmp_path / "dates.db")], capture_output=True, text=True, timeout=900)
+                           "--skill-samples", "0", "--store", str(tmp_path / "dates.db")],
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "validation:" in done.stdout and "stopped:" in done.stdout and "system prompt" in done.stdout
     assert LessonStore(tmp_path / "dates.db").last_run("dates")["status"] == "done"

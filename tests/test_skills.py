@@ -274,3 +274,15 @@ def test_a_policy_offered_tools_in_the_chat_format_gets_the_skills_call_in_that_
         "function"]["arguments"]
     assert output["role"] == "tool" and output["tool_call_id"] == call["tool_calls"][0]["id"]
     assert r.score.value == 1.0
+
+
+def test_no_skill_is_searched_for_over_an_applications_traffic(tmp_path):
+    """serve injects words only: an application cannot run a skill, so its recorded calls get no search."""
+    ts = game24()
+    recorded = TaskSet("app", tuple(Task(t.id, t.prompt, t.answer, {**t.metadata, "messages": [
+        {"role": "system", "content": ts.instruction}, {"role": "user", "content": t.prompt}]}) for t in ts.tasks),
+        ts.reward, ts.instruction)
+    store = LessonStore(tmp_path / "s.db")
+    config = LearnConfig(budget=60, tasks_per_step=2, group_size=2, val_size=10, proposals=1, skill_samples=2)
+    learn(ScriptedModel(policy_reads_output, "policy"), reflector_writes(SOLVER), recorded, store, config)
+    assert store.reflections() and not [r for r in store.reflections() if "-skill" in r["id"]]

@@ -48,6 +48,7 @@ class BenchConfig:
     lesson_tokens: int | None = 400
     max_tokens: int = 384
     gepa_reflect_max_tokens: int = 800
+    skill_samples: int = 8        # the loop's skill search (0: none)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def _model_s(*models: CachedModel) -> tuple[float, float]:
 def train_arm(arm: str, seed: int, policy: CachedModel, reflector: CachedModel, taskset: TaskSet, config: BenchConfig,
               workdir: Path, progress: Progress) -> ArmRun:
     lc = LearnConfig(budget=config.budget, val_size=config.val_size, seed=seed, lesson_tokens=config.lesson_tokens,
-                     max_tokens=config.max_tokens)
+                     max_tokens=config.max_tokens, skill_samples=config.skill_samples)
     train, val = learn_split(taskset, lc)
     before, t0 = _model_s(policy, reflector), time.perf_counter()
     if arm == "none":

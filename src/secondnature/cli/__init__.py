@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=24)
     p.add_argument("--test-limit", type=int, default=None, help="first N test items of each task set")
     p.add_argument("--checker", default=None)
+    p.add_argument("--skill-samples", type=int, default=8,
+                   help="programs a skill search drafts in each of the first two steps (0: no skills)")
     p.add_argument("--name", default=None, help="results name (default: from the task sets)")
     p.add_argument("--out", default="bench", help="directory for <name>.json, <name>_curves.json/.png")
     p.add_argument("--plot", action="store_true", help="print the learning-curve PNG's path")

@@ -49,7 +49,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     tasksets = [load_taskset(spec, args.checker, answers_required=rubric is None) for spec in args.taskset]
     config = BenchConfig(arms=arms, budget=args.budget, seeds=tuple(range(args.seed, args.seed + args.seeds)),
                          val_size=args.val_size, test_limit=args.test_limit, lesson_tokens=args.lesson_tokens,
-                         max_tokens=args.max_tokens)
+                         max_tokens=args.max_tokens, skill_samples=args.skill_samples)
     workdir = home() / "bench"
     workdir.mkdir(parents=True, exist_ok=True)
     cache = LessonStore(workdir / "cache.db")  # one completion cache for every benchmark on this machine
