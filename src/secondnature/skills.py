@@ -200,8 +200,9 @@ def block(skills: Sequence[Skill], answer_line: str = "") -> str:
 def primed(skills: Sequence[Skill], question: str, limits: Limits = Limits(), native: bool = False) -> list[dict]:
     """The first call of each skill, made for the policy: its call and what it printed, as the opening turns of the
     attempt, in the calling format the policy is offered (plain text, or the chat tool-calling format). The
-    packaged small policies never called a skill they were told of (0 of 45 replies under five wordings;
-    docs/skills.md), and answer from its output once it is in front of them; a policy may call again."""
+    packaged small policies, told how to call a solver, answered without calling it (0 of 20 puzzles under each
+    of four wordings; docs/skills.md), and answer from its output once it is in front of them; a policy may call
+    again."""
     turns: list[dict] = []
     for i, s in enumerate(skills):
         out = run_python(defined(skills, question) + f"print({s.name}(question))", limits).as_text()
