@@ -286,3 +286,20 @@ def test_no_skill_is_searched_for_over_an_applications_traffic(tmp_path):
     config = LearnConfig(budget=60, tasks_per_step=2, group_size=2, val_size=10, proposals=1, skill_samples=2)
     learn(ScriptedModel(policy_reads_output, "policy"), reflector_writes(SOLVER), recorded, store, config)
     assert store.reflections() and not [r for r in store.reflections() if "-skill" in r["id"]]
+
+
+def test_a_skill_reads_as_its_card_in_the_lessons_table_and_as_code_in_show(tmp_path, capsys, monkeypatch):
+    from rich.console import Console
+
+    from secondnature.cli import main, ui
+    monkeypatch.setattr(ui, "out", Console(width=80))
+    store = LessonStore(tmp_path / "s.db")
+    text = skills.lesson_text(skills.parse(SOLVER)[0], ["g1"], 1, ("Use 1 1 4 6.", "(4*6)"))
+    store.commit_revision("g24", [store.add_lesson(Lesson("", text, "g24")).id], "by hand")
+    main(["--store", str(tmp_path / "s.db"), "lessons", "list"])
+    table = capsys.readouterr().out
+    assert "(19 lines of Python)" in table and "itertools" not in table
+    assert max(len(line) for line in table.splitlines()) <= 80
+    main(["--store", str(tmp_path / "s.db"), "lessons", "show", "L1"])
+    page = capsys.readouterr().out
+    assert "itertools.permutations" in page and "Passed 1 of 1" in page and "```" not in page

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from rich import box
 from rich.markup import escape
+from rich.syntax import Syntax
 from rich.table import Table
 
 from ..curate import running_credit
 from ..screen import attack_in, problem_with
+from ..skills import code_of, is_skill
 from ..store import LessonStore, open_store
 from ..types import Lesson, Revision
 from . import ui
@@ -66,8 +68,14 @@ def cmd_lessons(args: argparse.Namespace) -> int:
                                                           "feedback": r.score.feedback, "completion": r.completion}
                                                          for r in evidence], "reflection": refl}, indent=1))
             return 0
-        ui.out.print(f"[bold]{x.id}[/] ({escape(x.scope)}, {x.status}, gain {x.gain:+.2f}, used {x.uses} times)\n"
-                  f"{escape(x.text)}")
+        ui.out.print(f"[bold]{x.id}[/] ({escape(x.scope)}, {x.status}, gain {x.gain:+.2f}, used {x.uses} times)")
+        if is_skill(x.text):  # code as code: highlighted, long lines wrapped under their indent
+            head, code, tail = x.text.partition("```python\n")[0], code_of(x.text), x.text.rsplit("```", 1)[-1]
+            ui.out.print(escape(head.strip()))
+            ui.out.print(Syntax(code, "python", word_wrap=True, theme="ansi_dark"))
+            ui.out.print(escape(tail.strip()))
+        else:
+            ui.out.print(escape(x.text))
         if x.parent:
             ui.out.print(f"edited from {x.parent}")
         ui.out.print(f"\n[bold]evidence[/]: {len(evidence)} rollouts" + (f" from reflection {refl['id']}" if refl else ""))
