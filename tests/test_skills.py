@@ -303,3 +303,13 @@ def test_a_skill_reads_as_its_card_in_the_lessons_table_and_as_code_in_show(tmp_
     main(["--store", str(tmp_path / "s.db"), "lessons", "show", "L1"])
     page = capsys.readouterr().out
     assert "itertools.permutations" in page and "Passed 1 of 1" in page and "```" not in page
+
+
+def test_a_program_that_gives_one_answer_to_everything_is_no_skill():
+    """On a yes/no task the commonest label passes most tests: a shift towards it, not a procedure."""
+    from secondnature.rewards import exact
+    tasks = [Task(f"q{i}", f"Is {i} even?", "Yes" if i % 4 else "No") for i in range(10)]  # mostly Yes
+    always = 'def f(q):\n    """Return the answer."""\n    return "Yes"\n'
+    found = skills.search(ScriptedModel(lambda m: fenced(always)), "Answer Yes or No.", exact, tasks[:2], tasks[2:10],
+                          samples=2, repairs=0, min_pass=0.5)
+    assert found.drafts[0].passed >= 4 and found.best is None

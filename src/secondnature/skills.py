@@ -355,6 +355,13 @@ def draft(raw: str, tests: Sequence[Task], reward: Reward) -> Draft:
     return Draft(code, skill, "", tuple(results), crash)
 
 
+def constant(d: Draft, tests: Sequence[Task]) -> bool:
+    """Whether the draft passes only by giving one answer to everything, where the tests' answers differ: on a label
+    task the commonest label passes most tests, and teaches a shift, not a procedure."""
+    right = {r.output.strip() for r in d.results if r.score.value >= 1}
+    return len({t.answer.strip() for t in tests}) > 1 and len(right) < 2
+
+
 def first_failure(d: Draft, tests: Sequence[Task]) -> tuple[Task, TestResult | None]:
     """A test the draft failed and its result (None when the program failed as a whole: its crash says why)."""
     bad = None if d.crash else next((r for r in d.results if r.score.value < 1.0), None)
@@ -377,7 +384,7 @@ def search(reflector: Model, instruction: str, reward: Reward, shown: Sequence[T
     """A pass@k search for a program that answers the task family: `samples` drafts from the examples in `shown`,
     each run on `tests` (training tasks it was not written from); then `repairs` rounds in which the three best
     distinct runnable drafts are shown a test they failed and rewritten, twice each. The best draft that passes `min_pass`
-    of the tests (and at least two) is found; repairs stop once a draft passes every test."""
+    of the tests (and at least two, not all by one answer) is found; repairs stop once a draft passes every test."""
     drafts: list[Draft] = []
     asked: list[tuple[str, str, int]] = []
 
@@ -400,6 +407,6 @@ def search(reflector: Model, instruction: str, reward: Reward, shown: Sequence[T
             task, result = first_failure(d, tests)
             pool += ask(fix_prompt(instruction, d.code, task, result, d.crash), 2, seed + 1000 * (r + 1) + k, 0.7)
     need = max(2, -(-int(min_pass * 100) * len(tests) // 100))
-    good = [d for d in drafts if d.skill is not None and d.passed >= need]
+    good = [d for d in drafts if d.skill is not None and d.passed >= need and not constant(d, tests)]
     best = max(good, key=lambda d: (d.passed, -len(d.code)), default=None)
     return Search(best, tuple(drafts), tuple(asked))
