@@ -106,7 +106,9 @@ def section() -> list[str]:
            f"`bbh_sweep.json`; {s['date']}; `{s['command']}`: each task once, arms none, secondnature and gepa, budget "
            f"{BUDGET}, one seed, the defaults. Goal: {s['goal']}.", ""]
     if s["tasks_missing"]:
-        out += [f"Not run yet ({len(s['tasks_missing'])} of {len(SWEEP)}): {', '.join(s['tasks_missing'])}.", ""]
+        minutes = sum(r.get("wall_s") or 0 for r in rows) / 60 / max(1, len(s["tasks_done"]))
+        out += [f"Not run yet ({len(s['tasks_missing'])} of {len(SWEEP)}): {', '.join(s['tasks_missing'])}. A task "
+                f"takes about {minutes:.0f} minutes here (three arms); the command resumes where the sweep stopped.", ""]
     out += ["| task | n | none | secondnature − none [95% CI] | GEPA − none [95% CI] | balanced, none → loop | "
             "constant answer | lesson tokens |", "|---|---|---|---|---|---|---|---|"]
     for task in s["tasks_done"]:
