@@ -212,7 +212,7 @@ def observe(run_id: int, index: int, seed: int, taskset: TaskSet, current: Seque
                 {t.id: t for t in taskset.tasks}, reflector, new_id, config.proposals, config.max_candidates,
                 config.reflect_max_tokens, config.max_tokens, tuple(train),
                 # an application cannot run a skill (serve injects words only): no search over its traffic
-                0 if config.traffic or any("messages" in t.metadata for t in taskset.tasks[:1]) else config.skill_samples)
+                0 if any("messages" in t.metadata for t in taskset.tasks[:1]) else config.skill_samples)
     groups = tuple(tuple(g) for g in order_groups(rs)[:config.tasks_per_step])
     window = min(config.reflect_context, window_of(reflector) or config.reflect_context)
     _, kept = fit_groups(lambda gs: replace(step, groups=tuple(gs)).prompt(), groups, reflector.count_tokens,

@@ -31,6 +31,7 @@ from .redact import redact_messages
 from .rollout import is_episode
 from .screen import MAX_EXAMPLE_WORDS
 from .text import DUPLICATE, similarity
+from .tools import OUTPUT_HEADER
 from .types import Candidate, Edit, Lesson, Reflection, Rollout, Task, TaskSet
 
 
@@ -273,8 +274,8 @@ def _outcome(d: skills.Draft) -> str:
 def _test_rollout(step: Step, d: skills.Draft, r: skills.TestResult) -> Rollout:
     """One test of a skill as a rollout, the evidence a person reads beside it: the call, and what it returned."""
     msgs = ({"role": "user", "content": step.tasks[r.task_id].prompt},
-            {"role": "assistant", "content": f"print({d.skill.name}(question))"},
-            {"role": "user", "content": f"Tool output:\n{r.output}"})
+            {"role": "assistant", "content": skills.CALL.format(name=d.skill.name)},
+            {"role": "user", "content": f"{OUTPUT_HEADER}\n{r.output}"})
     rid = "r" + hashlib.sha256(f"{d.code}\0{r.task_id}".encode()).hexdigest()[:15]
     return Rollout(rid, r.task_id, msgs, r.output, r.score, (), f"skill:{d.skill.name}", step.seed, 0, purpose="skill")
 

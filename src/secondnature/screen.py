@@ -22,9 +22,9 @@ import unicodedata
 from collections.abc import Sequence
 
 from .inject import EXAMPLE_PREFIX, INSTRUCTION_PREFIX, MAX_INSTRUCTION_WORDS
-from .skills import card, code_of, is_skill, parse, problem_with_code
+from .skills import block, code_of, is_skill, parse, problem_with_code, skills_in
 from .text import words as _words
-from .types import Task
+from .types import Lesson, Task
 
 CONTEXT_TALK = re.compile(r"\b(task|attempt|example)s?\s*(\d|[AB]\b)|\b(correct|wrong|incorrect) attempts?\b|"
                           r"\bthe checker\b", re.I)
@@ -75,13 +75,13 @@ MAX_SCREEN_CHARS = 4000  # longer than any lesson may be (MAX_EXAMPLE_WORDS): th
 
 def attack_in(text: str, *, allow_instruction: bool = False) -> str:
     """Why `text` must never become a lesson, as an injection or a leak ('' when the screen finds nothing). A skill's
-    code meets the code screen (skills.problem_with_code: no files, environment or network), and its card, what the
-    policy reads, the patterns below."""
+    code meets the code screen (skills.problem_with_code: no files, environment or network), and what the policy
+    reads of it (its card and worked call) the patterns below."""
     if is_skill(text):
         skill, why = parse(code_of(text))
         if skill is None or (why := problem_with_code(skill.code)):
             return f"a skill the code screen refuses: {why}"
-        text = card(skill)
+        text = block(skills_in([Lesson("", text, "")]))  # what the policy reads: the card and the worked call
     if HIDDEN.search(text):
         return "hidden characters (zero-width or direction controls)"
     # fullwidth and other look-alikes fold to ASCII, and markup goes: '**system: ...**' is a role line too

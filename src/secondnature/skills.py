@@ -14,13 +14,14 @@ and inside the sandbox `eval` evaluates arithmetic alone.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .models import Model
-from .redact import redact_messages
+from .redact import redact, redact_messages
 from .rewards import score
 from .sandbox import Limits, run_python
 from .tools import OUTPUT_HEADER, TOOLS, Tool
@@ -93,6 +94,7 @@ def definitions(code: str) -> str:
                                          n.end_lineno]) for n in keep)
 
 
+@functools.lru_cache(maxsize=256)  # render, select and every rollout read the same skills again
 def parse(code: str) -> tuple[Skill | None, str]:
     """The skill a piece of source defines (its last top-level function of one argument), or None and why not."""
     if len(code) > MAX_SKILL_CHARS:
@@ -205,7 +207,7 @@ def primed(skills: Sequence[Skill], question: str, limits: Limits = Limits(), na
     again."""
     turns: list[dict] = []
     for i, s in enumerate(skills):
-        out = run_python(defined(skills, question) + f"print({s.name}(question))", limits).as_text()
+        out = redact(run_python(defined(skills, question) + f"print({s.name}(question))", limits).as_text())
         if native:
             call = {"id": f"call_skill_{i}", "type": "function",
                     "function": {"name": "python", "arguments": json.dumps({"code": f"print({s.name}(question))"})}}
@@ -265,7 +267,7 @@ def run_tests(skill: Skill, tasks: Sequence[Task], reward: Reward, *, per_call_s
     outs = []
     for line in res.stdout.splitlines():
         try:
-            outs.append(str(json.loads(line)))
+            outs.append(redact(str(json.loads(line))))
         except ValueError:
             continue  # the skill's own prints
     outs += ["[error] the program stopped before answering"] * (len(tasks) - len(outs))
