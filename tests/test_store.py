@@ -142,6 +142,27 @@ def test_commit_revision_heads_retires_and_restores(path: Path) -> None:
     assert s.scopes() == [SCOPE]
 
 
+def test_a_proposal_is_in_no_revision_and_an_unrelated_commit_leaves_it_waiting(path: Path) -> None:
+    """A proposed lesson (sent through `secondnature mcp`) waits for the gate: never live, never retired by a commit
+    that does not name it; one the gate rejected keeps its status and reason."""
+    s = LessonStore(path)
+    kept = add(s, "Spell the word letter by letter, then count.")
+    waiting = s.add_lesson(Lesson("", "Count each letter twice before you answer.", SCOPE, status="proposed",
+                                  note="waits for the gate"))
+    lost = s.add_lesson(Lesson("", "Answer before you count anything at all.", SCOPE, status="proposed"))
+    s.set_status(lost.id, "rejected", "gate: 2 wins, 5 losses")
+    s.commit_revision(SCOPE, [kept.id], "first")
+    s.commit_revision(SCOPE, [], "second")
+    assert s.lesson(waiting.id).status == "proposed" and s.lesson(waiting.id).note == "waits for the gate"
+    assert (s.lesson(lost.id).status, s.lesson(lost.id).note) == ("rejected", "gate: 2 wins, 5 losses")
+    assert s.lesson(kept.id).status == "retired"
+    s.commit_revision(SCOPE, [kept.id], "third")
+    assert [x.id for x in s.live_lessons()] == [kept.id]
+    assert [x.id for x in s.lessons(SCOPE, "proposed")] == [waiting.id]
+    s.commit_revision(SCOPE, [kept.id, waiting.id], "won its gate")  # in a head: active, the waiting note gone
+    assert (s.lesson(waiting.id).status, s.lesson(waiting.id).note) == ("active", "")
+
+
 def test_failed_transaction_leaves_nothing(path: Path) -> None:
     s = LessonStore(path)
     with pytest.raises(RuntimeError, match="boom"):

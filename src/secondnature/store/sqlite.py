@@ -206,10 +206,10 @@ class LessonStore:
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM lessons").fetchone()[0]
             lesson = Lesson(**{**asdict(lesson), "id": f"L{seq}"})
             db.execute("INSERT INTO lessons (id, seq, text, scope, evidence, reflection_id, parent, uses, gain, status, "
-                       "created_at, tags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                       "created_at, tags, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (lesson.id, seq, lesson.text, lesson.scope, json.dumps(list(lesson.evidence)),
                         lesson.reflection_id, lesson.parent, lesson.uses, lesson.gain, lesson.status, now(),
-                        json.dumps(list(lesson.tags))))
+                        json.dumps(list(lesson.tags)), lesson.note))
             db.execute("INSERT INTO lesson_index VALUES (?,?,?,?)",
                        (lesson.id, lesson.scope, lesson.text, " ".join(lesson.tags)))
         return lesson
@@ -237,7 +237,8 @@ class LessonStore:
         self.db.execute("UPDATE lessons SET loo=?, loo_n=? WHERE id=?", (effect, n, lesson_id))
 
     def set_status(self, lesson_id: str, status: str, note: str = "") -> None:
-        """Retire (kept, with the reason, restorable) or reactivate a lesson; membership is the revision's business."""
+        """Retire (kept, with the reason, restorable) or reactivate a lesson, or decide a proposal ("rejected", with
+        the gate's reason); membership is the revision's business."""
         self.db.execute("UPDATE lessons SET status=?, note=? WHERE id=?", (status, note, lesson_id))
 
     def commit_revision(self, scope: str, lesson_ids: Sequence[str], note: str, *,
@@ -263,6 +264,8 @@ class LessonStore:
                              (scope, head.id if head else None, json.dumps(list(lesson_ids)), note, now()))
             rev_id = cur.lastrowid
             keep = set(lesson_ids)
+            # an active lesson left out is retired; a proposal (waiting for its gate, or rejected by it) was never in
+            # a head, so another change's commit leaves it as it is
             for lesson in self.lessons(scope):
                 status = "active" if lesson.id in keep else ("retired" if lesson.status == "active" else lesson.status)
                 if status != lesson.status:  # a lesson back in the head loses the note that said why it left
