@@ -399,3 +399,50 @@ def test_a_confirmation_at_the_end_of_the_budget_uses_the_fresh_items_it_can_pay
     assert v.confirmable([]) == 24
     v.spent, v._scores = 80, {}  # 20 left, nothing paid: 10 fresh items would be too few to confirm on
     assert v.confirmable([]) == 0
+
+
+# ---------------------------------------------------------------- proposals sent in from outside (secondnature mcp)
+
+def proposal(store: LessonStore, text: str) -> Lesson:
+    return store.add_lesson(Lesson("", text, "toy", status="proposed", note="waits for the gate"))
+
+
+def test_a_proposal_waits_for_the_gate_and_joins_the_head_under_its_own_id_when_it_wins(tmp_path):
+    store = LessonStore(tmp_path / "s.db")
+    good = proposal(store, GOOD)
+    silent = ScriptedModel(lambda m: json.dumps({"edits": []}), "reflector")  # the loop writes nothing of its own
+    result = learn(ScriptedModel(policy_fn, "policy"), silent, taskset(), store, config())
+    assert [x.id for x in result.lessons] == [good.id] and store.head("toy").lesson_ids == (good.id,)
+    won = store.lesson(good.id)
+    assert (won.status, won.note) == ("active", "") and won.gain > 0
+    gate = next(g for g in store.gates("toy") if g.decision == "accepted")
+    assert gate.proposed[0].id == good.id and gate.revision_id == result.revision.id
+    assert store.lessons("toy", "proposed") == []
+
+
+def test_a_proposal_that_loses_its_gate_is_rejected_with_the_reason_and_not_gated_again(tmp_path):
+    store = LessonStore(tmp_path / "s.db")
+    bad = proposal(store, BAD)
+    result = learn(ScriptedModel(policy_fn), reflector_of(GOOD), taskset(), store, config())
+    assert [x.text for x in result.lessons] == [GOOD]  # the loop's own lesson won; the proposal lost
+    lost = store.lesson(bad.id)
+    assert lost.status == "rejected" and lost.note.startswith("gate: ") and bad.id not in store.head("toy").lesson_ids
+    gated = [g for g in store.gates("toy") if g.proposed[0].id == bad.id]
+    assert len(gated) == 1 and gated[0].decision == "rejected" and lost.note == f"gate: {gated[0].reason}"
+    learn(ScriptedModel(policy_fn), reflector_of(GOOD), taskset(), store, config(budget=60))
+    assert len([g for g in store.gates("toy") if g.proposed[0].id == bad.id]) == 1
+    assert store.lesson(bad.id).status == "rejected"
+
+
+def test_a_proposal_that_passed_but_was_not_taken_keeps_waiting(tmp_path):
+    from secondnature.learn import BETTER, UNCONFIRMED, settle
+    from secondnature.propose import PROPOSAL
+    from secondnature.types import Candidate, Edit, GateRecord
+    store = LessonStore(tmp_path / "s.db")
+    a, b, c = (proposal(store, f"Proposal number {i} says count each letter twice.") for i in (1, 2, 3))
+    cands = [Candidate(Edit("add", x.text, x.id), (x,), PROPOSAL) for x in (a, b, c)]
+    records = [GateRecord("toy", (cands[k].edit,), 10, 0.5, 0.6, 3, 1, 0.1, "rejected", why, candidate=k)
+               for k, why in enumerate([BETTER, f"passed (3 wins) but {UNCONFIRMED}", "2 wins, 6 losses"])]
+    settle(store, cands, records)
+    assert [store.lesson(x.id).status for x in (a, b, c)] == ["proposed", "proposed", "rejected"]
+    assert store.lesson(c.id).note == "gate: 2 wins, 6 losses"

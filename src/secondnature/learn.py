@@ -8,6 +8,10 @@ the current revision on the same validation items and seed (validate.py, gate.py
 passes must then hold on a second, disjoint sample that played no part in the choice, and becomes
 the new head in one transaction with its evidence and gate record. Every model call is cached and
 every step committed, so a killed run resumes where it stopped without losing an accepted lesson.
+
+Lessons proposed from outside (an agent through `secondnature mcp`) wait in the store, in no revision,
+until a step gates them like any candidate: the winner joins the head under the id its author was
+given, and one that loses is marked rejected with the gate's reason, so it is not gated again.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from . import inject, rollout
 from .evidence import fit_groups, order_groups
 from .gate import GateResult, record
 from .models import Model, ModelError, cached, window_of
-from .propose import PROPOSERS, Proposal, Proposer, Step, propose
+from .propose import PROPOSAL, PROPOSERS, Proposal, Proposer, Step, propose
 from .screen import problem_with
 from .store import LessonStore, open_store
 from .tasks import split
@@ -106,7 +110,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore 
         # 2. reflect and propose: the proposers turn the step's evidence into candidate revisions
         # recorded traffic: the reply the application got, scored by its feedback, is shown beside the replays
         seen = observe(run_id, step, seed, taskset, current, [*rs, *observed(batch)], reflector,
-                       store.next_lesson_id(), config, train)
+                       store.next_lesson_id(), config, train, pending=store.lessons(scope, "proposed"))
         proposal = propose(seen, proposers) if seen.groups else Proposal()
         store.add_rollouts(proposal.rollouts, run_id=run_id, scope=scope)  # a skill's tests: its evidence
         for r in proposal.reflections:
@@ -121,6 +125,7 @@ def learn(policy: Model, reflector: Model, taskset: TaskSet, store: LessonStore 
         best, rejected = choose(v, current, proposal.candidates, config, seed, tried, where, progress)
         for g in rejected:
             store.add_gate(g)
+        settle(store, proposal.candidates, rejected)
         gates += rejected
 
         # 4. commit: new lessons, revision, gate record and run progress in one transaction
@@ -203,16 +208,18 @@ def _attempts(policy: Model, taskset: TaskSet, current: Sequence[Lesson], batch:
 
 
 def observe(run_id: int, index: int, seed: int, taskset: TaskSet, current: Sequence[Lesson], rs: Sequence[Rollout],
-            reflector: Model, new_id: str, config: LearnConfig, train: Sequence[Task] = ()) -> Step:
+            reflector: Model, new_id: str, config: LearnConfig, train: Sequence[Task] = (), *,
+            pending: Sequence[Lesson] = ()) -> Step:
     """What the proposers see of a step: groups with mixed rewards first, as many as fit the reflector's window
-    with its reply."""
+    with its reply, and the scope's proposals waiting for a gate."""
     instruction, _ = inject.in_force(taskset.instruction, current)  # a rewritten instruction in force, if any
     rs = [r for r in rs if not r.error]  # a failed call says nothing about the task: nothing to learn from it
     step = Step(run_id, index, seed, taskset, instruction, tuple(current), (), tuple(rs),
                 {t.id: t for t in taskset.tasks}, reflector, new_id, config.proposals, config.max_candidates,
                 config.reflect_max_tokens, config.max_tokens, tuple(train),
                 # an application cannot run a skill (serve injects words only): no search over its traffic
-                0 if any("messages" in t.metadata for t in taskset.tasks[:1]) else config.skill_samples)
+                0 if any("messages" in t.metadata for t in taskset.tasks[:1]) else config.skill_samples,
+                tuple(pending))
     groups = tuple(tuple(g) for g in order_groups(rs)[:config.tasks_per_step])
     window = min(config.reflect_context, window_of(reflector) or config.reflect_context)
     _, kept = fit_groups(lambda gs: replace(step, groups=tuple(gs)).prompt(), groups, reflector.count_tokens,
@@ -253,12 +260,12 @@ def choose(v: Validation, current: Sequence[Lesson], candidates: Sequence[Candid
     best = None
     for c, result, g in sorted(passed, key=lambda p: -p[1].proposed_score):
         if best is not None:
-            why = "a better candidate passed too"
+            why = BETTER
         elif not v.confirm_items:
             best = (c, g, result.proposed_score - result.current_score)
             continue
         elif not (n := v.confirmable(current)):
-            why = f"passed ({result.reason}) but no budget was left to confirm it"
+            why = f"passed ({result.reason}) but {UNCONFIRMED}"
         else:
             held = v.confirm(current, c.lessons, result, config.gate_alpha, n)
             progress(0, f"  confirmation: {held.reason}")
@@ -269,6 +276,20 @@ def choose(v: Validation, current: Sequence[Lesson], candidates: Sequence[Candid
             tried.add(key(c.lessons))
         rejected.append(replace(g, decision="rejected", reason=why))
     return best, rejected
+
+
+BETTER = "a better candidate passed too"
+UNCONFIRMED = "no budget was left to confirm it"
+
+
+def settle(store: LessonStore, candidates: Sequence[Candidate], rejected: Sequence[GateRecord]) -> None:
+    """A proposal that lost (the screen refused it, its gate rejected it, or it did not hold on the fresh items) is
+    rejected, with the reason, so no later step pays to gate it again. One that passed but was not taken (a better
+    candidate won, or no budget was left to confirm it) keeps waiting: it may win against the next head."""
+    for g in rejected:
+        c = candidates[g.candidate] if g.candidate is not None and g.candidate < len(candidates) else None
+        if c is not None and c.kind == PROPOSAL and not (g.reason == BETTER or g.reason.endswith(UNCONFIRMED)):
+            store.set_status(c.edit.id, "rejected", f"gate: {g.reason}")
 
 
 def screened(c: Candidate, current: Sequence[Lesson], config: LearnConfig) -> str:
@@ -285,10 +306,17 @@ def commit(store: LessonStore, c: Candidate, gate: GateRecord, gain: float, curr
     edit, an import, another run), the accepted edit is applied to their revision rather than dropping it; the note
     says the gate judged it on the older one."""
     kept, tags = {x.id for x in current}, scope_tags(gate.scope)
+
+    def stored(x: Lesson) -> Lesson:
+        if x.id in kept:
+            return x
+        if c.kind == PROPOSAL and x.id == c.edit.id:  # joins as the row that was proposed: its author knows its id
+            store.credit(x.id, gain=gain)
+            return replace(x, gain=gain, status="active", note="")  # what the revision's commit makes of it
+        return store.add_lesson(replace(x, evidence=c.evidence, gain=gain, tags=tags, reflection_id=c.reflection_id))
+
     with store.transaction():
-        final = tuple(x if x.id in kept else store.add_lesson(replace(x, evidence=c.evidence, gain=gain, tags=tags,
-                                                                        reflection_id=c.reflection_id))
-                      for x in c.lessons)
+        final = tuple(stored(x) for x in c.lessons)
         head = store.commit_revision(gate.scope, [x.id for x in final], f"{c.edit.op}: {gate.reason}",
                                      parent=gate.current_revision, rebase=True, gate=gate, run_progress=run_progress)
         if list(head.lesson_ids) != [x.id for x in final]:  # rebased: the run goes on from the head as it now is

@@ -12,7 +12,9 @@ can pass their own beside or instead of these:
   group where others failed (small models copy a method from an example they would not follow as
   a rule);
 - `demonstration`: the reflector writes the solution of one failed task (with the Python tool: the
-  program that solves it, run in the sandbox); the reward must accept it first.
+  program that solves it, run in the sandbox); the reward must accept it first;
+- `proposed`: lessons proposed from outside the loop (an agent through `secondnature mcp`), waiting in
+  the store; each meets the gate as any candidate does, and the loop records its verdict on it.
 
 A candidate that repeats a kept lesson in nearly the same words is refused here, with the reason:
 the prompt would carry the same advice twice.
@@ -56,6 +58,7 @@ class Step:
     policy_max_tokens: int = 384             # the policy's reply limit (the reflector sees who hit it)
     train: tuple[Task, ...] = ()             # the training split: a skill is tested on tasks it was not written from
     skill_samples: int = 8                   # drafts of a skill search (0: no search)
+    pending: tuple[Lesson, ...] = ()         # the scope's proposals waiting for a gate, oldest first, with store ids
 
     @property
     def evidence(self) -> tuple[str, ...]:
@@ -292,9 +295,22 @@ def rule_rewrite(step: Step) -> Proposal:
     return Proposal(tuple(made), (replace(reflection, edits=(Edit("rewrite", text),), notes=refused),))
 
 
+PROPOSAL = "proposal"  # the kind of a candidate made of a stored proposal: the loop decides the proposal by its gate
+PENDING_PER_STEP = 2   # proposals gated in one step: a queue of them must not spend a run's budget in one go
+
+
+def proposed(step: Step) -> Proposal:
+    """The oldest proposals waiting for a gate, each a candidate of its own: the current lessons and the proposal,
+    which keeps its store id (its `Edit` names it), so the one the gate accepts is the row that was proposed. They
+    passed the lesson screen when they were proposed; the loop screens them again with the rest."""
+    return Proposal(tuple(Candidate(Edit("add", p.text, p.id), (*step.lessons, p), PROPOSAL, p.reflection_id)
+                          for p in step.pending[:PENDING_PER_STEP]))
+
+
 # In this order the reflection and the rewrite, which open with the same evidence, are asked one after the other: a
 # local reflector keeps that evidence in its KV cache (0.60 of the reflector time a step on gsm8k; BENCHMARKS.md)
-PROPOSERS: tuple[Proposer, ...] = (reflector_edits, rule_rewrite, worked_example, demonstration, skill)
+# proposals first: a text someone sent in is gated ahead of the same text written by a proposer of this step
+PROPOSERS: tuple[Proposer, ...] = (proposed, reflector_edits, rule_rewrite, worked_example, demonstration, skill)
 
 
 def propose(step: Step, proposers: Sequence[Proposer] = PROPOSERS) -> Proposal:
