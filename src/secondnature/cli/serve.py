@@ -137,9 +137,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.spend_cost is not None and upstream.prices is None:
         raise UsageError("--spend-cost needs --prices IN,OUT to know what a replay costs")
     learner = _learner(args, tenants, upstream)
-    app = make_app(ServeConfig(upstream, tenants, args.scope, args.lesson_tokens),
+    from .web import result_dirs
+    app = make_app(ServeConfig(upstream, tenants, args.scope, args.lesson_tokens, result_dirs(None)),
                    on_start=learner.start if learner else None, on_stop=learner.stop if learner else None)
-    ui.err.print(f"serving http://{args.host}:{args.port}/v1 -> {url}; tenants: {', '.join(tenants.names())}; "
+    ui.err.print(f"serving http://{args.host}:{args.port}/v1 -> {url} (the page: /ui); tenants: {', '.join(tenants.names())}; "
                  f"learning: {'on' if learner else 'off'}")
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -9,22 +9,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import httpx2
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..store import LessonStore, StoreError
 from ..store import traffic as db
-from ..traffic import DEFAULT_SCOPE, feedback_value, score_of
-from ..types import Feedback
+from ..traffic import DEFAULT_SCOPE, parse_feedback, score_of
+from ..web import make_ui
+from ..web.routes import KEY_COOKIE
 from .proxy import ID_HEADER, Upstream, chat, error, upstream_headers
 from .tenants import Tenants
-
-FEEDBACK_SOURCES = ("person", "app", "judge", "majority", "checker")
-MAX_TEXT = 20_000  # characters of a comment or demonstration
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,7 @@ class ServeConfig:
     tenants: Tenants
     default_scope: str = DEFAULT_SCOPE
     lesson_tokens: int | None = 400
+    results: tuple[Path, ...] = ()   # learning curves and bench records the page at /ui shows
 
 
 def make_app(config: ServeConfig, *, on_start: Callable[[], None] | None = None,
@@ -42,14 +42,28 @@ def make_app(config: ServeConfig, *, on_start: Callable[[], None] | None = None,
     client = httpx2.AsyncClient(timeout=config.upstream.timeout_s,
                                 limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
 
-    def store_of(request: Request) -> LessonStore | Response:
-        tenant = config.tenants.tenant(request.headers.get("authorization"))
+    def tenant_store(authorization: str | None) -> LessonStore | None:
+        tenant = config.tenants.tenant(authorization)
         if tenant is None:
-            return error(401, "missing or unknown API key: send your tenant's key as `Authorization: Bearer KEY` "
-                              "(the openai SDK's api_key)", "invalid_request_error", "invalid_api_key")
+            return None
         if tenant not in stores:  # one connection per tenant, used on the event loop's thread only
             stores[tenant] = config.tenants.open_store(tenant)
         return stores[tenant]
+
+    def store_of(request: Request) -> LessonStore | Response:
+        found = tenant_store(request.headers.get("authorization"))
+        if found is None:
+            return error(401, "missing or unknown API key: send your tenant's key as `Authorization: Bearer KEY` "
+                              "(the openai SDK's api_key)", "invalid_request_error", "invalid_api_key")
+        return found
+
+    def page_store(request: Request) -> LessonStore | None:
+        """The page's store: the tenant's key from the login cookie (a browser) or the header (a script)."""
+        key = request.cookies.get(KEY_COOKIE)
+        return tenant_store(request.headers.get("authorization") or (f"Bearer {key}" if key else None))
+
+    page = make_ui(page_store, results=config.results,
+                   login=lambda key: config.tenants.tenant(f"Bearer {key}") is not None)
 
     async def completions(request: Request) -> Response:
         store = store_of(request)
@@ -136,6 +150,7 @@ def make_app(config: ServeConfig, *, on_start: Callable[[], None] | None = None,
         Route("/v1/calls", list_calls, methods=["GET"]),
         Route("/v1/calls/{call_id}", one_call, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Mount("/ui", app=page),  # the web page, each tenant seeing its own store
     ], lifespan=lifespan)
 
 
@@ -147,27 +162,6 @@ async def _json(request: Request) -> dict | Response:
     if not isinstance(body, dict):
         return error(400, "the body must be a JSON object")
     return body
-
-
-def parse_feedback(body: dict) -> Feedback:
-    """A feedback request as the store keeps it. ValueError says what is wrong and how to send it."""
-    call_id, conversation = body.get("id") or body.get("call_id") or "", body.get("conversation") or ""
-    if not isinstance(call_id, str) or not isinstance(conversation, str):
-        raise ValueError("'id' and 'conversation' must be strings")
-    if not call_id and not conversation:
-        raise ValueError("say what the feedback is about: 'id' (a response's id) or 'conversation'")
-    value = feedback_value(body.get("score"), body.get("thumbs"))
-    comment, demonstration = body.get("comment") or "", body.get("demonstration") or ""
-    if not isinstance(comment, str) or not isinstance(demonstration, str):
-        raise ValueError("'comment' and 'demonstration' must be strings")
-    if value is None and not comment.strip() and not demonstration.strip():
-        raise ValueError("send a 'score' in [0, 1], 'thumbs' ('up' or 'down'), a 'comment' or a 'demonstration'")
-    if len(comment) > MAX_TEXT or len(demonstration) > MAX_TEXT:
-        raise ValueError(f"a comment or demonstration may be at most {MAX_TEXT} characters")
-    source = body.get("source") or "person"
-    if source not in FEEDBACK_SOURCES:
-        raise ValueError(f"'source' must be one of {', '.join(FEEDBACK_SOURCES)}")
-    return Feedback(call_id, conversation if not call_id else "", value, comment, demonstration, source)
 
 
 def call_json(store: LessonStore, call) -> dict:

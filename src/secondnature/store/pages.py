@@ -1,0 +1,126 @@
+"""Pages of the store for a person to read (the web page): one page of lessons, rollouts, gates or calls at a time,
+filtered and counted in SQL, so a store of a million rows shows its first page as fast as one of ten."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ..types import Call, GateRecord, Lesson, Rollout
+from .errors import guarded
+from .sqlite import LessonStore, _gate, _lesson, query_words
+from .traffic import CALL_COLUMNS, _call
+
+T = TypeVar("T")
+PAGE = 50
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: tuple[T, ...]
+    total: int       # rows matching the filter, on every page
+    page: int        # 1-based
+    size: int = PAGE
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.size))
+
+
+def _where(filters: Sequence[tuple[str, object]]) -> tuple[str, list]:
+    """` WHERE a=? AND b=?` for the filters whose value is given."""
+    used = [(sql, v) for sql, v in filters if v not in (None, "")]
+    return (" WHERE " + " AND ".join(sql for sql, _ in used) if used else ""), [v for _, v in used]
+
+
+def _paged(store: LessonStore, table: str, where: str, args: list, order: str, page: int, size: int,
+           columns: str = "*") -> tuple[list, int]:
+    total = store.db.execute(f"SELECT COUNT(*) FROM {table}{where}", args).fetchone()[0]
+    page = min(max(1, page), max(1, -(-total // size)))
+    rows = store.db.execute(f"SELECT {columns} FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                            [*args, size, (page - 1) * size]).fetchall()
+    return rows, total
+
+
+@guarded
+def lessons(store: LessonStore, *, scope: str | None = None, status: str | None = None, query: str = "",
+            starts: str | None = None, starts_not: Sequence[str] = (), page: int = 1, size: int = PAGE) -> Page[Lesson]:
+    """Lessons newest first; `query` searches their text and tags (full text, every word a word's start), `starts`
+    and `starts_not` keep the texts that begin (or do not begin) with a prefix: a kind of lesson."""
+    filters: list[tuple[str, object]] = [("scope=?", scope), ("status=?", status)]
+    if words := query_words(query):
+        filters.append(("id IN (SELECT id FROM lesson_index WHERE lesson_index MATCH ?)",
+                        " AND ".join(f'"{w}"*' for w in words)))
+    filters += [(f"substr(text, 1, {len(p)}) = ?", p) for p in [starts] if p]
+    filters += [(f"substr(text, 1, {len(p)}) != ?", p) for p in starts_not]
+    where, args = _where(filters)
+    rows, total = _paged(store, "lessons", where, args, "seq DESC", page, size)
+    return Page(tuple(_lesson(r) for r in rows), total, max(1, page), size)
+
+
+@guarded
+def rollouts(store: LessonStore, *, scope: str | None = None, purpose: str | None = None, task: str | None = None,
+             page: int = 1, size: int = PAGE) -> Page[Rollout]:
+    where, args = _where([("scope=?", scope), ("purpose=?", purpose), ("task_id=?", task)])
+    rows, total = _paged(store, "rollouts", where, args, "rowid DESC", page, size, "id")
+    return Page(tuple(r for row in rows if (r := store.rollout(row[0]))), total, max(1, page), size)
+
+
+@guarded
+def gates(store: LessonStore, *, scope: str | None = None, decision: str | None = None, page: int = 1,
+          size: int = PAGE) -> Page[GateRecord]:
+    where, args = _where([("scope=?", scope), ("decision=?", decision)])
+    rows, total = _paged(store, "gates", where, args, "id DESC", page, size)
+    return Page(tuple(_gate(r) for r in rows), total, max(1, page), size)
+
+
+@guarded
+def gate(store: LessonStore, gate_id: int) -> GateRecord | None:
+    r = store.db.execute("SELECT * FROM gates WHERE id=?", (gate_id,)).fetchone()
+    return _gate(r) if r else None
+
+
+@guarded
+def calls(store: LessonStore, *, scope: str | None = None, page: int = 1, size: int = PAGE) -> Page[Call]:
+    where, args = _where([("scope=?", scope)])
+    rows, total = _paged(store, "calls", where, args, "created_at DESC, rowid DESC", page, size, CALL_COLUMNS)
+    return Page(tuple(_call(r) for r in rows), total, max(1, page), size)
+
+
+@guarded
+def feedback_counts(store: LessonStore, call_ids: Sequence[str]) -> dict[str, tuple[int, float | None]]:
+    """(verdicts, mean value) per call, for a page of calls."""
+    if not call_ids:
+        return {}
+    marks = ",".join("?" * len(call_ids))
+    rows = store.db.execute(f"SELECT call_id, COUNT(*), AVG(value) FROM feedback WHERE call_id IN ({marks}) "
+                            f"GROUP BY call_id", list(call_ids))
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+@guarded
+def val_rollouts(store: LessonStore, run_id: int) -> list[Rollout]:
+    """A run's validation rollouts: the items every gate of the run was decided on."""
+    ids = [r[0] for r in store.db.execute("SELECT id FROM rollouts WHERE run_id=? AND purpose='val' ORDER BY rowid",
+                                          (run_id,))]
+    return [r for i in ids if (r := store.rollout(i))]
+
+
+@guarded
+def gate_of(store: LessonStore, lesson: Lesson) -> GateRecord | None:
+    """The gate that brought a lesson (or the lesson it was edited from) into its scope: the accepted gate whose
+    revision first held it."""
+    rows = store.db.execute("SELECT id, lesson_ids FROM revisions WHERE scope=? ORDER BY id", (lesson.scope,))
+    first = next((r[0] for r in rows if lesson.id in json.loads(r[1])), None)
+    if first is None:
+        return None
+    r = store.db.execute("SELECT * FROM gates WHERE revision_id=? AND decision='accepted'", (first,)).fetchone()
+    return _gate(r) if r else None
+
+
+@guarded
+def revisions_with(store: LessonStore, lesson: Lesson) -> list[int]:
+    """The revisions of the lesson's scope that held it."""
+    rows = store.db.execute("SELECT id, lesson_ids FROM revisions WHERE scope=? ORDER BY id", (lesson.scope,))
+    return [r[0] for r in rows if lesson.id in json.loads(r[1])]
