@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .inject import content_text, own_system
 from .store import LessonStore
@@ -41,6 +41,32 @@ def feedback_value(score: object = None, thumbs: object = None) -> float | None:
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"score must be a number in [0, 1], not {score!r}; rescale a 1-5 or 1-10 rating first")
     return value
+
+
+FEEDBACK_SOURCES = ("person", "app", "judge", "majority", "checker")
+MAX_FEEDBACK_TEXT = 20_000  # characters of a comment or demonstration
+
+
+def parse_feedback(body: Mapping, sources: Sequence[str] = FEEDBACK_SOURCES) -> Feedback:
+    """A feedback request (serve's `/v1/feedback` body, or the MCP tool's arguments) as the store keeps it. ValueError
+    says what is wrong and how to send it. Whether the call or conversation exists is the caller's to check."""
+    call_id, conversation = body.get("id") or body.get("call_id") or "", body.get("conversation") or ""
+    if not isinstance(call_id, str) or not isinstance(conversation, str):
+        raise ValueError("'id' and 'conversation' must be strings")
+    if not call_id and not conversation:
+        raise ValueError("say what the feedback is about: 'id' (a response's id) or 'conversation'")
+    value = feedback_value(body.get("score"), body.get("thumbs"))
+    comment, demonstration = body.get("comment") or "", body.get("demonstration") or ""
+    if not isinstance(comment, str) or not isinstance(demonstration, str):
+        raise ValueError("'comment' and 'demonstration' must be strings")
+    if value is None and not comment.strip() and not demonstration.strip():
+        raise ValueError("send a 'score' in [0, 1], 'thumbs' ('up' or 'down'), a 'comment' or a 'demonstration'")
+    if len(comment) > MAX_FEEDBACK_TEXT or len(demonstration) > MAX_FEEDBACK_TEXT:
+        raise ValueError(f"a comment or demonstration may be at most {MAX_FEEDBACK_TEXT} characters")
+    source = body.get("source") or "person"
+    if source not in sources:
+        raise ValueError(f"'source' must be one of {', '.join(sources)}")
+    return Feedback(call_id, conversation if not call_id else "", value, comment, demonstration, source)
 
 
 def score_of(call: Call, feedback: Sequence[Feedback]) -> Score | None:
