@@ -20,7 +20,9 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
+from .. import hand
 from ..curate import running_credit
+from ..lessonfile import read_lessons
 from ..screen import attack_in, problem_with
 from ..skills import code_of, is_skill
 from ..store import LessonStore, open_store
@@ -124,7 +126,7 @@ def cmd_lessons(args: argparse.Namespace) -> int:
             print(text)
         return 0
     if args.action == "import":
-        return _import(store, Path(args.file), args.allow_instruction)
+        return _import(store, Path(args.file), args.allow_instruction, args.scope)
     raise UsageError(f"unknown action {args.action}")
 
 
@@ -168,40 +170,15 @@ def _replace(store: LessonStore, x: Lesson, text: str | None) -> int:
     return 0
 
 
-def _import(store: LessonStore, path: Path, allow_instruction: bool = False) -> int:
-    """Every scope of an export, each lesson through the safety screen first (a file may come from anyone)."""
-    try:
-        data = json.loads(path.read_text())
-        scopes = data["scopes"]
-        assert isinstance(scopes, dict)
-    except (OSError, ValueError, KeyError, AssertionError, TypeError) as e:  # ValueError: bad JSON or not UTF-8
-        raise UsageError(f"{path} is not a lessons export ({type(e).__name__}: {e}); make one with "
-                         f"`secondnature lessons export FILE`") from e
-    with store.transaction():  # every scope or none
-        for scope, items in scopes.items():
-            if not all(isinstance(item, dict) and str(item.get("text", "")).strip() for item in items):
-                raise UsageError(f"{path}: scope {scope}: every lesson needs a non-empty \"text\"")
-
-            refused = [(item["text"], why) for item in items
-                       if (why := attack_in(item["text"], allow_instruction=allow_instruction))]
-            for text, why in refused:
-                ui.err.print(escape(f"{scope}: not imported, {why}: {text[:80]!r}"))
-            gone = {t for t, _ in refused}
-            items = [item for item in items if item["text"] not in gone]
-
-            def add(ids: list[str], scope: str = scope, items: list[dict] = items) -> list[str]:
-                have = {x.text for x in store.revision_lessons(store.head(scope))}
-                return ids + [store.add_lesson(Lesson("", item["text"], scope, tuple(item.get("evidence", ())),
-                                                      gain=float(item.get("gain", 0.0)),
-                                                      tags=tuple(item.get("tags", ())))).id
-                              for item in items if item["text"] not in have]
-            rev = change_head(store, scope, add, f"imported from {path.name}")
-            prompts = (data.get("prompts") or {}).get(scope, [])
-            if not isinstance(prompts, list) or not all(isinstance(x, list) and len(x) == 2 for x in prompts):
-                raise UsageError(f"{path}: prompts of scope {scope} must be a list of (task id, prompt) pairs, as "
-                                 f"`secondnature lessons export` writes them; nothing was imported")
-            store.index_prompts(scope, [(str(t), str(p)) for t, p in prompts])
-            ui.out.print(f"{scope}: revision {rev.id} with {len(rev.lesson_ids)} lessons")
+def _import(store: LessonStore, path: Path, allow_instruction: bool = False, scope: str | None = None) -> int:
+    """Every scope of a lessons file (a JSON export, Agent Skills, a rules file), each lesson through the safety
+    screen first (a file may come from anyone). A file that cannot be read changes nothing."""
+    found = read_lessons(path, scope)  # a ValueError names the file, the problem and the fix
+    for done in hand.import_lessons(store, found.scopes, path.name, prompts=found.prompts,
+                                    allow_instruction=allow_instruction):
+        for text, why in done.refused:
+            ui.err.print(escape(f"{done.scope}: not imported, {why}: {text[:80]!r}"))
+        ui.out.print(f"{escape(done.scope)}: revision {done.revision.id} with {len(done.revision.lesson_ids)} lessons")
     return 0
 
 
