@@ -11,8 +11,11 @@ from pathlib import Path
 import secondnature
 
 PACKAGE = Path(secondnature.__file__).parent
-HEAVY = ("gepa", "matplotlib", "torch", "transformers", "peft", "trl", "llama_cpp", "starlette", "uvicorn")
-UPPER = ("secondnature.cli", "secondnature.bench", "secondnature.train", "secondnature.serve")
+HEAVY = ("gepa", "matplotlib", "torch", "transformers", "peft", "trl", "llama_cpp", "starlette", "uvicorn", "jinja2",
+         "mcp")
+# the layers above the core: the CLI, the comparison harness, training, and what speaks HTTP or MCP
+UPPER = ("secondnature.cli", "secondnature.bench", "secondnature.train", "secondnature.serve", "secondnature.web",
+         "secondnature.mcp_server")
 
 
 def modules() -> dict[str, Path]:

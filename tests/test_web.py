@@ -119,6 +119,7 @@ def test_lessons_page_lists_filters_and_searches(site, driver, tmp_path):
     shot(driver, tmp_path, "lessons")
     box = driver.find_element(By.NAME, "q")
     box.send_keys("french", Keys.ENTER)
+    WebDriverWait(driver, 10).until(lambda d: "q=french" in d.current_url)
     rows = driver.find_elements(By.CSS_SELECTOR, "tr[data-row]")
     assert len(rows) == 1 and "Reply in French." in rows[0].text
     driver.get(url + "/lessons?kind=skill")
@@ -187,7 +188,7 @@ def test_revisions_diff_promote_and_rollback(site, driver, tmp_path):
     assert "head" in driver.find_element(By.CSS_SELECTOR, "tr[data-row]").text
     driver.find_element(By.NAME, "a").send_keys("1")
     driver.find_element(By.NAME, "b").send_keys("2")
-    driver.find_element(By.CSS_SELECTOR, "#diff-form button").click()
+    submit(driver, driver.find_element(By.CSS_SELECTOR, "#diff-form button"))
     added = driver.find_elements(By.CSS_SELECTOR, ".diff .add")
     assert len(added) == 1 and ids["new"] in added[0].text and "Use the python tool" in added[0].text
     assert not driver.find_elements(By.CSS_SELECTOR, ".diff .del")
@@ -211,7 +212,7 @@ def test_gates_page_shows_every_decision_with_its_figures(site, driver, tmp_path
     assert "rejected" in rows[0].text and "Guess quickly." in rows[0].text and "1.000" in rows[0].text
     assert "accepted" in rows[1].text and "0.062" in rows[1].text
     shot(driver, tmp_path, "gates")
-    rows[1].find_element(By.TAG_NAME, "a").click()
+    submit(driver, rows[1].find_element(By.TAG_NAME, "a"))
     assert len(driver.find_elements(By.CSS_SELECTOR, "table.items tr[data-row]")) == 6
 
 
@@ -219,7 +220,7 @@ def test_feedback_from_the_page_lands_in_the_store(site, driver, tmp_path):
     url, path, ids = site
     driver.get(url + "/calls")
     assert "Where is my order <b>now</b>?" in text_of(driver)
-    driver.find_element(By.CSS_SELECTOR, "tr[data-row] a").click()
+    submit(driver, driver.find_element(By.CSS_SELECTOR, "tr[data-row] a"))
     assert "revision in context" in text_of(driver)
     driver.find_element(By.CSS_SELECTOR, "input[name=thumbs][value=down]").click()
     driver.find_element(By.ID, "fb-comment").send_keys("No order number.")
@@ -262,9 +263,9 @@ def test_phone_width_has_no_sideways_scroll_and_keys_navigate(site, driver, tmp_
     body.send_keys("j")
     first = driver.find_element(By.CSS_SELECTOR, "tr[data-row].current a").text
     driver.switch_to.active_element.send_keys(Keys.ENTER)
-    assert driver.current_url.endswith(f"/lessons/{first}")
+    WebDriverWait(driver, 10).until(lambda d: d.current_url.endswith(f"/lessons/{first}"))
     driver.find_element(By.TAG_NAME, "body").send_keys("g", "r")
-    assert driver.current_url.endswith("/revisions")
+    WebDriverWait(driver, 10).until(lambda d: d.current_url.endswith("/revisions"))
 
 
 def test_a_page_of_ten_thousand_lessons_is_paginated(tmp_path):
@@ -316,9 +317,9 @@ def test_the_page_under_serve_is_behind_each_tenants_key(tmp_path, driver):
         driver.get(base + "/ui/lessons")
         assert "Sign in" in text_of(driver)
         driver.find_element(By.NAME, "key").send_keys("sk-wrong", Keys.ENTER)
-        assert "not known" in text_of(driver)
+        WebDriverWait(driver, 10).until(lambda d: "not known" in text_of(d))
         driver.find_element(By.NAME, "key").send_keys("sk-acme", Keys.ENTER)
-        assert driver.current_url.endswith("/ui/lessons")
+        WebDriverWait(driver, 10).until(lambda d: d.current_url.endswith("/ui/lessons"))
         body = text_of(driver)
         assert "Acme lessons say hello." in body and "Beta keeps" not in body
         shot(driver, tmp_path, "login-acme", full=False)

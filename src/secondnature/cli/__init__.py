@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve(sub)
     from .traffic import add_parser as add_traffic  # `import traces FILE` and `calls`
     add_traffic(sub)
+    from .export import add_parser as add_export  # `export skills DIR`, `export rules FILE`
+    add_export(sub)
+    from .mcp_cmd import add_parser as add_mcp  # `mcp`: the store as Model Context Protocol tools
+    add_mcp(sub)
+    from .web import add_parser as add_web  # `ui`: the web page
+    add_web(sub)
 
     p = sub.add_parser("demo", help="baseline, a learning run, the lessons, the score after, and its record")
     p.add_argument("--budget", type=int, default=400, help="most rollouts to spend (it stops once nothing is left "

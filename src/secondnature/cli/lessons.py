@@ -7,11 +7,9 @@ learn run or another edit committing meanwhile keeps its lessons.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -23,10 +21,9 @@ from rich.table import Table
 from .. import hand
 from ..curate import running_credit
 from ..lessonfile import read_lessons
-from ..screen import attack_in, problem_with
 from ..skills import code_of, is_skill
 from ..store import LessonStore, open_store
-from ..types import Lesson, Revision
+from ..types import Lesson
 from . import ui
 from .ui import UsageError
 
@@ -43,10 +40,7 @@ def head_lessons(store: LessonStore, scope: str, revision: int | None = None) ->
 
 
 def _scope_of(store: LessonStore, lesson_id: str) -> Lesson:
-    lesson = store.lesson(lesson_id)
-    if lesson is None:
-        raise UsageError(f"no lesson {lesson_id!r}; see `secondnature lessons list --all`")
-    return lesson
+    return hand.lesson_of(store, lesson_id)
 
 
 def cmd_lessons(args: argparse.Namespace) -> int:
@@ -85,32 +79,13 @@ def cmd_lessons(args: argparse.Namespace) -> int:
             ui.out.print(escape(f"- {r.task_id} score {r.score.value:g} ({r.score.feedback}): {r.completion[:160]!r}"))
         return 0
     if args.action == "edit":
-        x = _scope_of(store, args.id)
-        text = args.text if args.text is not None else _edit_in_editor(x.text)
-        # one line, except where lines carry meaning: an instruction's answer line, a worked example's steps
-        text = ("\n".join(" ".join(x.split()) for x in text.strip().splitlines() if x.strip()) if "\n" in x.text
-                else " ".join(text.split()))
-        if not text or text == x.text:
-            ui.out.print("unchanged")
-            return 0
-        if why := attack_in(text, allow_instruction=args.allow_instruction):  # --force does not pass the safety screen
-            raise UsageError(f"the lesson screen refuses that text ({why}); nothing was changed")
-        why = problem_with(text, allow_instruction=args.allow_instruction)
-        if why and not args.force:
-            raise UsageError(f"that text does not look like a lesson ({why}); pass --force to keep it anyway")
-        return _replace(store, x, text)
-    if args.action == "rm":
-        x = _scope_of(store, args.id)
-        return _replace(store, x, None)
-    if args.action == "restore":
-        x = _scope_of(store, args.id)
-
-        def restore(ids: list[str]) -> list[str]:
-            if x.id in ids:
-                raise UsageError(f"{x.id} is already in the current revision of {x.scope}")
-            return ids + [x.id]
-        rev = change_head(store, x.scope, restore, f"restored {x.id} by hand")
-        ui.out.print(f"revision {rev.id} of {x.scope}: restored {x.id}" + (f" (it was retired: {x.note})" if x.note else ""))
+        text = args.text if args.text is not None else _edit_in_editor(_scope_of(store, args.id).text)
+        done = hand.edit(store, args.id, text, force=args.force, allow_instruction=args.allow_instruction)
+        ui.out.print(escape(done.message) if done else "unchanged")
+        return 0
+    if args.action in ("rm", "restore"):
+        done = (hand.remove if args.action == "rm" else hand.restore_lesson)(store, args.id)
+        ui.out.print(escape(done.message))
         return 0
     if args.action == "export":
         scopes = [args.scope] if args.scope else store.scopes()
@@ -139,35 +114,6 @@ def _edit_in_editor(text: str) -> str:
         f.write(text + "\n")
     subprocess.run([editor, f.name], check=True)
     return Path(f.name).read_text()
-
-
-def change_head(store: LessonStore, scope: str, change: Callable[[list[str]], list[str]], note: str) -> Revision:
-    """Commit `change` (the head's lesson ids -> the new ones) applied to the head of `scope` as it is when the write
-    lock is held: whatever another process committed before is what the change is applied to, and nothing can commit
-    between the read and the commit (`parent` makes the store check it)."""
-    with store.transaction():
-        head = store.head(scope)
-        ids = change(list(head.lesson_ids) if head else [])
-        return store.commit_revision(scope, ids, note, parent=head.id if head else None)
-
-
-def _replace(store: LessonStore, x: Lesson, text: str | None) -> int:
-    """A hand edit or removal makes a new revision of the lesson's scope (people are trusted; no gate)."""
-    new: list[Lesson] = []
-
-    def swap(ids: list[str]) -> list[str]:
-        if x.id not in ids:
-            raise UsageError(f"{x.id} is not in the current revision of {x.scope}; restore a revision that has it "
-                             f"first")
-        if text is not None:
-            new.append(store.add_lesson(Lesson("", text, x.scope, x.evidence, x.reflection_id, parent=x.id,
-                                               gain=x.gain)))
-        store.set_status(x.id, "retired", "edited by hand" if text else "removed by hand")
-        return [i for i in ids if i != x.id] + [y.id for y in new]
-    rev = change_head(store, x.scope, swap, f"{'edited' if text else 'removed'} {x.id} by hand")
-    ui.out.print(f"revision {rev.id} of {x.scope}: {'replaced' if text else 'removed'} {x.id}"
-              + (f" with {new[0].id}" if new else ""))
-    return 0
 
 
 def _import(store: LessonStore, path: Path, allow_instruction: bool = False, scope: str | None = None) -> int:
@@ -199,46 +145,24 @@ def cmd_revisions(args: argparse.Namespace) -> int:
         ui.out.print(t)
         return 0
     if args.action == "diff":
-        a, b = store.revision(args.a), store.revision(args.b)
-        if a is None or b is None:
-            raise UsageError(f"no revision {args.a if a is None else args.b}; see `secondnature revisions list`")
-        la = [f"{x.id}. {x.text}" for x in store.revision_lessons(a)]
-        lb = [f"{x.id}. {x.text}" for x in store.revision_lessons(b)]
-        for line in difflib.unified_diff(la, lb, f"revision {a.id}", f"revision {b.id}", lineterm=""):
+        for line in hand.diff(store, args.a, args.b):
             print(line)
         return 0
     if args.action == "restore":
-        old = store.revision(args.a)
-        if old is None:
-            raise UsageError(f"no revision {args.a}; see `secondnature revisions list`")
-        rev = change_head(store, old.scope, lambda _ids: list(old.lesson_ids), f"restored revision {old.id}")
-        ui.out.print(f"revision {rev.id} of {old.scope} restores revision {old.id} ({len(old.lesson_ids)} lessons)")
-        return 0
-    if args.action in ("promote", "rollback"):
-        return _promote(store, args)
-    raise UsageError(f"unknown action {args.action}")
-
-
-def _promote(store, args: argparse.Namespace) -> int:
-    """promote N: revision N's lessons become its scope's head (live at once in `serve`); rollback: the head's parent's
-    do. Either makes a new revision, so it can itself be rolled back."""
-    if args.action == "promote":
-        target = store.revision(args.a) if args.a is not None else None
-        if target is None:
-            raise UsageError(f"no revision {args.a}; `secondnature revisions promote N` takes an id from "
-                             f"`secondnature revisions list`")
-        scope, note = target.scope, f"promoted revision {target.id}"
+        done = hand.restore_revision(store, args.a)
+    elif args.action == "promote":
+        if args.a is None:
+            raise UsageError("`secondnature revisions promote N` takes an id from `secondnature revisions list`")
+        done = hand.promote(store, args.a)
+    elif args.action == "rollback":
+        done = hand.rollback(store, args.scope or _only_scope(store))
     else:
-        scope = args.scope or _only_scope(store)
-        head = store.head(scope)
-        if head is None or head.parent is None:
-            raise UsageError(f"{scope!r} has no earlier revision to roll back to")
-        target, note = store.revision(head.parent), f"rolled back revision {head.id} to {head.parent}"
-    rev = change_head(store, scope, lambda _ids: list(target.lesson_ids), note)
+        raise UsageError(f"unknown action {args.action}")
     if args.json:
-        print(json.dumps({"scope": scope, "revision": rev.id, "lessons": list(rev.lesson_ids), "note": note}))
+        print(json.dumps({"scope": done.revision.scope, "revision": done.revision.id,
+                          "lessons": list(done.revision.lesson_ids), "note": done.revision.note}))
     else:
-        ui.out.print(f"revision {rev.id} of {scope}: {note} ({len(target.lesson_ids)} lessons), live now")
+        ui.out.print(escape(done.message))
     return 0
 
 
