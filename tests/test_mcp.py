@@ -170,6 +170,7 @@ def test_a_proposal_waits_for_the_gate_and_the_client_sees_its_verdict(tmp_path)
     assert "lesson screen refuses" in hostile_why and "Nothing was stored" in hostile_why
     assert "too short" in short_why and "not a scope name" in scope_why
     assert (good["status"], good["scope"], good["why"]) == ("proposed", "toy", "it miscounted double letters")
+    assert good["author"].startswith("mcp client ") and len(good["author"]) > len("mcp client ")  # the SDK's name
     assert f"{good['id']} says nearly the same" in again
     # stored, in no revision, never injected
     store = LessonStore(path)

@@ -2,9 +2,9 @@
 lessons a scope learned, scores the replies it got through `serve`, and proposes a lesson of its own.
 
 The lessons handed out are a scope's head as `serve` injects them: words only, the most gain per token first under
-a token budget, numbered in a stable order. Skills are code that runs in the sandbox of our own episodes and is not
-handed out to run elsewhere; an instruction lesson replaces a task's instruction, and a client's instruction is its
-own. Both are left out and named.
+a token budget, numbered in a stable order. A skill is code the policy calls inside our sandbox, which a client
+cannot call (`secondnature export skills` hands skills out as scripts); an instruction lesson replaces a task's
+instruction, and a client's instruction is its own. Both are left out of the block and named by id.
 
 A proposed lesson passes the lesson screen and is stored as "proposed": in no revision, so never injected. It
 waits for the gate: the next learning step of its scope (`secondnature learn`, or serve's learner for a served
@@ -14,15 +14,13 @@ the head under the id it was given; if it loses it is "rejected", with the gate'
 The tools are plain functions of a store, raising `ToolProblem` with what to do instead; `build_server` wraps them
 for the official `mcp` SDK (imported there only, so the rest of the package never needs it).
 """
-from __future__ import annotations
-
+# no `from __future__ import annotations`: the SDK reads the tools' annotations, which name types imported inside
+# build_server (the SDK is imported there only), so they are evaluated where the tools are defined
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
-
-from pydantic import Field  # the tools' argument descriptions (pydantic comes with openai, a core dependency)
+from typing import TYPE_CHECKING, TypeVar
 
 from . import inject, retrieve
 from .learn import scope_tags
@@ -57,7 +55,7 @@ class LessonBlock:
     text: str                        # the numbered lessons under their header ('' when none fit or none exist)
     lesson_ids: tuple[str, ...]      # the lessons in `text`, in its order
     dropped_ids: tuple[str, ...]     # lessons that did not fit the budget (least gain per token dropped first)
-    left_out_ids: tuple[str, ...]    # skills and instruction lessons: never handed out (the module says why)
+    left_out_ids: tuple[str, ...]    # skills and instruction lessons: not part of the block (the module says why)
     scope: str | None                # the scope the lessons are from (None: found by relevance across scopes)
     revision: int | None             # its head revision
     tokens: int                      # estimated tokens of `text`
@@ -83,11 +81,13 @@ class ProposalInfo:
     status: str   # proposed (waits for the gate), active (won: in the head), rejected (lost), retired (won, later removed)
     note: str     # what it waits for, or the gate's reason for rejecting it
     why: str      # the reason its author gave
+    author: str   # the MCP client that sent it, by the name it gave
     proposed_at: str
 
 
 def usable(lessons: list[Lesson]) -> list[Lesson]:
-    """The lessons a client may be handed: words, not a skill's code or a replacement for its own instruction."""
+    """The lessons a client can follow as they are: words, not a skill to call or a replacement for its own
+    instruction."""
     return [x for x in lessons if not is_skill(x.text) and not inject.is_instruction(x)]
 
 
@@ -192,7 +192,8 @@ def submit_proposal(store: LessonStore, scope: str, text: str, why: str = "", au
 
 def proposal_info(store: LessonStore, x: Lesson) -> ProposalInfo:
     record = store.reflection(x.reflection_id) or {}
-    return ProposalInfo(x.id, x.scope, x.text, x.status, x.note, record.get("prompt", ""), record.get("created_at", ""))
+    return ProposalInfo(x.id, x.scope, x.text, x.status, x.note, record.get("prompt", ""), record.get("model", ""),
+                        record.get("created_at", ""))
 
 
 def list_proposals(store: LessonStore, scope: str | None = None, limit: int = 50) -> list[ProposalInfo]:
@@ -210,11 +211,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def build_server(store_path: Path) -> MCPServer:
+def build_server(store_path: Path) -> "MCPServer":
     """The MCP server over the store at `store_path`. ImportError when the `mcp` package (2.x) is missing."""
-    from mcp.server.mcpserver import MCPServer
+    from typing import Annotated, Literal
+
+    from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import ToolAnnotations
+    from pydantic import Field
 
     def run(tool: Callable[..., T], *args, **kw) -> T:
         # a store opened per call: the SDK runs each call in a worker thread, and an SQLite connection is one
@@ -288,13 +292,14 @@ def build_server(store_path: Path) -> MCPServer:
             text: Annotated[str, Field(description="one piece of advice for the next attempt, in plain words "
                                                    "(4 to 80 words)")],
             why: Annotated[str, Field(description="what you saw that the lesson would fix; kept as its record")] = "",
+            ctx: Context | None = None,
     ) -> ProposalInfo:
         """Propose a lesson for a scope. It passes the lesson screen (no instructions about the model's role, no
         secrets, no addresses, the shape of a lesson) or is refused with the reason. An accepted proposal is stored as
         "proposed" and is NOT used yet: it waits for the gate, the next learning step of its scope, which tests it
         against the current lessons on paired validation items. If it wins it joins the lessons under the id returned
         here; if it loses its status becomes "rejected" with the reason. `proposals` shows where it stands."""
-        return run(submit_proposal, scope, text, why)
+        return run(submit_proposal, scope, text, why, client_name(ctx))
 
     @tool(reading)
     def proposals(
@@ -306,6 +311,13 @@ def build_server(store_path: Path) -> MCPServer:
         return run(list_proposals, scope, limit)
 
     return server
+
+
+def client_name(ctx: object) -> str:
+    """The name and version the client gave when it connected (a stateless HTTP request may give none)."""
+    params = getattr(getattr(ctx, "session", None), "client_params", None)
+    info = getattr(params, "client_info", None)
+    return f"mcp client {info.name} {info.version}".strip() if info else "mcp client"
 
 
 def serve(store_path: Path, http: tuple[str, int] | None = None) -> None:
