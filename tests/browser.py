@@ -15,7 +15,7 @@ def chromium():
     binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     driver = shutil.which("chromedriver")
     if not (binary and driver):
-        msg = "no chromium and chromedriver: apt-get install chromium chromium-driver (`.ci/run` does)"
+        msg = "no chromium and chromedriver: run ./scripts/system-deps (`.ci/run` does)"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
@@ -26,7 +26,13 @@ def chromium():
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900",
                 "--disable-extensions", "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console errors (a CSP violation is one)
     return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def console_errors(driver) -> list[str]:
+    """The page's console errors since the last call: a script that failed, a resource refused."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
 def shot(driver, tmp_path: Path, name: str, *, full: bool = True) -> Path:

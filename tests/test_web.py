@@ -9,7 +9,7 @@ import time
 
 import httpx2
 import pytest
-from browser import chromium, shot
+from browser import chromium, console_errors, shot
 from responder import serve_in_thread
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -134,6 +134,7 @@ def test_hostile_text_is_shown_as_text_and_never_runs(site, driver):
         assert driver.execute_script("return window.pwned") is None
         assert "<script>window.pwned = 1</script>" in text_of(driver)
         assert not driver.find_elements(By.CSS_SELECTOR, "main img[src='x']")
+    assert not console_errors(driver)
 
 
 def test_a_lesson_page_shows_its_evidence_gate_items_and_reflection(site, driver, tmp_path):

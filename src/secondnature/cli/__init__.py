@@ -6,6 +6,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from rich.markup import escape
+
 from ..models import ModelError
 from ..sandbox import INSECURE_ENV, SandboxUnavailable
 from ..store import StoreError
@@ -177,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, ModelError, StoreError, WeightsError, SandboxUnavailable, ValueError) as e:
-        ui.err.print(f"[red]error:[/] {e}")
+        ui.err.print(f"[red]error:[/] {escape(str(e))}")  # a message naming `pip install '...[serve]'` keeps its brackets
         return 2
     except KeyboardInterrupt:
         ui.err.print("interrupted; accepted lessons are saved. Continue with `secondnature learn TASKSET --resume`.")

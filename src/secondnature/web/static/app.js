@@ -28,6 +28,14 @@
     else if (e.key === "k") { e.preventDefault(); move(-1); }
     else if (e.key === "g") { pendingG = true; }
   });
+  // "follow live": reload the page every few seconds while the box is ticked (remembered for this tab)
+  var live = document.querySelector("[data-live]");
+  if (live) {
+    live.checked = sessionStorage.getItem("sn-live") === "1";
+    live.addEventListener("change", function () { sessionStorage.setItem("sn-live", live.checked ? "1" : "0"); });
+    setInterval(function () { if (live.checked && !document.hidden) window.location.reload(); },
+                1000 * Number(live.getAttribute("data-live")));
+  }
   document.addEventListener("submit", function (e) {
     var q = e.target.getAttribute("data-confirm");
     if (q && !window.confirm(q)) e.preventDefault();
