@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,10 @@ from secondnature.web import make_ui  # noqa: E402
 def full(driver, path: Path) -> None:
     height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 2000)")
     driver.set_window_size(1280, height + 120)
+    for _ in range(50):  # lazy images load once the taller window shows them
+        if driver.execute_script("return Array.from(document.images).every(i => i.complete)"):
+            break
+        time.sleep(0.1)
     driver.save_screenshot(str(path))
     driver.set_window_size(1280, 900)
 

@@ -12,6 +12,7 @@ from ..inject import EXAMPLE_PREFIX, is_instruction
 from ..skills import code_of, is_skill, skills_in
 from ..store import LessonStore
 from ..store import pages as db
+from ..text import approx_tokens
 from ..types import GateRecord, Lesson, Rollout
 
 KINDS = ("rule", "example", "skill", "instruction")
@@ -26,9 +27,9 @@ def kind_of(x: Lesson) -> str:
 
 
 def tokens(text: str) -> int:
-    """Tokens a lesson costs in the prompt, as a person reads a table: about four characters a token. The exact
-    count depends on the policy's tokenizer, which the page does not load."""
-    return max(1, round(len(text) / 4))
+    """Tokens a lesson costs in the prompt, estimated as serve and the MCP tools estimate them (the exact count depends
+    on the policy's tokenizer, which the page does not load)."""
+    return approx_tokens(text)
 
 
 @dataclass(frozen=True)
