@@ -68,6 +68,14 @@ def rollouts(store: LessonStore, *, scope: str | None = None, purpose: str | Non
 
 
 @guarded
+def scopes(store: LessonStore) -> list[str]:
+    """Every scope the store knows: learned in, committed to, or holding lessons (a run may have kept none yet)."""
+    rows = store.db.execute("SELECT scope FROM runs UNION SELECT scope FROM revisions UNION SELECT scope FROM lessons "
+                            "ORDER BY 1")
+    return [r[0] for r in rows]
+
+
+@guarded
 def gates(store: LessonStore, *, scope: str | None = None, decision: str | None = None, page: int = 1,
           size: int = PAGE) -> Page[GateRecord]:
     where, args = _where([("scope=?", scope), ("decision=?", decision)])

@@ -76,7 +76,7 @@ def table(ctx: Context) -> list[Route]:
         found = db.lessons(store, scope=scope, status=None if status == "all" else status, query=query,
                            starts=STARTS.get(kind), starts_not=tuple(STARTS.values()) if kind == "rule" else (),
                            page=_int(request, "page") or 1)
-        return ctx.page(request, "lessons.html", found=found, rows=views.rows(store, found.rows), scopes=store.scopes(),
+        return ctx.page(request, "lessons.html", found=found, rows=views.rows(store, found.rows), scopes=db.scopes(store),
                         scope=scope or "", status=status, kind=kind, query=query, kinds=views.KINDS,
                         heads={s: h.id for s in store.scopes() if (h := store.head(s))})
 
@@ -104,7 +104,7 @@ def table(ctx: Context) -> list[Route]:
         size, page = db.PAGE, _int(request, "page") or 1
         found = db.Page(tuple(revs[(page - 1) * size: page * size]), len(revs), page, size)
         heads = {s: h.id for s in store.scopes() if (h := store.head(s))}
-        return ctx.page(request, "revisions.html", found=found, scopes=store.scopes(), scope=scope or "", heads=heads)
+        return ctx.page(request, "revisions.html", found=found, scopes=db.scopes(store), scope=scope or "", heads=heads)
 
     def diff(request: Request, store: LessonStore) -> Response:
         a, b = _int(request, "a", None), _int(request, "b", None)
@@ -132,7 +132,7 @@ def table(ctx: Context) -> list[Route]:
         q = request.query_params
         found = db.gates(store, scope=q.get("scope") or None, decision=q.get("decision") or None,
                          page=_int(request, "page") or 1)
-        return ctx.page(request, "gates.html", found=found, scopes=store.scopes(), scope=q.get("scope", ""),
+        return ctx.page(request, "gates.html", found=found, scopes=db.scopes(store), scope=q.get("scope", ""),
                         decision=q.get("decision", ""))
 
     def gate(request: Request, store: LessonStore) -> Response:
@@ -145,7 +145,7 @@ def table(ctx: Context) -> list[Route]:
         q = request.query_params
         found = db.rollouts(store, scope=q.get("scope") or None, purpose=q.get("purpose") or None,
                             task=q.get("task") or None, page=_int(request, "page") or 1)
-        return ctx.page(request, "rollouts.html", found=found, scopes=store.scopes(), scope=q.get("scope", ""),
+        return ctx.page(request, "rollouts.html", found=found, scopes=db.scopes(store), scope=q.get("scope", ""),
                         purpose=q.get("purpose", ""), task=q.get("task", ""))
 
     def one_rollout(request: Request, store: LessonStore) -> Response:
