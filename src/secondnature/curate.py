@@ -93,22 +93,23 @@ class RunningCredit:
     in_context: int        # recorded attempts with the lesson in context
 
 
-def running_credit(rows: Sequence[tuple[str, float, tuple[str, ...]]],
-                   lesson_ids: Sequence[str]) -> dict[str, RunningCredit]:
-    """Running estimates for `lesson_ids` from (task id, score, lessons in context) rows (`LessonStore.scored`)."""
-    by_task: dict[str, dict[frozenset[str], list[float]]] = {}
-    for task_id, value, ids in rows:
-        by_task.setdefault(task_id, {}).setdefault(frozenset(ids), []).append(value)
+def running_credit(rows: Sequence[tuple], lesson_ids: Sequence[str]) -> dict[str, RunningCredit]:
+    """Running estimates for `lesson_ids` from (task id, score, lessons in context) rows, or (task id, sum of scores,
+    lessons in context, attempts) rows of attempts grouped alike (`LessonStore.scored`)."""
+    by_task: dict[str, dict[frozenset[str], list[float]]] = {}  # task -> lesson set -> [sum of scores, attempts]
+    for task_id, value, ids, *n in rows:
+        got = by_task.setdefault(task_id, {}).setdefault(frozenset(ids), [0.0, 0])
+        got[0], got[1] = got[0] + value, got[1] + (n[0] if n else 1)
     out = {}
     for lid in lesson_ids:
         diffs, seen = [], 0
         for sets in by_task.values():
             pairs = []
-            for ids, values in sets.items():
+            for ids, (total, count) in sets.items():
                 if lid in ids:
-                    seen += len(values)
+                    seen += count
                     if (base := sets.get(ids - {lid})) is not None:
-                        pairs.append(sum(values) / len(values) - sum(base) / len(base))
+                        pairs.append(total / count - base[0] / base[1])
             if pairs:
                 diffs.append(sum(pairs) / len(pairs))
         out[lid] = RunningCredit(sum(diffs) / len(diffs) if diffs else None, len(diffs), seen)

@@ -81,4 +81,9 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("009_call_cost", """
     ALTER TABLE calls ADD COLUMN cost REAL;
     """),
+    # a person's pages (store/pages.py) filter lessons by scope and status, newest first
+    ("010_pages", """
+    CREATE INDEX lessons_scope_status ON lessons(scope, status, seq);
+    CREATE INDEX lessons_status ON lessons(status, seq);
+    """),
 ]

@@ -176,11 +176,13 @@ class LessonStore:
                        r["sample"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], r["error"] or "",
                        r["purpose"] or "")
 
-    def scored(self, scope: str) -> list[tuple[str, float, tuple[str, ...]]]:
-        """(task id, score, lessons in context) of a scope's training and validation rollouts that ran."""
-        rows = self.db.execute("SELECT task_id, score, lesson_ids FROM rollouts WHERE scope=? AND purpose IN "
-                               "('train','val') AND COALESCE(error,'')=''", (scope,))
-        return [(r[0], r[1], tuple(json.loads(r[2]))) for r in rows]
+    def scored(self, scope: str) -> list[tuple[str, float, tuple[str, ...], int]]:
+        """(task id, sum of scores, lessons in context, attempts) of a scope's training and validation rollouts that
+        ran, grouped by task and lesson set in SQL (a store of many rollouts has few such groups)."""
+        rows = self.db.execute("SELECT task_id, SUM(score), lesson_ids, COUNT(*) FROM rollouts WHERE scope=? AND "
+                               "purpose IN ('train','val') AND COALESCE(error,'')='' GROUP BY task_id, lesson_ids",
+                               (scope,))
+        return [(r[0], r[1], tuple(json.loads(r[2])), r[3]) for r in rows]
 
     def add_reflection(self, r: Reflection, *, run_id: int | None, scope: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO reflections VALUES (?,?,?,?,?,?,?,?,?,?)",
