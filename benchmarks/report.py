@@ -20,6 +20,7 @@ from pathlib import Path
 
 import bbh_sweep  # benchmarks/, beside this script
 import given_skill
+import ui_speed
 
 from secondnature.stats import paired_over_seeds
 
@@ -405,6 +406,7 @@ def render() -> tuple[str, str]:
     lines += serve_section()
     lines += stream_section()
     lines += bbh_sweep.section()
+    lines += ui_speed.section()
     lines.append("Every earlier measurement, with older loops and machines, is in [docs/history.md](docs/history.md). "
                  "Regenerate this page with `python benchmarks/report.py` (`--check` exits 1 when it is stale).")
     readme = README.read_text()
