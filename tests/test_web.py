@@ -328,3 +328,34 @@ def test_the_page_under_serve_is_behind_each_tenants_key(tmp_path, driver):
         server.should_exit = True
         driver.delete_all_cookies()
 
+
+
+def test_the_ui_command_serves_the_page_of_a_store(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from secondnature.serve.upstream import free_port
+    store = open_store(tmp_path / "s.db")
+    x = store.add_lesson(Lesson("", "Count the letters one by one.", "letters"))
+    store.commit_revision("letters", [x.id], "by hand")
+    store.close()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "secondnature.cli", "--store", str(tmp_path / "s.db"), "ui",
+                             "--port", str(port), "--results", str(tmp_path)], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "300"})  # one line, unwrapped
+    try:
+        assert f"http://127.0.0.1:{port}/" in proc.stderr.readline()
+        for _ in range(100):
+            try:
+                page = httpx2.get(f"http://127.0.0.1:{port}/lessons")
+                break
+            except httpx2.ConnectError:
+                time.sleep(0.1)
+        assert page.status_code == 200 and "Count the letters one by one." in page.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    bad = subprocess.run([sys.executable, "-m", "secondnature.cli", "--store", str(tmp_path), "ui"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--store" in bad.stderr  # a directory is no store: said before any server starts

@@ -91,3 +91,25 @@ def test_rollouts_and_the_learning_curve_of_a_real_run(learned, driver, tmp_path
     run = store.last_run(TASKSET)
     assert str(run["rollouts_used"]) in driver.find_element(By.CSS_SELECTOR, "table.runs").text
     assert not console_errors(driver)
+
+
+def test_a_hand_edit_on_the_page_of_a_real_run_shows_in_the_diff(learned, driver):
+    """A person's lesson added to the real run's scope, then edited on the page: the diff of the two revisions
+    names both, and the edit went through the lesson screen into the store."""
+    from secondnature.hand import import_lessons
+    url, store = learned
+    before = import_lessons(store, {TASKSET: [{"text": "Spell the word out, then count the letter."}]}, "by hand")
+    added = store.revision_lessons(before[0].revision)[-1]
+    driver.get(f"{url}/lessons/{added.id}")
+    driver.find_element(By.CSS_SELECTOR, "details.edit summary").click()
+    area = driver.find_element(By.ID, "edit-text")
+    area.clear()
+    area.send_keys("Spell the word out letter by letter, then count the letter.")
+    old = driver.current_url
+    area.submit()
+    WebDriverWait(driver, 10).until(lambda d: d.current_url != old)
+    after = store.head(TASKSET)
+    driver.get(f"{url}/revisions/diff?a={before[0].revision.id}&b={after.id}")
+    assert "Spell the word out, then" in driver.find_element(By.CSS_SELECTOR, ".diff .del").text
+    assert "letter by letter" in driver.find_element(By.CSS_SELECTOR, ".diff .add").text
+    assert not console_errors(driver)
