@@ -40,3 +40,12 @@ def toy_file(tmp_path, monkeypatch) -> Path:
     path.write_text("".join(json.dumps({"id": t.id, "prompt": t.prompt, "answer": t.answer}) + "\n"
                             for t in taskset().tasks))
     return path
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """A real headless Chromium (tests/browser.py), one per test module."""
+    from browser import chromium
+    d = chromium()
+    yield d
+    d.quit()

@@ -92,6 +92,7 @@ def test_lessons_of_an_older_store_are_indexed_on_upgrade(tmp_path: Path) -> Non
                      "ALTER TABLE lessons DROP COLUMN loo; ALTER TABLE lessons DROP COLUMN loo_n;"
                      "ALTER TABLE lessons DROP COLUMN note; DROP INDEX gates_in_run; ALTER TABLE gates DROP COLUMN step;"
                      "ALTER TABLE gates DROP COLUMN candidate; DROP TABLE calls; DROP TABLE feedback;"
+                     "DROP INDEX lessons_scope_status; DROP INDEX lessons_status;"
                      "DELETE FROM migrations WHERE name>='002';")
     db.execute("INSERT INTO lessons VALUES ('L1', 1, 'Spell the word letter by letter.', 'letters', '[]', '', '', "
                "0, 0.0, 'active', '2026-01-01')")  # the 11 columns of the first schema

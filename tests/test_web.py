@@ -9,7 +9,7 @@ import time
 
 import httpx2
 import pytest
-from browser import chromium, console_errors, shot
+from browser import console_errors, shot
 from responder import serve_in_thread
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -88,13 +88,6 @@ def site(tmp_path_factory):
     url, server = serve_in_thread(app)
     yield url.removesuffix("/v1"), path, ids
     server.should_exit = True
-
-
-@pytest.fixture(scope="module")
-def driver():
-    d = chromium()
-    yield d
-    d.quit()
 
 
 def submit(driver, element) -> None:

@@ -4,7 +4,7 @@ with the store's own figures, the learning curve it drew is shown, and no page l
 from __future__ import annotations
 
 import pytest
-from browser import chromium, console_errors, shot
+from browser import console_errors, shot
 from responder import serve_in_thread
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -30,13 +30,6 @@ def learned(tmp_path_factory, policy_path):
                                           results=(results,)))
     yield url.removesuffix("/v1"), open_store(store_path)
     server.should_exit = True
-
-
-@pytest.fixture(scope="module")
-def driver():
-    d = chromium()
-    yield d
-    d.quit()
 
 
 def rows(driver) -> list:
