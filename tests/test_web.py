@@ -227,7 +227,7 @@ def test_feedback_from_the_page_lands_in_the_store(site, driver, tmp_path):
         [(0.0, "No order number.", "Order 42 ships tomorrow.", "person")]
     shot(driver, tmp_path, "call")
     submit(driver, driver.find_element(By.CSS_SELECTOR, ".feedback-form button"))  # nothing given: refused, nothing saved
-    assert "give thumbs" in driver.find_element(By.CSS_SELECTOR, ".flash.bad").text
+    assert "'thumbs' ('up' or 'down')" in driver.find_element(By.CSS_SELECTOR, ".flash.bad").text
     assert len(db.feedback(store, db.get_call(store, ids["call"]))) == 1
 
 

@@ -59,6 +59,12 @@ def shown(lesson: Lesson) -> str:
     return card(found[0]) if found else lesson.text
 
 
+def listed(lesson: Lesson) -> str:
+    """A lesson in a table a person reads: its text, or for a skill its card and how long its code is."""
+    found = skills_in([lesson]) if is_skill(lesson.text) else []
+    return f"Skill. {card(found[0])[2:]} ({len(found[0].code.splitlines())} lines of Python)" if found else lesson.text
+
+
 @lru_cache(maxsize=1 << 16)
 def _tokens(count_tokens: Callable[[str], int], text: str) -> int:
     """Memoised: selecting from a large store tokenizes each lesson line once, not on every query."""

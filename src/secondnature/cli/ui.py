@@ -16,9 +16,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..inject import listed
 from ..judge import judge_reward
 from ..models import CompletionCache, Model, cached, load_model
-from ..skills import card, skills_in
 from ..types import Lesson, TaskSet
 
 out = Console()
@@ -126,13 +126,6 @@ def judged(tasksets: list[TaskSet], args: argparse.Namespace, rubric: str | None
     return [replace(ts, reward=reward) for ts in tasksets]
 
 
-def shown(x: Lesson) -> str:
-    """A lesson in a table: its text, or for a skill its card and how long its code is (`lessons show` has it all)."""
-    if not (found := skills_in([x])):
-        return x.text
-    return f"Skill. {card(found[0])[2:]} ({len(found[0].code.splitlines())} lines of Python)"
-
-
 def lesson_table(lessons: Sequence[Lesson], title: str, running: Mapping[str, Any] | None = None) -> None:
     """The lessons with their credit, readable at 80 columns: the text wraps, the figures stay short. `running` maps
     lesson ids to curate.RunningCredit (the estimate from recorded rollouts)."""
@@ -144,7 +137,7 @@ def lesson_table(lessons: Sequence[Lesson], title: str, running: Mapping[str, An
     retired = any(x.status != "active" for x in lessons)
     for x in lessons:
         r = (running or {}).get(x.id)
-        text = escape(shown(x)) + (f"\n[dim]{x.status}: {escape(x.note)}[/]" if retired and x.status != "active" else "")
+        text = escape(listed(x)) + (f"\n[dim]{x.status}: {escape(x.note)}[/]" if retired and x.status != "active" else "")
         t.add_row(x.id, text, f"{x.gain:+.2f}", f"{x.loo:+.2f}" if x.loo is not None else "-",
                   f"{r.effect:+.2f}" if r is not None and r.effect is not None else "-", str(x.uses))
     if not lessons:

@@ -9,7 +9,7 @@ from typing import Generic, TypeVar
 
 from ..types import Call, GateRecord, Lesson, Rollout
 from .errors import guarded
-from .sqlite import LessonStore, _gate, _lesson, query_words
+from .sqlite import LessonStore, _gate, _lesson, _rollout, query_words
 from .traffic import CALL_COLUMNS, _call
 
 T = TypeVar("T")
@@ -63,8 +63,8 @@ def lessons(store: LessonStore, *, scope: str | None = None, status: str | None 
 def rollouts(store: LessonStore, *, scope: str | None = None, purpose: str | None = None, task: str | None = None,
              page: int = 1, size: int = PAGE) -> Page[Rollout]:
     where, args = _where([("scope=?", scope), ("purpose=?", purpose), ("task_id=?", task)])
-    rows, total = _paged(store, "rollouts", where, args, "rowid DESC", page, size, "id")
-    return Page(tuple(r for row in rows if (r := store.rollout(row[0]))), total, max(1, page), size)
+    rows, total = _paged(store, "rollouts", where, args, "rowid DESC", page, size)
+    return Page(tuple(_rollout(r) for r in rows), total, max(1, page), size)
 
 
 @guarded
@@ -110,25 +110,28 @@ def feedback_counts(store: LessonStore, call_ids: Sequence[str]) -> dict[str, tu
 @guarded
 def val_rollouts(store: LessonStore, run_id: int) -> list[Rollout]:
     """A run's validation rollouts: the items every gate of the run was decided on."""
-    ids = [r[0] for r in store.db.execute("SELECT id FROM rollouts WHERE run_id=? AND purpose='val' ORDER BY rowid",
-                                          (run_id,))]
-    return [r for i in ids if (r := store.rollout(i))]
+    rows = store.db.execute("SELECT * FROM rollouts WHERE run_id=? AND purpose='val' ORDER BY rowid", (run_id,))
+    return [_rollout(r) for r in rows]
 
 
 @guarded
-def gate_of(store: LessonStore, lesson: Lesson) -> GateRecord | None:
-    """The gate that brought a lesson (or the lesson it was edited from) into its scope: the accepted gate whose
-    revision first held it."""
-    rows = store.db.execute("SELECT id, lesson_ids FROM revisions WHERE scope=? ORDER BY id", (lesson.scope,))
-    first = next((r[0] for r in rows if lesson.id in json.loads(r[1])), None)
-    if first is None:
-        return None
-    r = store.db.execute("SELECT * FROM gates WHERE revision_id=? AND decision='accepted'", (first,)).fetchone()
+def holding(store: LessonStore, scope: str) -> dict[str, list[int]]:
+    """Each lesson id of a scope -> the revisions that held it, oldest first (one read of the scope's revisions)."""
+    out: dict[str, list[int]] = {}
+    for rev_id, ids in store.db.execute("SELECT id, lesson_ids FROM revisions WHERE scope=? ORDER BY id", (scope,)):
+        for lid in json.loads(ids):
+            out.setdefault(lid, []).append(rev_id)
+    return out
+
+
+@guarded
+def accepted_by(store: LessonStore, revision_id: int) -> GateRecord | None:
+    """The accepted gate that made a revision, if a gate made it."""
+    r = store.db.execute("SELECT * FROM gates WHERE revision_id=? AND decision='accepted'", (revision_id,)).fetchone()
     return _gate(r) if r else None
 
 
 @guarded
-def revisions_with(store: LessonStore, lesson: Lesson) -> list[int]:
-    """The revisions of the lesson's scope that held it."""
-    rows = store.db.execute("SELECT id, lesson_ids FROM revisions WHERE scope=? ORDER BY id", (lesson.scope,))
-    return [r[0] for r in rows if lesson.id in json.loads(r[1])]
+def runs(store: LessonStore, limit: int = 200) -> list[dict]:
+    """The newest learning runs, as rows."""
+    return [dict(r) for r in store.db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))]

@@ -169,12 +169,7 @@ class LessonStore:
 
     def rollout(self, rollout_id: str) -> Rollout | None:
         r = self.db.execute("SELECT * FROM rollouts WHERE id=?", (rollout_id,)).fetchone()
-        if r is None:
-            return None
-        return Rollout(r["id"], r["task_id"], tuple(json.loads(r["messages"])), r["completion"],
-                       Score(r["score"], r["feedback"]), tuple(json.loads(r["lesson_ids"])), r["model"], r["seed"],
-                       r["sample"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], r["error"] or "",
-                       r["purpose"] or "")
+        return _rollout(r) if r else None
 
     def scored(self, scope: str) -> list[tuple[str, float, tuple[str, ...], int]]:
         """(task id, sum of scores, lessons in context, attempts) of a scope's training and validation rollouts that
@@ -407,6 +402,13 @@ def rebased(base: Sequence[str], ours: Sequence[str], theirs: Sequence[str]) -> 
     added. Their additions and edits stay; ours are appended, as a hand edit appends its new lesson."""
     removed, known = set(base) - set(ours), set(base) | set(theirs)
     return [x for x in theirs if x not in removed] + [x for x in ours if x not in known]
+
+
+def _rollout(r: sqlite3.Row) -> Rollout:
+    return Rollout(r["id"], r["task_id"], tuple(json.loads(r["messages"])), r["completion"],
+                   Score(r["score"], r["feedback"]), tuple(json.loads(r["lesson_ids"])), r["model"], r["seed"],
+                   r["sample"], r["prompt_tokens"], r["completion_tokens"], r["latency_s"], r["error"] or "",
+                   r["purpose"] or "")
 
 
 def _lesson(r: sqlite3.Row) -> Lesson:

@@ -16,12 +16,10 @@ from ..inject import EXAMPLE_PREFIX, INSTRUCTION_PREFIX
 from ..skills import SKILL_PREFIX
 from ..store import LessonStore, StoreError, traffic
 from ..store import pages as db
-from ..traffic import feedback_value, score_of
-from ..types import Feedback
+from ..traffic import parse_feedback, score_of
 from . import views
 
 KEY_COOKIE = "sn_key"
-MAX_TEXT = 20_000
 STARTS = {"skill": SKILL_PREFIX, "example": EXAMPLE_PREFIX, "instruction": INSTRUCTION_PREFIX}
 
 
@@ -157,7 +155,7 @@ def table(ctx: Context) -> list[Route]:
     # ------------------------------------------------------------ curves, traffic
     def curves(request: Request, store: LessonStore) -> Response:
         found = views.results(ctx.results)
-        runs = [dict(r) for r in store.db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 200")]
+        runs = db.runs(store)
         tables = {p.name: views.record_table(p) for p in found if p.suffix == ".json"}
         return ctx.page(request, "curves.html", pngs=[p for p in found if p.suffix == ".png"],
                         records=[p for p in found if p.suffix == ".json"], tables=tables, runs=runs,
@@ -190,14 +188,11 @@ def table(ctx: Context) -> list[Route]:
         c = traffic.get_call(store, request.path_params["id"])
         if c is None:
             raise hand.HandError(f"no call {request.path_params['id']!r} here")
-        thumbs, score = form.get("thumbs") or None, (form.get("score") or "").strip() or None
-        comment, demo = str(form.get("comment", "")).strip(), str(form.get("demonstration", "")).strip()
-        value = feedback_value(score, thumbs)
-        if value is None and not comment and not demo:
-            raise ValueError("give thumbs, a score in [0, 1], a comment or a better reply")
-        if len(comment) > MAX_TEXT or len(demo) > MAX_TEXT:
-            raise ValueError(f"a comment or a better reply may be at most {MAX_TEXT} characters")
-        traffic.add_feedback(store, Feedback(c.id, "", value, comment, demo, "person"))
+        # the API's own check: the same values and limits, a person's feedback
+        f = parse_feedback({"id": c.id, "thumbs": form.get("thumbs") or None, "score": form.get("score") or None,
+                            "comment": str(form.get("comment", "")).strip(),
+                            "demonstration": str(form.get("demonstration", "")).strip()}, sources=("person",))
+        traffic.add_feedback(store, f)
         return ctx.back(request, f"/calls/{c.id}", msg="feedback saved")
 
     # ------------------------------------------------------------ login (serve's tenants)

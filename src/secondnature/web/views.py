@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .. import hand
 from ..curate import running_credit
-from ..inject import EXAMPLE_PREFIX, is_instruction
-from ..skills import code_of, is_skill, skills_in
+from ..inject import EXAMPLE_PREFIX, is_instruction, listed, shown
+from ..skills import code_of, is_skill
 from ..store import LessonStore
 from ..store import pages as db
 from ..text import approx_tokens
@@ -41,7 +41,7 @@ class Row:
     tokens: int
     running: float | None   # with it minus without, over recorded attempts (curate.running_credit)
     seen: int
-    card: str               # what the table shows: the text, or a skill's card
+    card: str               # what the table shows: the text, or a skill's card and its length
 
 
 def rows(store: LessonStore, lessons: Sequence[Lesson]) -> list[Row]:
@@ -54,10 +54,7 @@ def rows(store: LessonStore, lessons: Sequence[Lesson]) -> list[Row]:
         credit.update(running_credit(store.scored(scope), [x.id for x in xs]))
     for x in lessons:
         c = credit.get(x.id)
-        found = skills_in([x]) if is_skill(x.text) else []
-        card = (f"Skill. {found[0].signature}: {found[0].doc}" if found else x.text)
-        out.append(Row(x, kind_of(x), tokens(card if found else x.text), c.effect if c else None, c.tasks if c else 0,
-                       card))
+        out.append(Row(x, kind_of(x), tokens(shown(x)), c.effect if c else None, c.tasks if c else 0, listed(x)))
     return out
 
 
@@ -95,18 +92,13 @@ def gate_items(store: LessonStore, g: GateRecord) -> list[Item]:
 def _made_by(r: Rollout, g: GateRecord, base_ids: tuple[str, ...]) -> bool:
     system = str(r.messages[0].get("content", "")) if r.messages else ""
     for e in g.proposed:
-        if e.text:
-            probe = e.text.strip().splitlines()[0][:80] if not is_skill(e.text) else (skills_in_text(e.text) or "")
+        if e.text:  # what the policy read of the proposed lesson (a skill's card), its first line
+            probe = shown(Lesson("", e.text, "")).strip().splitlines()[0][:80]
             if probe and probe in system:
                 return True
         elif e.op == "delete" and e.id and e.id not in r.lesson_ids and set(r.lesson_ids) == set(base_ids) - {e.id}:
             return True
     return False
-
-
-def skills_in_text(text: str) -> str:
-    found = skills_in([Lesson("", text, "")])
-    return found[0].signature if found else ""
 
 
 @dataclass(frozen=True)
@@ -135,14 +127,16 @@ def lesson_page(store: LessonStore, lesson_id: str) -> LessonPage:
         history.insert(0, p)
         seen.add(parent)
         parent = p.parent
-    gate = next((g for y in [x, *reversed(history)] if (g := db.gate_of(store, y))), None)
+    held = db.holding(store, x.scope)  # the gate that brought it, or the lesson it was edited from, into the scope
+    gate = next((g for y in [x, *reversed(history)] if y.id in held and (g := db.accepted_by(store, held[y.id][0]))),
+                None)
     head = store.head(x.scope)
     refl = store.reflection(x.reflection_id) if x.reflection_id else None
     if refl:
         refl = {**refl, "edits": json.loads(refl.get("edits") or "[]")}
     return LessonPage(x, kind_of(x), code_of(x.text) if is_skill(x.text) else "", rows(store, [x])[0], refl, evidence,
                       ranked[-1] if ranked else None, ranked[0] if len(ranked) > 1 else None, gate,
-                      gate_items(store, gate) if gate else [], history, db.revisions_with(store, x),
+                      gate_items(store, gate) if gate else [], history, held.get(x.id, []),
                       bool(head and x.id in head.lesson_ids))
 
 
