@@ -49,3 +49,25 @@ def driver():
     d = chromium()
     yield d
     d.quit()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A private PostgreSQL server for the session (tests/pg.py), stopped and removed at the end."""
+    from pg import start
+    cluster = start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request, tmp_path):
+    """Where a test's store lives, once on each backend: an SQLite file, or a new database on the session's
+    PostgreSQL server. `LessonStore(store_at)` (or `--store`) opens it, again for another writer."""
+    if request.param == "sqlite":
+        yield tmp_path / "store.db"
+        return
+    cluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.create_db()
+    yield url
+    cluster.drop_db(url)

@@ -1,4 +1,6 @@
-"""LessonStore: named migrations, refusing foreign files untouched, lesson ids, revisions, atomicity, evidence."""
+"""LessonStore: named migrations, refusing foreign files untouched, lesson ids, revisions, atomicity, evidence. A test
+taking `store_at` runs on both backends (an SQLite file and a PostgreSQL database); one taking `path` is about
+SQLite's file."""
 from __future__ import annotations
 
 import json
@@ -38,35 +40,35 @@ def rollout(rid: str, value: float = 1.0) -> Rollout:
 
 # ---------------------------------------------------------------- migrations
 
-def test_migrations_are_recorded_once(path: Path) -> None:
-    s = LessonStore(path)
+def test_migrations_are_recorded_once(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     assert s.migrations() == [name for name, _ in MIGRATIONS]
     applied = s.db.execute("SELECT name, applied_at FROM migrations").fetchall()
     add(s, "Spell the word letter by letter, then count.")
     s.close()
 
-    s = LessonStore(path)  # reopening must not re-run (CREATE TABLE would fail) nor re-record
+    s = LessonStore(store_at)  # reopening must not re-run (CREATE TABLE would fail) nor re-record
     assert s.db.execute("SELECT name, applied_at FROM migrations").fetchall() == applied
     assert [x.text for x in s.lessons()] == ["Spell the word letter by letter, then count."]
 
 
-def test_only_new_migrations_run_on_reopen(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    LessonStore(path).close()
+def test_only_new_migrations_run_on_reopen(store_at: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
+    LessonStore(store_at).close()
     extra = ("999_counter", "CREATE TABLE IF NOT EXISTS ran (x INTEGER); INSERT INTO ran VALUES (1)")
     monkeypatch.setattr(store_schema, "MIGRATIONS", [*MIGRATIONS, extra])
     for _ in range(3):
-        s = LessonStore(path)
+        s = LessonStore(store_at)
         assert s.migrations() == [name for name, _ in MIGRATIONS] + ["999_counter"]
         assert s.db.execute("SELECT COUNT(*) FROM ran").fetchone()[0] == 1
         s.close()
 
 
-def test_file_from_newer_version_is_refused(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_schema, "MIGRATIONS", [*MIGRATIONS, ("999_future", "CREATE TABLE future (x)")])
-    LessonStore(path).close()
+def test_file_from_newer_version_is_refused(store_at: Path | str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_schema, "MIGRATIONS", [*MIGRATIONS, ("999_future", "CREATE TABLE future (x INTEGER)")])
+    LessonStore(store_at).close()
     monkeypatch.setattr(store_schema, "MIGRATIONS", MIGRATIONS)
     with pytest.raises(StoreError, match="upgrade"):
-        LessonStore(path)
+        LessonStore(store_at)
 
 
 # ---------------------------------------------------------------- foreign files are refused and left alone
@@ -106,8 +108,8 @@ def test_empty_file_is_adopted_as_new_store(path: Path) -> None:
 
 # ---------------------------------------------------------------- lessons and revisions
 
-def test_lesson_ids_are_sequential_and_assigned_by_the_store(path: Path) -> None:
-    s = LessonStore(path)
+def test_lesson_ids_are_sequential_and_assigned_by_the_store(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     assert s.next_lesson_id() == "L1"
     a = s.add_lesson(Lesson("ignored-id", "Spell the word letter by letter, then count.", SCOPE))
     b = add(s, "Write the final answer on its own line as Answer: N.")
@@ -120,8 +122,8 @@ def test_lesson_ids_are_sequential_and_assigned_by_the_store(path: Path) -> None
     assert s.lessons("other") == []
 
 
-def test_commit_revision_heads_retires_and_restores(path: Path) -> None:
-    s = LessonStore(path)
+def test_commit_revision_heads_retires_and_restores(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     l1, l2, l3 = (add(s, f"Lesson number {i} says do the thing carefully.") for i in (1, 2, 3))
     other = add(s, "A lesson for another scope entirely here.", scope="game24")
     r1 = s.commit_revision(SCOPE, [l1.id, l2.id], "first")
@@ -142,10 +144,10 @@ def test_commit_revision_heads_retires_and_restores(path: Path) -> None:
     assert s.scopes() == [SCOPE]
 
 
-def test_a_proposal_is_in_no_revision_and_an_unrelated_commit_leaves_it_waiting(path: Path) -> None:
+def test_a_proposal_is_in_no_revision_and_an_unrelated_commit_leaves_it_waiting(store_at: Path | str) -> None:
     """A proposed lesson (sent through `secondnature mcp`) waits for the gate: never live, never retired by a commit
     that does not name it; one the gate rejected keeps its status and reason."""
-    s = LessonStore(path)
+    s = LessonStore(store_at)
     kept = add(s, "Spell the word letter by letter, then count.")
     waiting = s.add_lesson(Lesson("", "Count each letter twice before you answer.", SCOPE, status="proposed",
                                   note="waits for the gate"))
@@ -163,8 +165,8 @@ def test_a_proposal_is_in_no_revision_and_an_unrelated_commit_leaves_it_waiting(
     assert (s.lesson(waiting.id).status, s.lesson(waiting.id).note) == ("active", "")
 
 
-def test_failed_transaction_leaves_nothing(path: Path) -> None:
-    s = LessonStore(path)
+def test_failed_transaction_leaves_nothing(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     with pytest.raises(RuntimeError, match="boom"):
         with s.transaction():
             lesson = add(s, "Spell the word letter by letter, then count.")
@@ -173,12 +175,12 @@ def test_failed_transaction_leaves_nothing(path: Path) -> None:
     assert s.lessons() == [] and s.revisions() == [] and s.head(SCOPE) is None
     assert s.next_lesson_id() == "L1"
     s.close()
-    s = LessonStore(path)
+    s = LessonStore(store_at)
     assert s.lessons() == [] and s.revisions() == [] and s.head(SCOPE) is None
 
 
-def test_commit_revision_is_atomic_with_its_gate_record(path: Path) -> None:
-    s = LessonStore(path)
+def test_commit_revision_is_atomic_with_its_gate_record(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     l1, l2 = add(s, "First lesson says count each letter."), add(s, "Second lesson says answer briefly.")
     r1 = s.commit_revision(SCOPE, [l1.id], "first")
     broken = GateRecord(SCOPE, (object(),), 8, 0.2, 0.5, 3, 1, 0.3, "accepted", "won")  # an edit that is not one
@@ -190,8 +192,8 @@ def test_commit_revision_is_atomic_with_its_gate_record(path: Path) -> None:
     assert s.gates() == []
 
 
-def test_commit_revision_records_gate_and_run_progress(path: Path) -> None:
-    s = LessonStore(path)
+def test_commit_revision_records_gate_and_run_progress(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     run = s.start_run(SCOPE, {"budget": 10})
     lesson = add(s, "Spell the word letter by letter, then count.")
     gate = GateRecord(SCOPE, (Edit("add", lesson.text),), 8, 0.25, 0.5, 3, 1, 0.3125, "rejected", "won", run_id=run,
@@ -207,28 +209,28 @@ def test_commit_revision_records_gate_and_run_progress(path: Path) -> None:
 
 # ---------------------------------------------------------------- cache and evidence
 
-def test_completion_cache_round_trip(path: Path) -> None:
-    s = LessonStore(path)
+def test_completion_cache_round_trip(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     assert s.get_completion("k") is None
     s.put_completion("k", Completion("Answer: 3", prompt_tokens=40, completion_tokens=5, latency_s=0.5))
     assert s.get_completion("k") == Completion("Answer: 3", 40, 5, 0.5, cached=True)
     s.put_completion("k", Completion("Answer: 4", 41, 6, 0.25))  # a second put replaces
     s.close()
-    assert LessonStore(path).get_completion("k") == Completion("Answer: 4", 41, 6, 0.25, cached=True)
+    assert LessonStore(store_at).get_completion("k") == Completion("Answer: 4", 41, 6, 0.25, cached=True)
 
 
-def test_rollouts_round_trip(path: Path) -> None:
-    s = LessonStore(path)
+def test_rollouts_round_trip(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     rs = [rollout("r1"), rollout("r2", 0.0)]
     s.add_rollouts(rs, run_id=None, scope=SCOPE)
     s.close()
-    s = LessonStore(path)
+    s = LessonStore(store_at)
     assert [s.rollout("r1"), s.rollout("r2")] == rs
     assert s.rollout("missing") is None
 
 
-def test_reflections_round_trip(path: Path) -> None:
-    s = LessonStore(path)
+def test_reflections_round_trip(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     run = s.start_run(SCOPE, {})
     edits = (Edit("add", "Spell the word letter by letter."),)
     s.add_reflection(Reflection("x1", "qwen-1.5b", "PROMPT", '{"edits": []}', ("r1", "r2"), edits), run_id=run,
@@ -245,10 +247,10 @@ def test_reflections_round_trip(path: Path) -> None:
 
 # ---------------------------------------------------------------- two writers on one scope
 
-def test_a_revision_made_on_an_old_head_is_refused_with_the_heads_and_the_fix(path: Path) -> None:
-    s = LessonStore(path)
+def test_a_revision_made_on_an_old_head_is_refused_with_the_heads_and_the_fix(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     r1 = s.commit_revision(SCOPE, [add(s, "First lesson says count each letter.").id], "first", parent=None)
-    other = LessonStore(path)  # another writer commits after this one read r1
+    other = LessonStore(store_at)  # another writer commits after this one read r1
     r2 = other.commit_revision(SCOPE, [*r1.lesson_ids, add(other, "Their lesson says answer briefly.").id], "theirs",
                                parent=r1.id)
     mine = add(s, "My lesson says spell the word first.")
@@ -265,8 +267,8 @@ def test_a_revision_made_on_an_old_head_is_refused_with_the_heads_and_the_fix(pa
         s.commit_revision("game24", [], "mine", parent=None)
 
 
-def test_rebase_applies_the_change_to_the_new_head(path: Path) -> None:
-    s = LessonStore(path)
+def test_rebase_applies_the_change_to_the_new_head(store_at: Path | str) -> None:
+    s = LessonStore(store_at)
     a, b, c = (add(s, f"Lesson {x} says do the thing carefully.") for x in "abc")
     r1 = s.commit_revision(SCOPE, [a.id, b.id], "first", parent=None)
     theirs = add(s, "Their lesson says answer briefly.")
@@ -363,3 +365,36 @@ def test_a_store_damaged_mid_file_says_how_to_recover(path: Path) -> None:
     message = str(info.value)
     assert f"sqlite3 {path} .recover" in message and "backup" in message and "quick_check" in message
     assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+
+
+# ---------------------------------------------------------------- both backends: one list of migrations, one search
+
+def test_every_postgresql_variant_is_of_a_migration_in_the_one_list() -> None:
+    names = [name for name, _ in MIGRATIONS]
+    assert set(store_schema.POSTGRES) <= set(names) and len(names) == len(set(names))
+
+
+def test_the_page_search_finds_word_starts_and_pages_keep_their_order(store_at: Path | str) -> None:
+    from secondnature.store import pages, traffic
+    from secondnature.types import Call
+    s = LessonStore(store_at)
+    texts = ["Carry the digits column by column.", "Spell the word letter by letter.", "Carrying is for sums.",
+             "Write the final answer as Answer: N."]
+    ids = [add(s, t).id for t in texts]
+    s.commit_revision(SCOPE, ids, "four")
+    assert [x.text for x in pages.lessons(s, query="carr").rows] == [texts[2], texts[0]]  # newest first
+    assert [x.text for x in pages.lessons(s, query="carry digit").rows] == [texts[0]]  # every word, as a start
+    assert pages.lessons(s, query="answer", starts="Write").total == 1 and pages.lessons(s, query="zebra").total == 0
+    s.add_rollouts([rollout(f"r{i}") for i in range(3)], scope=SCOPE)
+    assert [r.id for r in pages.rollouts(s, scope=SCOPE).rows] == ["r2", "r1", "r0"]
+    for i in range(3):
+        traffic.open_call(s, Call(f"c{i}", "support", "m", ({"role": "user", "content": f"question {i}"},),
+                                  created_at="2026-01-01T00:00:00+00:00"))
+    assert [c.id for c in traffic.calls(s, "support")] == ["c0", "c1", "c2"]  # one second: in the order they came
+    assert [c.id for c in traffic.calls(s, "support", limit=1, offset=1)] == ["c1"]
+    assert [c.id for c in traffic.calls(s, "support", newest_first=True, offset=1)] == ["c1", "c0"]
+    assert traffic.add_calls(s, [Call("c1", "support", "m", ()), Call("c9", "support", "m", ())]) == 1
+    f = traffic.add_feedback(s, traffic.Feedback("c1", "", 1.0, "good", "", "person"))
+    assert f.id and traffic.scored_ids(s, "support") == {"c1"}
+    assert s.distillations() == [] and s.add_distillation(SCOPE, 1, "a.gguf", "b", {}, {}) == 1
+    assert [d["adapter"] for d in s.distillations(SCOPE)] == ["a.gguf"] and s.distillations("other") == []

@@ -41,12 +41,12 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     from ..mcp_server import serve
     from ..store import open_store
     store = open_store(args.mcp_store or args.store)  # opened here so a bad store fails before a client connects
-    path = store.path
+    path, where = store.path, store.where
     store.close()
     if http is not None:
         if http[0] not in LOCAL:
             ui.err.print(f"[yellow]warning:[/] binding {http[0]}: the MCP server has no login, so anyone who can reach "
                          f"this port can read the lessons, record feedback and propose lessons.")
-        ui.err.print(f"MCP over streamable HTTP for {path}: http://{http[0]}:{http[1]}/mcp  (Ctrl-C stops it)")
+        ui.err.print(f"MCP over streamable HTTP for {where}: http://{http[0]}:{http[1]}/mcp  (Ctrl-C stops it)")
     serve(path, http)  # stdio: nothing else may be written to stdout, which carries the protocol
     return 0

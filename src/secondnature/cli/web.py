@@ -36,7 +36,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise UsageError(f"the page needs the serve extra: pip install 'secondnature[serve]' ({e})") from e
     from ..store import open_store
     store = open_store(args.store)  # opened here so a bad store fails before the server starts
-    path = store.path
+    path, name, where = store.path, store.name, store.where
     store.close()
     opened = {}
 
@@ -47,7 +47,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         ui.err.print(f"[yellow]warning:[/] binding {args.host}: the page has no login, so anyone who can reach this "
                      "port can read and change the store. Put it behind `secondnature serve --tenants` instead.")
-    app = make_ui(store_of, results=result_dirs(args.results), title=path.name)
-    ui.err.print(f"the page for {path}: http://{args.host}:{args.port}/  (Ctrl-C stops it)")
+    app = make_ui(store_of, results=result_dirs(args.results), title=name)
+    ui.err.print(f"the page for {where}: http://{args.host}:{args.port}/  (Ctrl-C stops it)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

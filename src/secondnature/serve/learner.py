@@ -47,18 +47,16 @@ def _hour_before(now: datetime | None) -> str:
 
 def spent_last_hour(store: LessonStore, now: datetime | None = None) -> int:
     """Replays spent by learning runs active in the last hour (a run's whole spend counts: a conservative cap)."""
-    since = _hour_before(now)
-    row = store.db.execute("SELECT COALESCE(SUM(rollouts_used), 0) FROM runs WHERE updated_at >= ? AND "
-                           "json_extract(config, '$.traffic') = 1", (since,)).fetchone()
-    return int(row[0])
+    return sum(r["rollouts_used"] for r in store.runs_since(_hour_before(now)) if r["config"].get("traffic") == 1)
 
 
 def cost_last_hour(store: LessonStore, prices: tuple[float, float], now: datetime | None = None) -> float:
     """What the replays of learning runs cost in the last hour, at `prices` per million prompt and completion tokens."""
-    since = _hour_before(now)
-    p, c = store.db.execute("SELECT COALESCE(SUM(r.prompt_tokens), 0), COALESCE(SUM(r.completion_tokens), 0) FROM "
-                            "rollouts r JOIN runs u ON r.run_id = u.id WHERE r.created_at >= ? AND "
-                            "json_extract(u.config, '$.traffic') = 1", (since,)).fetchone()
+    p = c = 0
+    for run_id, (prompt, completion) in store.tokens_since(_hour_before(now)).items():
+        run = store.run(run_id)
+        if run is not None and run["config"].get("traffic") == 1:  # a learning run over traffic, not an offline one
+            p, c = p + prompt, c + completion
     return (p * prices[0] + c * prices[1]) / 1e6
 
 

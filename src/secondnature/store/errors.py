@@ -1,4 +1,4 @@
-"""What can go wrong with the store file, said with the fix.
+"""What can go wrong with the store file, said with the fix (postgres.py says it for a PostgreSQL server).
 
 SQLite reports a full disk, a read-only location, a damaged file or a lock held too long as
 `sqlite3.OperationalError`/`DatabaseError` with a terse message, from whichever query met it first,
@@ -78,9 +78,9 @@ def explain(e: sqlite3.Error, path: Path, db: sqlite3.Connection | None = None) 
 
 
 def guard(cls: type[T]) -> type[T]:
-    """Every public method of `cls` (a store with `path` and `db`) raises the explained StoreError instead of a raw
-    SQLite error about the file or its disk: a run that meets a full disk or a damaged page mid-way stops with the fix,
-    whichever query met it."""
+    """Every public method of `cls` (a store) raises the explained StoreError instead of a raw SQLite or PostgreSQL
+    error about the file, its disk or the server: a run that meets a full disk, a damaged page or a lost connection
+    mid-way stops with the fix, whichever query met it."""
     for name, method in list(vars(cls).items()):
         if inspect.isfunction(method) and not name.startswith("_") and name not in ("transaction", "close"):
             setattr(cls, name, guarded(method))
@@ -88,13 +88,14 @@ def guard(cls: type[T]) -> type[T]:
 
 
 def guarded(method: Callable) -> Callable:
-    """`method` (of a store with `path` and `db`) raising the explained StoreError instead of a raw SQLite error."""
+    """`method` (of a store, whose `_explain` reads its backend's errors) raising the explained StoreError instead of
+    a raw error of the backend."""
     @functools.wraps(method)
     def run(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.Error as e:
-            if (err := explain(e, self.path, self.db)) is None:
+        except Exception as e:
+            if isinstance(e, StoreError) or (err := self._explain(e)) is None:
                 raise
             raise err from e
     return run

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ..types import Call, GateRecord, Lesson, Rollout
+from . import backend
 from .errors import guarded
-from .sqlite import LessonStore, _gate, _lesson, _rollout, query_words
+from .rows import _gate, _lesson, _rollout, query_words
+from .sqlite import LessonStore
 from .traffic import CALL_COLUMNS, _call
 
 T = TypeVar("T")
@@ -50,8 +52,8 @@ def lessons(store: LessonStore, *, scope: str | None = None, status: str | None 
     and `starts_not` keep the texts that begin (or do not begin) with a prefix: a kind of lesson."""
     filters: list[tuple[str, object]] = [("scope=?", scope), ("status=?", status)]
     if words := query_words(query):
-        filters.append(("id IN (SELECT id FROM lesson_index WHERE lesson_index MATCH ?)",
-                        " AND ".join(f'"{w}"*' for w in words)))
+        filters.append((f"id IN (SELECT id FROM lesson_index WHERE {backend.matches(store.postgres, 'lesson_index')})",
+                        backend.all_starts(store.postgres, words)))
     filters += [(f"substr(text, 1, {len(p)}) = ?", p) for p in [starts] if p]
     filters += [(f"substr(text, 1, {len(p)}) != ?", p) for p in starts_not]
     where, args = _where(filters)

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..types import Call, Feedback
+from . import backend
 from .errors import guarded
-from .sqlite import LessonStore, now
+from .rows import now
+from .sqlite import LessonStore
 
 CALL_COLUMNS = ("id, scope, model, messages, params, reply, tool_calls, status, revision, lesson_ids, conversation, "
                 "prompt_tokens, completion_tokens, latency_s, error, learn, source, created_at, updated_at, cost")
@@ -51,11 +53,9 @@ def finish_call(store: LessonStore, call_id: str, *, reply: str, tool_calls: Seq
 @guarded
 def add_calls(store: LessonStore, calls: Sequence[Call]) -> int:
     """Record finished calls (an import); a call whose id is already there is kept as it is. How many were new."""
+    sql = backend.upsert(store.postgres, "calls", CALL_COLUMNS.split(", "), "id", keep=True)
     with store.transaction() as db:
-        before = db.total_changes
-        db.executemany(f"INSERT OR IGNORE INTO calls ({CALL_COLUMNS}) VALUES ({PLACES})",
-                       [_row(c) for c in calls])
-        return db.total_changes - before
+        return db.executemany(sql, [_row(c) for c in calls]).rowcount if calls else 0  # the rows it inserted
 
 
 @guarded
@@ -77,7 +77,8 @@ def calls(store: LessonStore, scope: str | None = None, *, conversation: str | N
         where.append("learn=1")
     sql = f"SELECT {CALL_COLUMNS} FROM calls" + (f" WHERE {' AND '.join(where)}" if where else "")
     sql += f" ORDER BY created_at {'DESC' if newest_first else 'ASC'}, rowid {'DESC' if newest_first else 'ASC'}"
-    sql += f" LIMIT {int(limit) if limit is not None else -1} OFFSET {int(offset)}"
+    if limit is not None or offset:  # no LIMIT is "all" on both backends (SQLite needs one before an OFFSET)
+        sql += f" LIMIT {int(limit) if limit is not None else 2 ** 62} OFFSET {int(offset)}"
     return [_call(r) for r in store.db.execute(sql, args)]
 
 
@@ -91,9 +92,9 @@ def add_feedback(store: LessonStore, f: Feedback) -> Feedback:
     """Record one verdict on a call or a conversation; returns it with its id and time."""
     t = f.created_at or now()
     with store.transaction() as db:
-        fid = db.execute("INSERT INTO feedback (call_id, conversation, value, comment, demonstration, source, "
-                         "created_at) VALUES (?,?,?,?,?,?,?)",
-                         (f.call_id, f.conversation, f.value, f.comment, f.demonstration, f.source, t)).lastrowid
+        fid = backend.insert_id(db, store.postgres, "INSERT INTO feedback (call_id, conversation, value, comment, "
+                                "demonstration, source, created_at) VALUES (?,?,?,?,?,?,?)",
+                                (f.call_id, f.conversation, f.value, f.comment, f.demonstration, f.source, t))
     return replace(f, id=fid, created_at=t)
 
 

@@ -141,7 +141,7 @@ def distill(policy: Model, taskset: TaskSet, store: LessonStore, config: Distill
                                     seed=config.seed, max_steps=config.max_steps, match=config.match,
                                     progress=progress)
     tag = hashlib.sha256("|".join(x.text for x in lessons).encode()).hexdigest()[:8]
-    out = out or store.path.parent / "distilled" / f"{slug(scope)}-r{rev.id if rev else 0}-{tag}.gguf"
+    out = out or store.files_dir / "distilled" / f"{slug(scope)}-r{rev.id if rev else 0}-{tag}.gguf"
     meta = {"base": str(base.path.resolve()), "base_digest": base.identity.rpartition("@")[2], "scope": scope,
             "revision": rev.id if rev else "", "lessons": ",".join(x.id for x in lessons)}
     lora.export(peft_model, out, alpha=config.alpha, meta=meta)
