@@ -373,9 +373,9 @@ def test_the_last_step_takes_fewer_tasks_rather_than_leave_the_budget_unspent(tm
     sampled, at_step = [0], []  # training attempts (temperature > 0) so far, when each step's line is printed
 
     class Policy(ScriptedModel):
-        def chat(self, messages, *, temperature=0.0, **kw):
-            sampled[0] += temperature > 0
-            return super().chat(messages, temperature=temperature, **kw)
+        def chat(self, messages, *, temperature=0.0, n=1, **kw):
+            sampled[0] += (temperature > 0) * n
+            return super().chat(messages, temperature=temperature, n=n, **kw)
 
     never = ScriptedModel(lambda m: json.dumps({"edits": [{"op": "add", "text": BAD}]}), "reflector")
     result = learn(Policy(policy_fn, "policy"), never, taskset(), LessonStore(tmp_path / "s.db"),
