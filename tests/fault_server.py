@@ -41,6 +41,10 @@ class FaultServer:
         self.queue: list[str] = []
         self.default = "ok"
         self.served: list[str] = []
+        self.retry_after = "0"  # the 429's Retry-After header
+        self.latency_s = 0.0  # how long a good answer takes, as a model's would
+        self.arrivals: list[float] = []  # time.monotonic() of each request
+        self.busy = self.most_busy = 0  # requests being answered now, and the most at once
         self.lock = threading.Lock()
         server = self
 
@@ -56,6 +60,11 @@ class FaultServer:
                 with server.lock:
                     fault = server.queue.pop(0) if server.queue else server.default
                     server.served.append(fault)
+                    server.arrivals.append(time.monotonic())
+                    server.busy += 1
+                    server.most_busy = max(server.most_busy, server.busy)
+                if fault != "ok":
+                    server.leave()
                 server.respond(self, fault, body)
 
             def _send(self, code: int, data: bytes, ctype: str = "application/json", extra: dict | None = None):
@@ -72,6 +81,10 @@ class FaultServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
+    def leave(self) -> None:
+        with self.lock:
+            self.busy -= 1
+
     def good(self, body: dict) -> bytes:
         if self.upstream:
             req = urllib.request.Request(self.upstream.rstrip("/") + "/chat/completions", json.dumps(body).encode(),
@@ -83,11 +96,14 @@ class FaultServer:
     def respond(self, h: BaseHTTPRequestHandler, fault: str, body: dict) -> None:
         try:
             if fault == "ok":
-                h._send(200, self.good(body))
+                time.sleep(self.latency_s)
+                data = self.good(body)
+                self.leave()  # before the answer goes out: the client may send its next request the moment it has it
+                h._send(200, data)
             elif fault == "500":
                 h._send(500, b'{"error": {"message": "injected"}}')
             elif fault == "429":
-                h._send(429, b'{"error": {"message": "slow down"}}', extra={"Retry-After": "0"})
+                h._send(429, b'{"error": {"message": "slow down"}}', extra={"Retry-After": self.retry_after})
             elif fault == "timeout":
                 time.sleep(self.stall_s)
             elif fault == "html":

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from . import sandbox
+from .executor import in_flight, ordered
 from .inject import into_messages, own_system
 from .models import Model, OpenAIModel, as_completion
 from .redact import redact
@@ -66,31 +67,40 @@ def native_tools(model: Model) -> bool:
 def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lessons: Sequence[Lesson], *,
         n: int = 1, temperature: float = 0.0, max_tokens: int = 384, seed: int = 0, purpose: str = "train",
         on_done: Callable[[Rollout], None] | None = None, tools: Sequence[str] = (), max_steps: int = MAX_STEPS,
-        limits: Limits = Limits(), native: bool | None = None) -> list[Rollout]:
+        limits: Limits = Limits(), native: bool | None = None, concurrency: int | None = None) -> list[Rollout]:
     """`n` attempts at each task, scored. Sample i of a task uses seed + i, the same for every lesson set, so
     two lesson sets pair attempt by attempt. With `tools` (a task set's, e.g. ("python",)) an attempt may take
-    up to `max_steps` turns; `system` should then say how to call them (tools.tool_instruction)."""
+    up to `max_steps` turns; `system` should then say how to call them (tools.tool_instruction). Up to
+    `concurrency` tasks are attempted at once (default: the model's own, an endpoint's --concurrency); the
+    rollouts come back, and `on_done` is called, in the tasks' order all the same."""
     own = tuple(TOOLS[t] for t in tools)
     found = skills_in(lessons)  # skills in context: Python with them defined is offered, whatever the task set's tools
     if "python" in tools or found:
         sandbox.check()  # before any call: no boundary, no run (unless the user opted out), with the fix
     names = [t.name for t in own] + (["python"] if found and "python" not in tools else [])
     specs = [TOOLS[t].spec() for t in names] if names and (native_tools(model) if native is None else native) else None
-    out = []
-    for task in tasks:
+
+    def attempts(task: Task) -> list[Rollout]:
         offered = own if not found else (*(t for t in own if t.name != "python"), skill_tool(found, task.prompt))
         start = messages_for(task, system) + (primed(found, task.prompt, limits, native=bool(specs)) if found else [])
         # the first turn of every attempt in one call: n samples of one prompt share its prefix
         firsts = [as_completion(c) for c in model.chat(wire(start), n=n, temperature=temperature, max_tokens=max_tokens,
                                                        seed=seed, **({"tools": specs} if specs else {}))]
+        got = []
         for i, first in enumerate(firsts):
             msgs, tally = _attempt(model, start, first, offered, specs, limits, max_steps if offered else 1,
                                    temperature=temperature, max_tokens=max_tokens, seed=seed + i)
-            r = Rollout(rollout_id(model.name, start, seed, i, temperature), task.id, tuple(msgs), tally["final"],
-                        _verdict(reward, task, msgs, tally, max_steps), tuple(x.id for x in lessons), model.name,
-                        seed, i, tally["prompt_tokens"], tally["completion_tokens"],
-                        # model latency (as first measured, so a cached replay reports it too) plus the tools' time
-                        tally["seconds"], tally["error"], purpose)
+            got.append(Rollout(rollout_id(model.name, start, seed, i, temperature), task.id, tuple(msgs),
+                               tally["final"], _verdict(reward, task, msgs, tally, max_steps),
+                               tuple(x.id for x in lessons), model.name, seed, i, tally["prompt_tokens"],
+                               tally["completion_tokens"],
+                               # model latency (as first measured, so a cached replay reports it too) + the tools' time
+                               tally["seconds"], tally["error"], purpose))
+        return got
+
+    out = []
+    for got in ordered(attempts, tasks, in_flight(model) if concurrency is None else concurrency):
+        for r in got:
             out.append(r)
             if on_done:
                 on_done(r)

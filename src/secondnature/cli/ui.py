@@ -53,10 +53,11 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int, str], None]]
 
 def models(args: argparse.Namespace, reflector: bool = True) -> tuple[Model, Model | None]:
     """The policy (and the reflector) the command's options name; one object when they name the same model."""
+    given = {"concurrency": args.concurrency} if getattr(args, "concurrency", None) else {}  # else the model's default
     if reflector and args.reflector == args.policy:  # one model for both: with the reflector's window
-        policy = load_model(args.policy, base_url=args.base_url, n_ctx=8192)
+        policy = load_model(args.policy, base_url=args.base_url, n_ctx=8192, **given)
         return policy, policy
-    policy = load_model(args.policy, base_url=args.base_url)
+    policy = load_model(args.policy, base_url=args.base_url, **given)
     if not reflector:
         return policy, None
     return policy, load_model(args.reflector, base_url=args.base_url, n_ctx=8192)
@@ -64,6 +65,12 @@ def models(args: argparse.Namespace, reflector: bool = True) -> tuple[Model, Mod
 
 def fmt_ci(ci: tuple[float, float]) -> str:
     return f"[{ci[0]:.1%}, {ci[1]:.1%}]"
+
+
+def positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return int(value)
 
 
 def token_budget(value: str) -> int | None:
@@ -81,6 +88,9 @@ def model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
         p.add_argument("--reflector", default="reflector",
                        help="GGUF path or packaged name (default: the 1.5B model); with --base-url, a model name")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint; key from OPENAI_API_KEY")
+    p.add_argument("--concurrency", type=positive, default=None, metavar="N",
+                   help="rollouts in flight at once (default: 8 to an endpoint; 1 on the embedded model, whose samples "
+                        "of one prompt decode together anyway)")
     p.add_argument("--max-tokens", type=int, default=384, help="completion tokens per rollout")
     p.add_argument("--lesson-tokens", type=token_budget, default=400,
                    help="token budget for injected lessons, counted with the policy's tokenizer ('none': no cap)")

@@ -30,15 +30,17 @@ __all__ = ["CachedModel", "CompletionCache", "LlamaModel", "MAX_RESPONSE_BYTES",
            "parse_tool_calls", "release", "window_of"]
 
 
-def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096) -> Model:
+def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096, concurrency: int | None = None) -> Model:
     """A model by name. Embedded (llama.cpp, in this process): a packaged name ("default" or "0.5b", "reflector" or
     "1.5b"; assembled from their packages on first use) or any GGUF path, a distilled LoRA adapter included. With
     `base_url` (or $SECONDNATURE_BASE_URL): a model name on any OpenAI-compatible endpoint, the key from
-    $OPENAI_API_KEY or $SECONDNATURE_API_KEY. `n_ctx` is the embedded model's window (a reflector wants 8192)."""
+    $OPENAI_API_KEY or $SECONDNATURE_API_KEY. `n_ctx` is the embedded model's window (a reflector wants 8192).
+    `concurrency`: rollouts in flight at once (an endpoint's default is 8; the embedded model's 1, since its calls
+    take turns on one context and its samples of one prompt already decode together)."""
     if (base_url or os.environ.get("SECONDNATURE_BASE_URL")) and not Path(spec).expanduser().is_file():
         if spec in ("default", "reflector"):
             spec = os.environ.get("SECONDNATURE_MODEL") or "gpt-4o-mini"
-        return OpenAIModel(spec, base_url=base_url)
+        return OpenAIModel(spec, base_url=base_url, **({"concurrency": concurrency} if concurrency else {}))
     from ..weights import PACKAGED, WeightsError, adapter_meta, resolve
     try:
         path = resolve(spec)
@@ -50,5 +52,5 @@ def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096) -> 
         if not base.is_file():
             raise ModelError(f"{spec} is a LoRA adapter for {base}, which is not there; distil again or put the "
                              f"base model back")
-        return LlamaModel(base, n_ctx=n_ctx, lora=path)
-    return LlamaModel(path, n_ctx=n_ctx)
+        return LlamaModel(base, n_ctx=n_ctx, lora=path, concurrency=concurrency or 1)
+    return LlamaModel(path, n_ctx=n_ctx, concurrency=concurrency or 1)

@@ -49,7 +49,7 @@ class LlamaModel:
     """A GGUF file run in-process by llama-cpp-python. Sample i of a call uses seed + i."""
 
     def __init__(self, path: str | Path, *, n_ctx: int = 4096, threads: int | None = None,
-                 lora: str | Path | None = None):
+                 lora: str | Path | None = None, concurrency: int = 1):
         try:
             from llama_cpp import Llama
         except ImportError as e:  # pragma: no cover - depends on the install
@@ -73,6 +73,7 @@ class LlamaModel:
             _LOCKS.setdefault(key, threading.Lock())
         self.llm, self.key, self.lock = _LOADED[key], key, _LOCKS[key]
         self.n_ctx = n_ctx
+        self.concurrency = concurrency  # rollouts at once; their calls take turns, their tool calls overlap
 
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))

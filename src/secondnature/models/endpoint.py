@@ -1,9 +1,12 @@
 """Any OpenAI-compatible chat endpoint, through the openai SDK: the answer read within a deadline and checked."""
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import json
 import os
+import random
+import threading
 import time
 from dataclasses import replace
 
@@ -11,12 +14,38 @@ from ..text import approx_tokens
 from ..types import Completion, ToolCall
 from .base import ModelError
 
+DEFAULT_CONCURRENCY = 8  # requests in flight to an endpoint: a hosted API or a server with parallel slots takes it
+MAX_RETRY_AFTER_S = 120.0  # a longer Retry-After fails the call with the fix rather than stall the run
+
+
+def retry_after(headers) -> float | None:
+    """Seconds a 429's headers ask to wait: `retry-after-ms`, then `Retry-After` in seconds or as an HTTP date."""
+    try:
+        if (ms := headers.get("retry-after-ms")) is not None:
+            return max(0.0, float(ms) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def backoff(attempt: int) -> float:
+    """0.5 s, 1 s, 2 s ... up to 8 s, each cut by up to a quarter at random so threads do not retry in step."""
+    return min(8.0, 0.5 * 2 ** attempt) * (1 - 0.25 * random.random())
+
 
 class OpenAIModel:
     """Any OpenAI-compatible chat endpoint. Servers that ignore `n` are asked again for the rest."""
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 timeout: float = 120.0, max_retries: int = 3, check: bool = True):
+                 timeout: float = 120.0, max_retries: int = 3, concurrency: int = DEFAULT_CONCURRENCY,
+                 check: bool = True):
         try:
             import openai
         except ImportError as e:  # pragma: no cover
@@ -28,8 +57,14 @@ class OpenAIModel:
                 raise ModelError("no API key: set OPENAI_API_KEY (or SECONDNATURE_API_KEY) in the environment")
             api_key = "none"  # local servers (llama.cpp, vLLM, Ollama) accept any key
         self._openai = openai
-        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
-        self.timeout = timeout
+        # retried here, not in the SDK: a 429's pause then holds for every request in flight, not only the refused one
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=0)
+        self.timeout, self.retries = timeout, max_retries
+        if concurrency < 1:
+            raise ModelError(f"--concurrency must be at least 1 (got {concurrency})")
+        self.concurrency = concurrency  # rollouts in flight at once (rollout.run reads it)
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._paused_until = 0.0  # monotonic time before which no request is sent: the server asked us to wait
         self.name = f"openai:{model}"
         self.model = model
         self.base_url = base_url or "https://api.openai.com/v1"
@@ -41,8 +76,8 @@ class OpenAIModel:
         """Fail early, with the fix, when the endpoint cannot be used at all."""
         o = self._openai
         try:
-            self.client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "hi"}],
-                                                max_tokens=1)
+            self.client.with_options(max_retries=self.retries).chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": "hi"}], max_tokens=1)
         except o.AuthenticationError as e:
             raise ModelError(f"{self.base_url} rejected the API key ({e.status_code}); check OPENAI_API_KEY") from e
         except o.NotFoundError as e:
@@ -65,7 +100,7 @@ class OpenAIModel:
             try:
                 got = self._call(dict(model=self.model, messages=messages, n=want, temperature=temperature,
                                       max_tokens=max_tokens, seed=None if seed is None else seed + len(out), **extra), want)
-            except Exception as e:  # the SDK has already retried 429s, 5xx and timeouts; a body cut off mid-read
+            except Exception as e:  # 429s, 5xx and timeouts have been retried already; a body cut off mid-read
                 # surfaces as the HTTP library's own error: whatever it is, this call failed, the run goes on
                 why = str(e) if isinstance(e, ModelError) else f"{type(e).__name__}: {e}"
                 out.extend(Completion(text="", latency_s=time.perf_counter() - t0, error=why[:500]) for _ in range(want))
@@ -75,6 +110,40 @@ class OpenAIModel:
         return out
 
     def _call(self, body: dict, want: int) -> list[Completion]:
+        """One request, retried on a transient fault (429, 408, 409, 5xx, a dropped connection, a timeout) up to
+        `retries` times: after a 429 no request goes out before its Retry-After has passed; otherwise after an
+        exponential backoff with jitter."""
+        o = self._openai
+        for attempt in range(self.retries + 1):
+            self._wait_for_pause()
+            try:
+                with self._slots:
+                    return self._send(body, want)
+            except o.APIStatusError as e:
+                if e.status_code not in (408, 409, 429) and e.status_code < 500 or attempt == self.retries:
+                    raise
+                wait = retry_after(e.response.headers) if e.status_code == 429 else None
+                if wait is not None and wait > MAX_RETRY_AFTER_S:
+                    raise ModelError(f"{self.base_url} asked to wait {wait:.0f} s before the next request (429); "
+                                     f"lower --concurrency or try later") from e
+                self._pause(wait if wait is not None else backoff(attempt), everyone=e.status_code == 429)
+            except (o.APIConnectionError, o.APITimeoutError):
+                if attempt == self.retries:
+                    raise
+                self._pause(backoff(attempt), everyone=False)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_for_pause(self) -> None:
+        while (left := self._paused_until - time.monotonic()) > 0:
+            time.sleep(left)
+
+    def _pause(self, seconds: float, *, everyone: bool) -> None:
+        if everyone:  # a rate limit is the server's, so every thread holds off; max(): a later pause never shortens one
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+        else:
+            time.sleep(seconds)
+
+    def _send(self, body: dict, want: int) -> list[Completion]:
         """One request, read within `self.timeout` in all (a server that drips a byte a second is cut off), and
         checked: anything but a chat completion with choices raises ModelError naming what came back."""
         deadline = time.monotonic() + self.timeout
