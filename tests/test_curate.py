@@ -20,8 +20,9 @@ MATCH = "Count the matches of that letter one by one in the written word."
 MERGED = "Write the word out letter by letter, then count the matches one by one."
 
 
-def store_with(tmp_path: Path, texts: list[str], scope: str = "toy") -> LessonStore:
-    s = LessonStore(tmp_path / "s.db")
+def store_with(where: Path | str, texts: list[str], scope: str = "toy") -> LessonStore:
+    """A store (on each backend, where a test takes `store_at`) whose scope holds `texts`."""
+    s = LessonStore(where)
     s.commit_revision(scope, [s.add_lesson(Lesson("", t, scope, gain=0.1)).id for t in texts], "learned")
     return s
 
@@ -30,8 +31,8 @@ def never(_messages: list[dict]) -> str:
     raise AssertionError("the reflector was not expected to be asked")
 
 
-def test_leave_one_out_retires_what_does_nothing_and_keeps_what_works(tmp_path: Path) -> None:
-    s = store_with(tmp_path, [GOOD, INERT, DUP])
+def test_leave_one_out_retires_what_does_nothing_and_keeps_what_works(store_at: Path | str) -> None:
+    s = store_with(store_at, [GOOD, INERT, DUP])
     r = curate(ScriptedModel(policy_fn, "p"), ScriptedModel(never, "r"), taskset(), s, CurateConfig(val_size=10))
     # each lesson alone adds nothing while the others are there (DUP contains GOOD), so each has effect 0 ...
     assert {k: v[0] for k, v in r.loo.items()} == {"L1": 0.0, "L2": 0.0, "L3": 0.0}
@@ -51,9 +52,9 @@ def write_and_match(messages: list[dict]) -> str:
     return f"Answer: {gold if 'write' in system and 'matches' in system else gold + 1}"
 
 
-def test_two_overlapping_lessons_are_merged_through_the_gate(tmp_path: Path) -> None:
+def test_two_overlapping_lessons_are_merged_through_the_gate(store_at: Path | str) -> None:
     assert 0.2 <= similarity(WRITE, MATCH) < 0.6
-    s = store_with(tmp_path, [WRITE, MATCH])
+    s = store_with(store_at, [WRITE, MATCH])
     asked: list[str] = []
 
     def reflector(messages: list[dict]) -> str:
@@ -69,8 +70,8 @@ def test_two_overlapping_lessons_are_merged_through_the_gate(tmp_path: Path) -> 
     assert s.revision_lessons(s.head("toy")) == list(r.after)
 
 
-def test_a_rewrite_that_loses_items_is_rejected_and_nothing_changes(tmp_path: Path) -> None:
-    s = store_with(tmp_path, [WRITE, MATCH])
+def test_a_rewrite_that_loses_items_is_rejected_and_nothing_changes(store_at: Path | str) -> None:
+    s = store_with(store_at, [WRITE, MATCH])
     r = curate(ScriptedModel(write_and_match, "p"), ScriptedModel(lambda m: "Count the letters carefully, always.", "r"),
                taskset(), s, CurateConfig(val_size=10, overlap=0.2))
     assert [x.text for x in r.after] == [WRITE, MATCH]
@@ -78,9 +79,9 @@ def test_a_rewrite_that_loses_items_is_rejected_and_nothing_changes(tmp_path: Pa
     assert s.lessons("toy", "retired") == [] and s.head("toy").id == 1
 
 
-def test_a_long_lesson_is_compressed_when_the_shorter_one_does_as_well(tmp_path: Path) -> None:
+def test_a_long_lesson_is_compressed_when_the_shorter_one_does_as_well(store_at: Path | str) -> None:
     long = GOOD + " " + " ".join(["Take your time and be careful with every single step of the counting."] * 3)
-    s = store_with(tmp_path, [long])
+    s = store_with(store_at, [long])
     r = curate(ScriptedModel(policy_fn, "p"), ScriptedModel(lambda m: GOOD, "r"), taskset(), s,
                CurateConfig(val_size=10, compress_over=20))
     assert [x.text for x in r.after] == [GOOD] and s.lesson("L1").status == "retired"
@@ -105,7 +106,7 @@ def test_parse_rewrite_takes_the_advice_line() -> None:
     assert parse_rewrite("  \n") == ""
 
 
-def test_cli_curate_reports_credit_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_cli_curate_reports_credit_and_tokens(store_at: Path | str, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture, toy_file: Path) -> None:
     import json
 
@@ -113,17 +114,17 @@ def test_cli_curate_reports_credit_and_tokens(tmp_path: Path, monkeypatch: pytes
     from secondnature.cli import ui
 
     path = toy_file
-    store_with(tmp_path, [GOOD, INERT], scope="toy").close()
+    store_with(store_at, [GOOD, INERT], scope="toy").close()
     models = {"p": ScriptedModel(policy_fn, "p"), "r": ScriptedModel(never, "r")}
     monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
-    base = ["--store", str(tmp_path / "s.db"), "curate", str(path), "--checker", "number", "--policy", "p",
+    base = ["--store", str(store_at), "curate", str(path), "--checker", "number", "--policy", "p",
             "--reflector", "r", "--val-size", "10"]
     assert cli.main([*base, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["before"] == ["L1", "L2"] and out["after"] == ["L1"]
     assert out["loo"]["L1"]["effect"] > 0.5 and out["loo"]["L2"]["effect"] == 0.0
     assert out["lesson_tokens_after"] < out["lesson_tokens_before"]
-    assert cli.main(["--store", str(tmp_path / "s.db"), "lessons", "list", "--all"]) == 0
+    assert cli.main(["--store", str(store_at), "lessons", "list", "--all"]) == 0
     listing = capsys.readouterr().out
     assert f"{out['loo']['L1']['effect']:+.2f}" in listing and "retired: retire: leave-one-out +0.000" in listing
     assert cli.main([*base, "--lesson-tokens", "none"]) == 0  # no cap: accepted; nothing left to retire
@@ -141,31 +142,31 @@ def test_running_credit_compares_lesson_sets_that_differ_by_that_lesson_only() -
     assert got["L9"].effect is None and got["L9"].in_context == 0
 
 
-def test_lessons_list_shows_the_running_estimate_after_curation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_lessons_list_shows_the_running_estimate_after_curation(store_at: Path | str, monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture, toy_file: Path) -> None:
     import json
 
     from secondnature import cli
     from secondnature.cli import ui
-    store_with(tmp_path, [GOOD, INERT], scope="toy").close()
+    store_with(store_at, [GOOD, INERT], scope="toy").close()
     models = {"p": ScriptedModel(policy_fn, "p"), "r": ScriptedModel(never, "r")}
     monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
-    assert cli.main(["--store", str(tmp_path / "s.db"), "curate", str(toy_file), "--checker", "number", "--policy",
+    assert cli.main(["--store", str(store_at), "curate", str(toy_file), "--checker", "number", "--policy",
                      "p", "--reflector", "r", "--val-size", "10", "--json"]) == 0
     capsys.readouterr()
-    assert cli.main(["--store", str(tmp_path / "s.db"), "lessons", "list", "--all", "--json"]) == 0
+    assert cli.main(["--store", str(store_at), "lessons", "list", "--all", "--json"]) == 0
     running = {x["id"]: x["running"] for x in json.loads(capsys.readouterr().out)}
     assert running["L1"]["effect"] > 0.5 and running["L1"]["tasks"] == 10  # the leave-one-out pairs, reused
     assert running["L2"]["effect"] == 0.0
-    assert cli.main(["--store", str(tmp_path / "s.db"), "lessons", "list"]) == 0
+    assert cli.main(["--store", str(store_at), "lessons", "list"]) == 0
     assert f"{running['L1']['effect']:+.2f}" in capsys.readouterr().out  # the "seen" column
 
 
-def test_a_lesson_committed_by_another_writer_during_curation_is_kept(tmp_path: Path) -> None:
+def test_a_lesson_committed_by_another_writer_during_curation_is_kept(store_at: Path | str) -> None:
     """Another writer commits while curation measures: each retirement is applied to the head as it then is, so
     their lesson stays, and the note says the gate judged the first retirement on the older revision."""
-    s = store_with(tmp_path, [GOOD, INERT, DUP])
-    other = LessonStore(tmp_path / "s.db")
+    s = store_with(store_at, [GOOD, INERT, DUP])
+    other = LessonStore(store_at)
     hand = "Say the word aloud before you count anything."
 
     def policy(messages: list[dict]) -> str:

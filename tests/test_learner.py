@@ -52,8 +52,8 @@ def record_traffic(store: LessonStore, scope: str, n: int, *, comment: str = "")
 CONFIG = LearnerConfig(min_calls=24, min_new=4, spend_per_hour=400, budget=120, val_size=10)
 
 
-def test_a_lesson_learned_from_traffic_is_gated_and_feedback_reaches_the_reflector(tmp_path):
-    store = LessonStore(tmp_path / "s.db")
+def test_a_lesson_learned_from_traffic_is_gated_and_feedback_reaches_the_reflector(store_at):
+    store = LessonStore(store_at)
     record_traffic(store, "support", 40, comment="a person said: give the ORDER-NUMBER-PLEASE")
     record_traffic(store, "billing", 40)
     policy, refl = ScriptedModel(policy_reply, "policy"), reflector()
@@ -71,8 +71,8 @@ def test_a_lesson_learned_from_traffic_is_gated_and_feedback_reaches_the_reflect
     assert 0 < spent_last_hour(store) == result.rollouts_used
 
 
-def test_not_enough_traffic_or_budget_learns_nothing(tmp_path):
-    store = LessonStore(tmp_path / "s.db")
+def test_not_enough_traffic_or_budget_learns_nothing(store_at):
+    store = LessonStore(store_at)
     record_traffic(store, "support", 10)
     assert learn_scope(store, "support", ScriptedModel(policy_reply), reflector(), judge, CONFIG) is None
     record_traffic(store, "support", 30)
@@ -80,10 +80,10 @@ def test_not_enough_traffic_or_budget_learns_nothing(tmp_path):
     assert store.last_run("support") is None
 
 
-def test_a_revision_learned_in_the_background_is_live_in_the_proxy(tmp_path):
+def test_a_revision_learned_in_the_background_is_live_in_the_proxy(store_at):
     upstream = Responder(reply=lambda body: policy_reply(body["messages"]))
     up_url, up_server = serve_in_thread(upstream.app)
-    tenants = load_tenants(None, store=str(tmp_path / "s.db"))
+    tenants = load_tenants(None, store=str(store_at))
     learner = Learner(tenants, lambda model: OpenAIModel(model, base_url=up_url, api_key="k"), reflector(), judge,
                       CONFIG)
     url, server = serve_in_thread(make_app(ServeConfig(Upstream(up_url), tenants)))
@@ -103,10 +103,10 @@ def test_a_revision_learned_in_the_background_is_live_in_the_proxy(tmp_path):
     server.should_exit = up_server.should_exit = True
 
 
-def test_learn_on_recorded_traffic_from_the_command_line(tmp_path, monkeypatch, capsys):
+def test_learn_on_recorded_traffic_from_the_command_line(store_at, tmp_path, monkeypatch, capsys):
     """`learn traffic:SCOPE`: what serve recorded (or `import traces` brought in), learned from offline."""
     from secondnature.cli import main, ui
-    store = LessonStore(tmp_path / "s.db")
+    store = LessonStore(store_at)
     record_traffic(store, "support", 40)
     rubric = tmp_path / "rubric.txt"
     rubric.write_text("A good reply names the order number.")
@@ -114,7 +114,7 @@ def test_learn_on_recorded_traffic_from_the_command_line(tmp_path, monkeypatch, 
         "<reply>")[-1] else "Vague.\nScore: 0/10", "judge")
     models = {"p": ScriptedModel(policy_reply, "policy"), "r": reflector(), "j": judge_model}
     monkeypatch.setattr(ui, "load_model", lambda spec, base_url=None, n_ctx=4096: models[spec])
-    base = ["--store", str(tmp_path / "s.db"), "learn", "traffic:support", "--policy", "p", "--reflector", "r"]
+    base = ["--store", str(store_at), "learn", "traffic:support", "--policy", "p", "--reflector", "r"]
     assert main(base) == 2 and "needs a reward for its replays" in capsys.readouterr().err
     assert main([*base[:3], "traffic:nothing-here", *base[4:], "--judge", "j", "--rubric", str(rubric)]) == 2
     assert "0 usable recorded calls" in capsys.readouterr().err
@@ -124,9 +124,9 @@ def test_learn_on_recorded_traffic_from_the_command_line(tmp_path, monkeypatch, 
     assert [x["text"] for x in result["lessons"]] == [LESSON] and result["accepted"] == 1
 
 
-def test_the_cost_cap_counts_the_replays_of_the_last_hour(tmp_path):
+def test_the_cost_cap_counts_the_replays_of_the_last_hour(store_at):
     from secondnature.serve.learner import cost_last_hour
-    store = LessonStore(tmp_path / "s.db")
+    store = LessonStore(store_at)
     record_traffic(store, "support", 40)
     result = learn_scope(store, "support", ScriptedModel(policy_reply, "policy"), reflector(), judge, CONFIG)
     tokens = store.db.execute("SELECT SUM(prompt_tokens), SUM(completion_tokens) FROM rollouts").fetchone()

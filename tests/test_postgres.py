@@ -233,6 +233,12 @@ def test_a_url_is_shown_without_its_password() -> None:
     assert postgres.masked("postgresql://me@db/store") == "postgresql://me@db/store"
 
 
+def test_a_nul_character_which_postgresql_text_cannot_hold_is_replaced_not_an_error(url: str) -> None:
+    s = LessonStore(url)
+    assert add(s, "Count\x00 the letters.").text == "Count\x00 the letters."
+    assert s.lesson("L1").text == "Count\ufffd the letters."
+
+
 # ---------------------------------------------------------------- threads
 
 def test_the_completion_cache_from_other_threads_stays_out_of_the_main_transaction(url: str) -> None:

@@ -37,8 +37,8 @@ def upstream():
 
 
 @pytest.fixture()
-def proxy(upstream, tmp_path):
-    store_path = tmp_path / "serve.db"
+def proxy(upstream, store_at):
+    store_path = store_at  # on both backends: an SQLite file and a PostgreSQL database
     app = make_app(ServeConfig(Upstream(upstream.url, "upstream-secret"), load_tenants(None, store=str(store_path))))
     url, server = serve_in_thread(app)
     client = openai.OpenAI(base_url=url, api_key="anything", max_retries=0)

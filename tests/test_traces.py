@@ -20,8 +20,9 @@ KEY = "sk-test-0000000000000000aaaa"  # shaped like an API key: redact.KEY_SHAPE
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LessonStore:
-    return LessonStore(tmp_path / "store.db")
+def store(store_at: Path | str) -> LessonStore:
+    """On both backends: an SQLite file and a PostgreSQL database."""
+    return LessonStore(store_at)
 
 
 def asking(store: LessonStore, start: str) -> Call:

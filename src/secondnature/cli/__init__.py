@@ -30,7 +30,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="secondnature", description=__doc__)
     ap.add_argument("--store", default=None, help="store file (default $SECONDNATURE_HOME/store.db, "
-                                                  "SECONDNATURE_HOME defaults to ~/.secondnature)")
+                                                  "SECONDNATURE_HOME defaults to ~/.secondnature), or a "
+                                                  "postgresql://... URL (docs/postgres.md)")
     ap.add_argument("--insecure-sandbox", action="store_true",
                     help="run the Python tool without Linux namespaces where they cannot be made: rlimits and an "
                          "audit hook only, which is NOT a security boundary (model-written code can then reach "

@@ -62,6 +62,12 @@ def placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+def _values(args: Sequence) -> list:
+    """PostgreSQL's text cannot hold a NUL character, which SQLite's can (a model's reply, an application's request):
+    it becomes U+FFFD rather than an error that would lose the whole row."""
+    return [a.replace("\x00", "\ufffd") if isinstance(a, str) and "\x00" in a else a for a in args]
+
+
 class Connection:
     """A psycopg connection in autocommit mode (a statement outside `transaction()` is its own transaction), with the
     few sqlite3.Connection methods the store's queries call."""
@@ -70,11 +76,11 @@ class Connection:
         self.conn = conn
 
     def execute(self, sql: str, args: Sequence = ()) -> Any:
-        return self.conn.execute(placeholders(sql), list(args)) if args else self.conn.execute(sql)
+        return self.conn.execute(placeholders(sql), _values(args)) if args else self.conn.execute(sql)
 
     def executemany(self, sql: str, rows: Sequence[Sequence]) -> Any:
         cur = self.conn.cursor()
-        cur.executemany(placeholders(sql), [list(r) for r in rows])
+        cur.executemany(placeholders(sql), [_values(r) for r in rows])
         return cur
 
     @property

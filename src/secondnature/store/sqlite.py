@@ -311,7 +311,7 @@ class LessonStore(StoreBase):
 
 def fresh_store(path: str | Path) -> LessonStore:
     """A new, empty store at `path`: a store there before is deleted first, with its write-ahead log."""
-    if postgres.is_url(path):  # deleting a database's tables is a person's decision, not a side effect
+    if str(path).startswith(("postgresql:", "postgres:")):  # deleting a database's tables is a person's decision
         raise StoreError(f"a fresh store is made in a file; give a path, not {postgres.masked(str(path))}")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
