@@ -1,14 +1,27 @@
-"""Where independent pieces of work run: one after another, or several at once in threads (a rollout against an
-endpoint spends its time waiting on the network, so many may be in flight). The results come back in the order of
-the work whatever finished first, so seeds, the completion cache and paired comparisons do not depend on timing."""
+"""Where independent pieces of work run: one after another, several at once in threads (a rollout against an
+endpoint spends its time waiting on the network, so many may be in flight), or as Ray tasks on other machines
+(cluster.py). The results come back in the order of the work whatever finished first, so seeds, the completion
+cache and paired comparisons do not depend on timing or place.
+
+The executor is chosen once for a stretch of work (`with executing("ray:HOST:PORT"): learn(...)`, or the CLI's
+--executor) rather than passed through every caller of rollout.run: learn, validation, evaluation and the bench
+all ask `current()`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Executor(Protocol):
+    def map(self, fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+        """fn over items, yielded in the items' order; `workers` is how many the work's model takes at once."""
+        ...
 
 
 def in_flight(model: object) -> int:
@@ -33,3 +46,47 @@ def ordered(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[
             yield f.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Threads:
+    """The default: this process, up to `workers` threads."""
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
+        return ordered(fn, items, workers)
+
+
+THREADS = Threads()
+_CURRENT: ContextVar[Executor] = ContextVar("secondnature_executor", default=THREADS)
+
+
+def current() -> Executor:
+    """The executor rollouts run on here and now (local threads unless `executing` said otherwise)."""
+    return _CURRENT.get()
+
+
+def parse(spec: str) -> str | None:
+    """The Ray address in an --executor value: None for `local`, "" for `ray` (RAY_ADDRESS, or a Ray started for this
+    run), "HOST:PORT" for `ray:HOST:PORT`; ValueError naming the forms for anything else."""
+    spec = spec.strip()
+    if spec in ("", "local", "threads"):
+        return None
+    if spec == "ray" or spec.startswith("ray:"):
+        return spec[4:]
+    raise ValueError(f"--executor takes `local` or `ray[:HOST:PORT]`, not {spec!r}")
+
+
+@contextmanager
+def executing(spec: str | Executor | None) -> Iterator[Executor]:
+    """Rollouts started inside run on `spec`: an Executor, or an --executor value (`local`, `ray`, `ray:HOST:PORT`;
+    None is local). A Ray cluster is connected on entry (cluster.ClusterError with the fix when it cannot be) and
+    disconnected on exit if this connected it."""
+    if isinstance(spec, str) and (address := parse(spec)) is not None:
+        from .cluster import connected  # Ray is imported only when asked for
+        with connected(address or None) as on_ray, executing(on_ray) as chosen:
+            yield chosen
+        return
+    token = _CURRENT.set(THREADS if spec is None or isinstance(spec, str) else spec)
+    try:
+        yield _CURRENT.get()
+    finally:
+        _CURRENT.reset(token)

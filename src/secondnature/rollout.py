@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from . import sandbox
-from .executor import in_flight, ordered
+from .executor import current, in_flight
 from .inject import into_messages, own_system
 from .models import Model, OpenAIModel, as_completion
 from .redact import redact
@@ -71,8 +71,9 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
     """`n` attempts at each task, scored. Sample i of a task uses seed + i, the same for every lesson set, so
     two lesson sets pair attempt by attempt. With `tools` (a task set's, e.g. ("python",)) an attempt may take
     up to `max_steps` turns; `system` should then say how to call them (tools.tool_instruction). Up to
-    `concurrency` tasks are attempted at once (default: the model's own, an endpoint's --concurrency); the
-    rollouts come back, and `on_done` is called, in the tasks' order all the same."""
+    `concurrency` tasks are attempted at once (default: the model's own, an endpoint's --concurrency), on the
+    current executor (local threads, or Ray workers: executor.executing); the rollouts come back, and `on_done`
+    is called here, in the tasks' order all the same."""
     own = tuple(TOOLS[t] for t in tools)
     found = skills_in(lessons)  # skills in context: Python with them defined is offered, whatever the task set's tools
     if "python" in tools or found:
@@ -81,6 +82,8 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
     specs = [TOOLS[t].spec() for t in names] if names and (native_tools(model) if native is None else native) else None
 
     def attempts(task: Task) -> list[Rollout]:
+        if "python" in names:
+            sandbox.check()  # again where the attempt runs: a Ray worker's machine may lack what this one has
         offered = own if not found else (*(t for t in own if t.name != "python"), skill_tool(found, task.prompt))
         start = messages_for(task, system) + (primed(found, task.prompt, limits, native=bool(specs)) if found else [])
         # the first turn of every attempt in one call: n samples of one prompt share its prefix
@@ -99,7 +102,8 @@ def run(model: Model, tasks: Sequence[Task], reward: Reward, system: str, lesson
         return got
 
     out = []
-    for got in ordered(attempts, tasks, in_flight(model) if concurrency is None else concurrency):
+    # local threads unless the caller chose another executor (`executor.executing`, --executor ray)
+    for got in current().map(attempts, tasks, in_flight(model) if concurrency is None else concurrency):
         for r in got:
             out.append(r)
             if on_done:
