@@ -12,7 +12,7 @@ import secondnature
 
 PACKAGE = Path(secondnature.__file__).parent
 HEAVY = ("gepa", "matplotlib", "torch", "transformers", "peft", "trl", "llama_cpp", "starlette", "uvicorn", "jinja2",
-         "mcp", "psycopg")
+         "mcp", "psycopg", "ray")
 # the layers above the core: the CLI, the comparison harness, training, and what speaks HTTP or MCP
 UPPER = ("secondnature.cli", "secondnature.bench", "secondnature.train", "secondnature.serve", "secondnature.web",
          "secondnature.mcp_server")

@@ -19,6 +19,7 @@ cache keys on `identity`, never on the name alone. `learn` stops when its rollou
 gate or when nothing is left to win, and says why in `result.stopped`.
 """
 from .evaluate import EvalResult, evaluate
+from .executor import executing
 from .inject import system_prompt
 from .judge import judge_reward, majority_reward, pairwise_reward
 from .learn import LearnConfig, LearnResult, learn
@@ -54,6 +55,8 @@ __all__ = [
     "judge_reward", "pairwise_reward", "majority_reward",
     # models
     "Model", "Completion", "load_model", "OpenAIModel", "LlamaModel", "ModelError",
+    # where rollouts run: `with executing("ray:HOST:PORT"): ...` (docs/ray.md)
+    "executing",
     # lessons, their store and their use
     "Lesson", "Revision", "Edit", "Candidate", "GateRecord", "Reflection", "Rollout",
     "open_store", "LessonStore", "system_prompt", "evaluate", "EvalResult",

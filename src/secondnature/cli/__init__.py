@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from rich.markup import escape
 
+from ..cluster import ClusterError
+from ..executor import executing
 from ..models import ModelError
 from ..sandbox import INSECURE_ENV, SandboxUnavailable
 from ..store import StoreError
@@ -178,8 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ui.err.print("error: `revisions restore N` needs a revision id")
         return 2
     try:
-        return args.func(args)
-    except (UsageError, ModelError, StoreError, WeightsError, SandboxUnavailable, ValueError) as e:
+        with executing(getattr(args, "executor", None)):  # rollouts on Ray workers for commands that take --executor
+            return args.func(args)
+    except (UsageError, ModelError, StoreError, WeightsError, SandboxUnavailable, ClusterError, ValueError) as e:
         ui.err.print(f"[red]error:[/] {escape(str(e))}")  # a message naming `pip install '...[serve]'` keeps its brackets
         return 2
     except KeyboardInterrupt:

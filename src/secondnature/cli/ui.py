@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..executor import parse
 from ..inject import listed
 from ..judge import judge_reward
 from ..models import CompletionCache, Model, cached, load_model
@@ -73,6 +74,14 @@ def positive(value: str) -> int:
     return int(value)
 
 
+def executor_spec(value: str) -> str:
+    try:
+        parse(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def token_budget(value: str) -> int | None:
     if value.lower() in ("none", "unbounded"):
         return None
@@ -91,6 +100,10 @@ def model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
     p.add_argument("--concurrency", type=positive, default=None, metavar="N",
                    help="rollouts in flight at once (default: 8 to an endpoint; 1 on the embedded model, whose samples "
                         "of one prompt decode together anyway)")
+    p.add_argument("--executor", type=executor_spec, default="local", metavar="local|ray[:HOST:PORT]",
+                   help="where rollouts run: local threads (default), or Ray tasks on the cluster at HOST:PORT (without "
+                        "an address: $RAY_ADDRESS, else a Ray started for this run); the learner stays here "
+                        "(docs/ray.md, extra `ray`)")
     p.add_argument("--max-tokens", type=int, default=384, help="completion tokens per rollout")
     p.add_argument("--lesson-tokens", type=token_budget, default=400,
                    help="token budget for injected lessons, counted with the policy's tokenizer ('none': no cap)")
