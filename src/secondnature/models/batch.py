@@ -6,8 +6,10 @@ sequence 0 and shared with sequences 1..K-1 (in a unified KV cache `seq_cp` shar
 nothing); then each step decodes one token of every live sequence in one `llama_decode` call, so the
 weights are read once for K tokens. Sampling is llama.cpp's sampler chain, built as llama-cpp-python's
 `create_completion` builds it, one chain a sample seeded `seed + i`; the text is cut as it cuts it (end
-of generation, the chat template's stop text, the token limit). So a greedy sample is the same text as
-single-stream decoding gives (`benchmarks/throughput.py` checks it), and only faster.
+of generation, the chat template's stop text, the token limit). The same call always gives the same
+samples. They are not always bit for bit the single-stream ones: llama.cpp's CPU kernels round a step of
+several rows differently from a step of one, so a long greedy reply can part from the single-stream
+reply at a near tie (`benchmarks/throughput.py` counts how often).
 """
 from __future__ import annotations
 
@@ -15,6 +17,10 @@ import time
 from dataclasses import dataclass
 
 MAX_SEQS = 8  # sequences decoded together; a larger group is decoded in turns of this many
+# Fewer rows than this cost more per token together than one at a time: on the 2-core x86 machine of
+# benchmarks/results/throughput.json a step of 2 or 3 rows took 133 and 175 ms, of 4 rows 137 ms, of 1 row 42 ms
+# (llama.cpp's CPU kernels take several rows at once in blocks of 4)
+MIN_SEQS = 4
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,9 @@ class Batcher:
         import llama_cpp
         from llama_cpp import _internals
         self.llm, self.lib, self.internals = llm, llama_cpp, _internals
-        params = llama_cpp.llama_context_default_params()
+        # the model's own context settings (attention kernel, threads, batch sizes), so a row is computed as there
+        params = type(llm.context_params).from_buffer_copy(llm.context_params)
         params.n_ctx = n_ctx
-        params.n_batch = params.n_ubatch = llm.n_batch
-        params.n_threads = params.n_threads_batch = llm.n_threads
         params.n_seq_max = MAX_SEQS
         params.kv_unified = True  # one pool of cells: the shared prompt is held once, each sample's tail apart
         self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)

@@ -81,7 +81,7 @@ class LlamaModel:
     def chat(self, messages: list[dict], *, n: int = 1, temperature: float = 0.0,
              max_tokens: int = 512, seed: int | None = None, tools: list[dict] | None = None) -> list[Completion]:
         with self.lock:
-            if n > 1 and batch.supported(self.llm):
+            if n >= batch.MIN_SEQS and batch.supported(self.llm):
                 return self._together(messages, n, temperature, max_tokens, seed or 0, tools)
             return self._one_by_one(messages, n, temperature, max_tokens, seed or 0, tools)
 
