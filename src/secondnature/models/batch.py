@@ -13,7 +13,6 @@ reply at a near tie (`benchmarks/throughput.py` counts how often).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 MAX_SEQS = 8  # sequences decoded together; a larger group is decoded in turns of this many
@@ -28,7 +27,6 @@ class Sample:
     text: str
     prompt_tokens: int
     completion_tokens: int
-    seconds: float  # from the start of the call to this sample's last token
 
 
 class Batcher:
@@ -78,14 +76,12 @@ class Batcher:
         limit = min(max_tokens, self.window - len(prompt))
         per_turn = max(1, min(MAX_SEQS, (self.n_ctx - len(prompt)) // max(limit, 1)))
         out: list[Sample] = []
-        t0 = time.perf_counter()
         for first in range(0, n, per_turn):
-            k = min(per_turn, n - first)
-            out += self._turn(prompt, k, temperature, top_p, limit, seed + first, stop, t0)
+            out += self._turn(prompt, min(per_turn, n - first), temperature, top_p, limit, seed + first, stop)
         return out
 
     def _turn(self, prompt: list[int], k: int, temperature: float, top_p: float, limit: int, seed: int,
-              stop: list[str], t0: float) -> list[Sample]:
+              stop: list[str]) -> list[Sample]:
         lib, ctx = self.lib, self.ctx
         lib.llama_memory_clear(ctx.memory, True)
         last = self._prefill(prompt)
@@ -94,7 +90,6 @@ class Batcher:
         samplers = [self._sampler(temperature, top_p, seed + s) for s in range(k)]
         tokens: list[list[int]] = [[] for _ in range(k)]
         texts: list[str | None] = [None] * k  # set when a sample ends
-        ended = [0.0] * k
         rows = {s: last for s in range(k)}  # where each live sample's next logits are in the last batch
         pos = len(prompt)
         while rows:
@@ -106,7 +101,7 @@ class Batcher:
                     tokens[s].append(tok)
                     step[s] = tok
                 else:
-                    texts[s], ended[s] = text, time.perf_counter() - t0
+                    texts[s] = text
             if not step:
                 break
             self.batch.reset()
@@ -120,7 +115,7 @@ class Batcher:
             pos += 1
         for sm in samplers:
             sm.close()
-        return [Sample(texts[s] or "", len(prompt), len(tokens[s]), ended[s]) for s in range(k)]
+        return [Sample(texts[s] or "", len(prompt), len(tokens[s])) for s in range(k)]
 
     def _prefill(self, prompt: list[int]) -> int:
         """Evaluate the prompt into sequence 0 in chunks of n_batch; the batch row holding its last logits."""
