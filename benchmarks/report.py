@@ -20,6 +20,7 @@ from pathlib import Path
 
 import bbh_sweep  # benchmarks/, beside this script
 import given_skill
+import ray_scaling
 import ui_speed
 
 from secondnature.stats import paired_over_seeds
@@ -407,6 +408,7 @@ def render() -> tuple[str, str]:
     lines += stream_section()
     lines += bbh_sweep.section()
     lines += ui_speed.section()
+    lines += ray_scaling.section()
     lines.append("Every earlier measurement, with older loops and machines, is in [docs/history.md](docs/history.md). "
                  "Regenerate this page with `python benchmarks/report.py` (`--check` exits 1 when it is stale).")
     readme = README.read_text()
