@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import bbh_sweep  # benchmarks/, beside this script
+import cost_growth
 import given_skill
 import ray_scaling
 import ui_speed
@@ -409,6 +410,7 @@ def render() -> tuple[str, str]:
     lines += bbh_sweep.section()
     lines += ui_speed.section()
     lines += ray_scaling.section()
+    lines += cost_growth.section()
     lines.append("Every earlier measurement, with older loops and machines, is in [docs/history.md](docs/history.md). "
                  "Regenerate this page with `python benchmarks/report.py` (`--check` exits 1 when it is stale).")
     readme = README.read_text()

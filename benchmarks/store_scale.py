@@ -25,15 +25,17 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 from secondnature import retrieve
 from secondnature.store import LessonStore
-from secondnature.types import Lesson
+from secondnature.store.rows import now
 
 VOCAB = ("count letter word date month day week option answer check list order sort number step carry sum "
          "table object fruit vegetable animal truth false statement premise shuffle swap ball position left right "
          "walk turn north south move sports player team plausible sentence adjective noun verb").split()
 PER_SCOPE = 20
+CHUNK = 50_000  # lessons written per transaction
 
 
 def synthetic(rng: random.Random, n: int) -> str:
@@ -41,26 +43,83 @@ def synthetic(rng: random.Random, n: int) -> str:
 
 
 def build(path: Path, n_lessons: int, layout: str, seed: int = 0) -> list[str]:
-    """A store of `n_lessons` lessons in head revisions, with learned-on prompts; returns query prompts."""
+    """A store of `n_lessons` lessons in head revisions, with learned-on prompts; returns query prompts.
+
+    The rows add_lesson, index_prompts and commit_revision would write, written in bulk (executemany, a transaction
+    per CHUNK lessons) so that a store of a million lessons takes minutes, not hours."""
     rng = random.Random(seed)
     s = LessonStore(path)
     n_scopes = 1 if layout == "one-scope" else max(1, n_lessons // PER_SCOPE)
-    queries = []
-    for k in range(n_scopes):
-        scope = f"set{k}"
-        # a task set's prompts share a template (its own wording) and differ in a few words, like BBH's
-        template = f"zq{k}x {synthetic(rng, 10)}"
-        prompts = [f"{template} {synthetic(rng, 4)}?" for _ in range(6)]
-        s.index_prompts(scope, [(f"{scope}-{i}", p) for i, p in enumerate(prompts[:5])])
-        queries.append(prompts[5])
-        per = n_lessons if layout == "one-scope" else PER_SCOPE
-        ids = []
-        for _ in range(per):
-            lesson = s.add_lesson(Lesson("", f"{synthetic(rng, rng.randint(8, 30))}.", scope, gain=rng.random() / 5))
-            ids.append(lesson.id)
-        s.commit_revision(scope, ids, "synthetic")
+    per = n_lessons if layout == "one-scope" else PER_SCOPE
+    queries, seq = [], 0
+    for first in range(0, n_scopes, max(1, CHUNK // per)):
+        lessons, index, revisions, prompt_rows = [], [], [], []
+        with s.transaction() as db:
+            for k in range(first, min(n_scopes, first + max(1, CHUNK // per))):
+                scope = f"set{k}"
+                # a task set's prompts share a template (its own wording) and differ in a few words, like BBH's
+                template = f"zq{k}x {synthetic(rng, 10)}"
+                prompts = [f"{template} {synthetic(rng, 4)}?" for _ in range(6)]
+                prompt_rows += [(scope, f"{scope}-{i}", p) for i, p in enumerate(prompts[:5])]
+                queries.append(prompts[5])
+                ids = []
+                for _ in range(per):
+                    seq += 1
+                    text = f"{synthetic(rng, rng.randint(8, 30))}."
+                    lessons.append((f"L{seq}", seq, text, scope, "[]", "", "", 0, rng.random() / 5, "active", now(),
+                                    "[]", ""))
+                    index.append((f"L{seq}", scope, text, ""))
+                    ids.append(f"L{seq}")
+                revisions.append((scope, None, json.dumps(ids), "synthetic", now()))
+            db.executemany("INSERT INTO lessons (id, seq, text, scope, evidence, reflection_id, parent, uses, gain, "
+                           "status, created_at, tags, note) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", lessons)
+            db.executemany("INSERT INTO lesson_index (id, scope, text, tags) VALUES (?,?,?,?)", index)
+            db.executemany("INSERT INTO revisions (scope, parent, lesson_ids, note, created_at) VALUES (?,?,?,?,?)",
+                           revisions)
+            # as index_prompts writes them; not through it: it reads the scope's prompts first, a scan of the whole
+            # index (scope is an UNINDEXED column of the FTS5 table), which makes a build of 50,000 scopes quadratic
+            db.executemany("INSERT INTO prompt_index VALUES (?,?,?)", prompt_rows)
     s.close()
     return queries
+
+
+def tokenizer(name: str) -> tuple[Callable[[str], int], str]:
+    """(count_tokens, its name): the packaged policy's tokenizer read from its GGUF with vocab_only (no weights
+    loaded, so no model runs), counting as LlamaModel.count_tokens does; or whitespace words."""
+    if name == "words":
+        return (lambda t: len(t.split())), "words"
+    from llama_cpp import Llama
+
+    from secondnature.weights import resolve
+    path = resolve("default" if name == "policy" else name)
+    llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+    return (lambda t: len(llm.tokenize(t.encode("utf-8"), add_bos=False, special=True))), path.stem
+
+
+def time_queries(s: LessonStore, queries: list[str], budget: int, count: Callable[[str], int], n: int,
+                 seed: int = 1) -> dict:
+    """`n` queries drawn from `queries`, each timed from its prompt to the rendered system prompt, `cold` (the
+    scope's stable block selected afresh) and `warm` (selected once per head revision, as the library does):
+    {"cold": ms, "warm": ms, "routed": share routed, "injected": mean lessons injected}."""
+    rng = random.Random(seed)
+    retrieve.stable_block.cache_clear()  # a closed store's entries could be taken for a new one at the same address
+    for q in queries:  # tokenize every lesson once, as a long-running process will have
+        retrieve.lessons_for(s, q, budget, count)
+    out: dict = {}
+    for mode in ("cold", "warm"):  # cold: the scope's stable block is selected afresh for each query
+        times, routed, injected = [], 0, []
+        for _ in range(n):
+            q = rng.choice(queries)
+            if mode == "cold":
+                retrieve.stable_block.cache_clear()
+            t0 = time.perf_counter()
+            got = retrieve.lessons_for(s, q, budget, count)
+            retrieve.system_prompt("Answer.", got)
+            times.append((time.perf_counter() - t0) * 1000)
+            routed += got.scope is not None
+            injected.append(len(got.lessons))
+        out[mode] = times
+    return {**out, "routed": routed / n, "injected": statistics.mean(injected)}
 
 
 def main(argv: list[str]) -> None:
@@ -71,12 +130,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--tokenizer", default="policy", choices=["policy", "words"])
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "store_scale.json"))
     args = p.parse_args(argv)
-    if args.tokenizer == "policy":
-        from secondnature.models import load_model
-        policy = load_model("default")
-        count, tokenizer = policy.count_tokens, policy.name
-    else:
-        count, tokenizer = (lambda t: len(t.split())), "words"
+    count, name = tokenizer(args.tokenizer)
     records = []
     with tempfile.TemporaryDirectory() as d:
         for n in args.sizes:
@@ -84,31 +138,16 @@ def main(argv: list[str]) -> None:
                 path = Path(d) / f"{layout}-{n}.db"
                 queries = build(path, n, layout)
                 s = LessonStore(path)
-                rng = random.Random(1)
-                for q in queries:  # tokenize every lesson once, as a long-running process will have
-                    retrieve.lessons_for(s, q, args.budget, count)
-                timed = {}
-                for mode in ("cold", "warm"):  # cold: the scope's stable block is selected afresh for each query
-                    times, routed, injected = [], 0, []
-                    for _ in range(args.queries):
-                        q = rng.choice(queries)
-                        if mode == "cold":
-                            retrieve.stable_block.cache_clear()
-                        t0 = time.perf_counter()
-                        got = retrieve.lessons_for(s, q, args.budget, count)
-                        retrieve.system_prompt("Answer.", got)
-                        times.append((time.perf_counter() - t0) * 1000)
-                        routed += got.scope is not None
-                        injected.append(len(got.lessons))
-                    times.sort()
-                    timed[mode] = (statistics.median(times), times[int(0.95 * len(times)) - 1])
+                got = time_queries(s, queries, args.budget, count, args.queries)
                 s.close()
+                timed = {mode: (statistics.median(got[mode]), sorted(got[mode])[int(0.95 * len(got[mode])) - 1])
+                         for mode in ("cold", "warm")}
                 rec = {"benchmark": "store_scale", "layout": layout, "lessons_in_store": n,
                        "select_render_ms": round(timed["warm"][0], 3), "p95_ms": round(timed["warm"][1], 3),
                        "cold_ms": round(timed["cold"][0], 3), "cold_p95_ms": round(timed["cold"][1], 3),
                        "queries": args.queries,
-                       "routed": routed / args.queries, "lessons_injected": statistics.mean(injected),
-                       "lesson_token_budget": args.budget, "tokenizer": tokenizer, "date": str(date.today()),
+                       "routed": got["routed"], "lessons_injected": got["injected"],
+                       "lesson_token_budget": args.budget, "tokenizer": name, "date": str(date.today()),
                        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                                   f"python {platform.python_version()}"}
                 records.append(rec)
