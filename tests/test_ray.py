@@ -29,6 +29,7 @@ from secondnature import cli, rollout, sandbox
 from secondnature.cli import ui
 from secondnature.cluster import ClusterError, RayExecutor, pack, place, without_password
 from secondnature.executor import THREADS, current, executing
+from secondnature.judge import judge_reward
 from secondnature.learn import learn
 from secondnature.models import CachedModel, LlamaModel, OpenAIModel, ScriptedModel
 from secondnature.rewards import number
@@ -54,7 +55,9 @@ def ray_head():
     log = open(Path(temp) / "head.log", "wb")
     head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={port}",
                              "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
-                             "--disable-usage-stats", f"--temp-dir={temp}"],
+                             "--disable-usage-stats", f"--temp-dir={temp}",
+                             # its one fixed port (52365), which another head on this machine (a second CI run) holds
+                             f"--dashboard-agent-listen-port={free_port()}"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -267,6 +270,14 @@ def test_a_reward_that_cannot_travel_is_named_with_the_fix(on_ray):
     with executing(RayExecutor()), pytest.raises(ClusterError) as e:
         rollout.run(Seeded(), ts.tasks, Holding(), "Count.", [])
     assert "`reward`" in str(e.value) and "lock" in str(e.value) and "--executor local" in str(e.value)
+
+
+def test_a_judge_travels_with_its_model(on_ray):
+    judge = ScriptedModel(lambda m: "It answers plainly.\nScore: 8/10", "judge")
+    reward = judge_reward(judge, "Answers the question asked, plainly.")
+    ts = taskset(3)
+    (local, _), (remote, _) = run_both(Seeded(), ts.tasks, reward)
+    assert facts(remote) == facts(local) and remote[0].score == Score(0.8, "judge: It answers plainly.")
 
 
 def test_learn_keeps_the_same_lessons_on_ray(on_ray, tmp_path):
