@@ -19,9 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import bbh_sweep  # benchmarks/, beside this script
+import concurrency
 import cost_growth
 import given_skill
 import ray_scaling
+import throughput
 import ui_speed
 
 from secondnature.stats import paired_over_seeds
@@ -409,6 +411,8 @@ def render() -> tuple[str, str]:
     lines += stream_section()
     lines += bbh_sweep.section()
     lines += ui_speed.section()
+    lines += throughput.section()
+    lines += concurrency.section()
     lines += ray_scaling.section()
     lines += cost_growth.section()
     lines.append("Every earlier measurement, with older loops and machines, is in [docs/history.md](docs/history.md). "

@@ -98,7 +98,7 @@ def model_args(p: argparse.ArgumentParser, reflector: bool = True) -> None:
                        help="GGUF path or packaged name (default: the 1.5B model); with --base-url, a model name")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint; key from OPENAI_API_KEY")
     p.add_argument("--concurrency", type=positive, default=None, metavar="N",
-                   help="rollouts in flight at once (default: 8 to an endpoint; 1 on the embedded model, whose samples "
+                   help="rollouts in flight at once (default: 4 to an endpoint; 1 on the embedded model, whose samples "
                         "of one prompt decode together anyway)")
     p.add_argument("--executor", type=executor_spec, default="local", metavar="local|ray[:HOST:PORT]",
                    help="where rollouts run: local threads (default), or Ray tasks on the cluster at HOST:PORT (without "

@@ -35,7 +35,7 @@ def load_model(spec: str, *, base_url: str | None = None, n_ctx: int = 4096, con
     "1.5b"; assembled from their packages on first use) or any GGUF path, a distilled LoRA adapter included. With
     `base_url` (or $SECONDNATURE_BASE_URL): a model name on any OpenAI-compatible endpoint, the key from
     $OPENAI_API_KEY or $SECONDNATURE_API_KEY. `n_ctx` is the embedded model's window (a reflector wants 8192).
-    `concurrency`: rollouts in flight at once (an endpoint's default is 8; the embedded model's 1, since its calls
+    `concurrency`: rollouts in flight at once (an endpoint's default is 4; the embedded model's 1, since its calls
     take turns on one context and its samples of one prompt already decode together)."""
     if (base_url or os.environ.get("SECONDNATURE_BASE_URL")) and not Path(spec).expanduser().is_file():
         if spec in ("default", "reflector"):

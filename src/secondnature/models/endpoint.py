@@ -14,7 +14,10 @@ from ..text import approx_tokens
 from ..types import Completion, ToolCall
 from .base import ModelError
 
-DEFAULT_CONCURRENCY = 8  # requests in flight to an endpoint: a hosted API or a server with parallel slots takes it
+# requests in flight to an endpoint. A hosted API or a server with parallel slots takes more (--concurrency); a
+# server with one slot queues them, and each waits its turn within the request timeout: 4 replies of 384 tokens
+# at 20 tokens a second stay inside 120 s, 8 would not
+DEFAULT_CONCURRENCY = 4
 MAX_RETRY_AFTER_S = 120.0  # a longer Retry-After fails the call with the fix rather than stall the run
 
 
