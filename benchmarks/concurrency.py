@@ -6,10 +6,11 @@ batching, the client this package's endpoint model through the openai SDK.
     python benchmarks/concurrency.py --server PATH --tasks 32
 
 One process runs the same rollouts (gsm8k questions, greedy, one sample each, up to 128 tokens) with 1, 4 and 16
-in flight, each level twice, in the order 1, 4, 16, 16, 4, 1 so a drift in the machine's speed hits every level.
-speedup is the wall time with one in flight over the wall time with N, from the summed times of the two passes; both
-passes' ratios are kept. same_as_one_at_a_time: the share of replies equal to the one-at-a-time run's (a server
-batching requests may round differently). Writes benchmarks/results/concurrency.json.
+in flight, each level twice, in the order 1, 4, 16, 16, 4, 1 so a drift in the machine's speed hits every level,
+each pass on a fresh server (whose slots hold no prompt of an earlier pass). speedup is the wall time with one in
+flight over the wall time with N, from the summed times of the two passes; both passes' ratios are kept.
+same_as_one_at_a_time: the share of replies equal to the one-at-a-time run's (a server batching requests may round
+differently). Writes benchmarks/results/concurrency.json.
 """
 from __future__ import annotations
 
@@ -69,29 +70,28 @@ def main() -> None:
     server = args.server or subprocess.run([str(ROOT / "scripts" / "llama-server"), sys.executable], check=True,
                                            capture_output=True, text=True).stdout.strip()
     gguf = assemble(POLICY)
-    port = free_port()
-    proc = start(server, gguf, port, 1024)
-    try:
-        ts = load_taskset("gsm8k")
-        tasks = list(ts.tasks[:args.tasks])
-        url = f"http://127.0.0.1:{port}/v1"
-        run(OpenAIModel("qwen", base_url=url, concurrency=4, check=False), tasks[:4], ts.reward, ts.instruction, [],
-            max_tokens=8)  # warm
-        seconds: dict[int, list[float]] = {k: [] for k in LEVELS}
-        replies: dict[int, list[str]] = {}
-        for k in (*LEVELS, *reversed(LEVELS)):
-            model = OpenAIModel("qwen", base_url=url, concurrency=k, check=False, timeout=600)
+    ts = load_taskset("gsm8k")
+    tasks = list(ts.tasks[:args.tasks])
+    seconds: dict[int, list[float]] = {k: [] for k in LEVELS}
+    replies: dict[int, list[str]] = {}
+    for k in (*LEVELS, *reversed(LEVELS)):
+        # a fresh server each pass: its slots would otherwise hold the prompts of the pass before, and skip them
+        port = free_port()
+        proc = start(server, gguf, port, 1024)
+        try:
+            model = OpenAIModel("qwen", base_url=f"http://127.0.0.1:{port}/v1", concurrency=k, check=False, timeout=600)
+            model.chat([{"role": "user", "content": "Say hi."}], max_tokens=4)  # warm: the weights paged in
             t = time.perf_counter()
             out = run(model, tasks, ts.reward, ts.instruction, [], max_tokens=args.max_tokens)
             seconds[k].append(time.perf_counter() - t)
-            errors = [r.error for r in out if r.error]
-            assert not errors, errors[:3]
-            replies.setdefault(k, [r.completion for r in out])
-            tokens = sum(r.completion_tokens for r in out)
-            print(f"{k:>2} in flight: {seconds[k][-1]:6.1f} s, {tokens / seconds[k][-1]:5.1f} tok/s", file=sys.stderr)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        errors = [r.error for r in out if r.error]
+        assert not errors, errors[:3]
+        replies.setdefault(k, [r.completion for r in out])
+        tokens = sum(r.completion_tokens for r in out)
+        print(f"{k:>2} in flight: {seconds[k][-1]:6.1f} s, {tokens / seconds[k][-1]:5.1f} tok/s", file=sys.stderr)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     meta = {"command": "python benchmarks/concurrency.py", "date": date.today().isoformat(), "commit": commit.strip(),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "server": f"llama-server, {SLOTS} slots",
