@@ -5,12 +5,12 @@ batching, the client this package's endpoint model through the openai SDK.
     python benchmarks/concurrency.py                     # builds llama-server on first use (about 10 minutes)
     python benchmarks/concurrency.py --server PATH --tasks 32
 
-One process runs the same rollouts (gsm8k questions, greedy, one sample each, up to 128 tokens) with 1, 4 and 16
-in flight, each level twice, in the order 1, 4, 16, 16, 4, 1 so a drift in the machine's speed hits every level,
-each pass on a fresh server (whose slots hold no prompt of an earlier pass). speedup is the wall time with one in
-flight over the wall time with N, from the summed times of the two passes; both passes' ratios are kept.
-same_as_one_at_a_time: the share of replies equal to the one-at-a-time run's (a server batching requests may round
-differently). Writes benchmarks/results/concurrency.json.
+One process runs the same rollouts (gsm8k questions with their working asked for, greedy, one sample each, up
+to 128 tokens) with 1, 4 and 16 in flight, each level twice, in the order 1, 4, 16, 16, 4, 1 so a drift in the
+machine's speed hits every level, each pass on a fresh server (whose slots hold no prompt of an earlier pass).
+speedup is the wall time with one in flight over the wall time with N, from the summed times of the two passes;
+both passes' ratios are kept. same_as_one_at_a_time: the share of replies equal to the one-at-a-time run's (a
+server batching requests may round differently). Writes benchmarks/results/concurrency.json.
 """
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ import time
 import urllib.request
 from datetime import date
 from pathlib import Path
+
+from throughput import WORKING  # benchmarks/, beside this script: the same prompts, their working asked for
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "concurrency.json"
@@ -82,7 +84,7 @@ def main() -> None:
             model = OpenAIModel("qwen", base_url=f"http://127.0.0.1:{port}/v1", concurrency=k, check=False, timeout=600)
             model.chat([{"role": "user", "content": "Say hi."}], max_tokens=4)  # warm: the weights paged in
             t = time.perf_counter()
-            out = run(model, tasks, ts.reward, ts.instruction, [], max_tokens=args.max_tokens)
+            out = run(model, tasks, ts.reward, WORKING, [], max_tokens=args.max_tokens)
             seconds[k].append(time.perf_counter() - t)
         finally:
             proc.terminate()
@@ -114,7 +116,8 @@ def section() -> list[str]:
     r0 = recs[0]
     lines = ["### Rollouts in flight against a local server", "",
              f"`concurrency.json`; {r0['date']}; commit {r0['commit']}; {r0['machine']}; `{r0['command']}`. "
-             f"{r0['tasks']} gsm8k rollouts (greedy, up to {r0['max_tokens']} tokens) against {r0['server']} serving "
+             f"{r0['tasks']} gsm8k rollouts (working asked for, greedy, up to {r0['max_tokens']} tokens) against "
+             f"{r0['server']} serving "
              f"`{r0['model']}` on the same machine; each level run twice, interleaved.", "",
              "| in flight | seconds (two passes) | speed-up [per pass] | replies as with 1 in flight |",
              "|---|---|---|---|"]
