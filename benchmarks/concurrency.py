@@ -95,7 +95,8 @@ def main() -> None:
         tokens = sum(r.completion_tokens for r in out)
         print(f"{k:>2} in flight: {seconds[k][-1]:6.1f} s, {tokens / seconds[k][-1]:5.1f} tok/s", file=sys.stderr)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
-    meta = {"command": "python benchmarks/concurrency.py", "date": date.today().isoformat(), "commit": commit.strip(),
+    command = "python benchmarks/concurrency.py" + (f" --tasks {args.tasks}" if args.tasks != 32 else "")
+    meta = {"command": command, "date": date.today().isoformat(), "commit": commit.strip(),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "server": f"llama-server, {SLOTS} slots",
             "model": gguf.name, "tasks": len(tasks), "max_tokens": args.max_tokens}
     base = seconds[1]

@@ -107,7 +107,8 @@ def main() -> None:
     load = [round(os.getloadavg()[0], 2)]  # other work on the machine slows both arms; recorded, not hidden
     records = measure(args.model, args.prompts, args.max_tokens)
     load.append(round(os.getloadavg()[0], 2))
-    command = "python benchmarks/throughput.py" + (f" --model {args.model}" if args.model != "default" else "")
+    command = "python benchmarks/throughput.py" + (f" --model {args.model}" if args.model != "default" else "") + \
+        (f" --prompts {args.prompts}" if args.prompts != 6 else "")
     meta = {"command": command, "date": date.today().isoformat(), "commit": commit.strip(), "load_average": load,
             "machine": f"{platform.machine()}, {os.cpu_count()} cores", "max_tokens": args.max_tokens, "greedy": True}
     old = json.loads(OUT.read_text()) if OUT.exists() else []

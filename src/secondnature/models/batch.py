@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_SEQS = 8  # sequences decoded together; a larger group is decoded in turns of this many
-# Fewer rows than this cost more per token together than one at a time: on the 2-core x86 machine of
-# benchmarks/results/throughput.json a step of 2 or 3 rows took 133 and 175 ms, of 4 rows 137 ms, of 1 row 42 ms
-# (llama.cpp's CPU kernels take several rows at once in blocks of 4)
+# Fewer rows than this gain nothing together: on the 2-core x86 machine of benchmarks/results/throughput.json two
+# rows ran 1.03x [0.97, 1.10] the single-stream speed, four 1.57x [1.50, 1.63]; and a batch's text can part from
+# the single-stream text, so it is taken only where it pays
 MIN_SEQS = 4
 
 
