@@ -13,10 +13,9 @@ from pathlib import Path
 from ..types import Completion
 from . import batch
 from .base import ModelError, for_template, parse_tool_calls
-from .batch import Batcher
 
 _LOADED: dict[tuple[str, int, str], object] = {}  # one Llama per (file, n_ctx, adapter) per process
-_BATCHERS: dict[tuple[str, int, str], Batcher] = {}  # its batched-decoding context, made on first use
+_BATCHERS: dict[tuple[str, int, str], batch.Batcher] = {}  # its batched-decoding context, made on first use
 # a llama.cpp context serves one call at a time: rollouts run by several threads take turns on it
 _LOCKS: dict[tuple[str, int, str], threading.Lock] = {}
 
