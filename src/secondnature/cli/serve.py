@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..store import open_store
 from ..store import traffic as db
+from ..store.postgres import is_url
 from ..traffic import DEFAULT_SCOPE, feedback_value
 from ..types import Feedback
 from . import ui
@@ -32,7 +33,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tenants", default=None, metavar="FILE",
                    help='JSON mapping tenant names to API keys ({"acme": "sk-...", "beta": "sha256:<hex>"}); each '
                         "tenant gets its own store under --tenant-dir. Without it: one tenant, the --store, any key")
-    p.add_argument("--tenant-dir", default=None, help="where tenants' stores go (default: tenants/ beside the file)")
+    p.add_argument("--tenant-dir", default=None, metavar="DIR|URL",
+                   help="where tenants' stores go: a directory of one file per tenant (default: tenants/ beside the "
+                        "file), or a postgresql://... database, one schema per tenant (tenant_<name>, made if "
+                        "missing; docs/postgres.md)")
     p.add_argument("--scope", default=DEFAULT_SCOPE, help="scope of a request that names none and resembles no scope")
     p.add_argument("--lesson-tokens", type=token_budget, default=400, help="token budget of the injected lessons")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds an upstream call may take")
@@ -67,16 +71,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="person", choices=["person", "app", "judge", "majority", "checker"])
     p.add_argument("--tenants", default=None, metavar="FILE", help="with --tenant: the tenants file serve uses")
     p.add_argument("--tenant", default=None)
+    p.add_argument("--tenant-dir", default=None, metavar="DIR|URL", help="with --tenants: the --tenant-dir serve uses")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_feedback)
 
 
 def cmd_feedback(args: argparse.Namespace) -> int:
-    if bool(args.tenants) != bool(args.tenant):
-        raise UsageError("--tenant and --tenants go together: the tenant's name and the tenants file serve was given")
+    if bool(args.tenants) != bool(args.tenant) or (args.tenant_dir and not args.tenants):
+        raise UsageError("--tenant and --tenants go together (and --tenant-dir with them): the tenant's name and the "
+                         "tenants file (and --tenant-dir) serve was given")
     if args.tenant:
         from ..serve.tenants import load_tenants
-        tenants = load_tenants(args.tenants)
+        tenants = load_tenants(args.tenants, store_dir=args.tenant_dir)
         if args.tenant not in tenants.names():
             raise UsageError(f"no tenant {args.tenant!r} in {args.tenants} ({', '.join(tenants.names())})")
         store = tenants.open_store(args.tenant)
@@ -113,6 +119,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from ..serve import ServeConfig, Upstream, load_tenants, make_app
     except ImportError as e:
         raise UsageError(f"serve needs its extra: pip install 'secondnature[serve]' ({e})") from e
+    if args.tenants and is_url(args.store):
+        raise UsageError("with --tenants, --store is not used: each tenant has its own store under --tenant-dir. To "
+                         "keep the tenants in PostgreSQL, give the database there: --tenant-dir postgresql://... "
+                         "(a schema per tenant, docs/postgres.md)")
     tenants = load_tenants(args.tenants, store=args.store, store_dir=args.tenant_dir)
     if tenants.open and not _loopback(args.host):
         ui.err.print(f"[yellow]warning:[/] binding {args.host} without --tenants: anyone who can reach this port can "

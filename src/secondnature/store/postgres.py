@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from .errors import StoreError
 
@@ -27,6 +28,54 @@ LOCK_TIMEOUT_S = 30  # as SQLite's busy timeout: a writer waits this long for an
 
 def is_url(where: object) -> bool:
     return isinstance(where, str) and where.startswith(PREFIXES)
+
+
+def in_schema(url: str, schema: str) -> str:
+    """`url` whose connections have `schema` as their whole search_path (libpq's `options`, after any the URL gives),
+    so the store opened there is made in that schema and its queries, which name no schema, see no other."""
+    ident = '"' + schema.replace('"', '""') + '"'
+    option = "-csearch_path=" + re.sub(r"([\\\s])", r"\\\1", ident)  # libpq splits options at spaces; \ escapes
+    parts = urlsplit(url)
+    items = [i for i in parts.query.split("&") if i]
+    given = [unquote(i.partition("=")[2]) for i in items if i.partition("=")[0] == "options"]
+    kept = [i for i in items if i.partition("=")[0] != "options"]
+    options = quote(" ".join([*given, option]), safe="")
+    return urlunsplit(parts._replace(query="&".join([*kept, f"options={options}"])))
+
+
+def create_schemas(url: str, schemas: Sequence[str]) -> list[str]:
+    """Creates those of `schemas` that the database at `url` lacks, and returns them; a schema there already (made
+    earlier, or by an administrator) is used as it is. StoreError names the fix when the role may not create one."""
+    db = connect(url)
+    import psycopg
+    from psycopg import sql
+    try:
+        have = {r[0] for r in db.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(?)", [list(schemas)])}
+        made = []
+        for schema in (s for s in schemas if s not in have):
+            try:
+                db.conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+                made.append(schema)
+            except (psycopg.errors.DuplicateSchema, psycopg.errors.UniqueViolation):
+                pass  # another process made it meanwhile
+            except psycopg.errors.InsufficientPrivilege as e:
+                raise _no_create(db, url, schema, e) from e
+        return made
+    except psycopg.Error as e:
+        raise explain(e, url, db) or StoreError(f"{masked(url)}: cannot create the tenants' schemas ({e})") from e
+    finally:
+        db.close()
+
+
+def _no_create(db: Connection, url: str, schema: str, e: Exception) -> StoreError:
+    from psycopg import sql
+    user, database = db.execute("SELECT current_user, current_database()").fetchone()
+    grant = sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(database), sql.Identifier(user))
+    first = sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(schema), sql.Identifier(user))
+    return StoreError(f"{masked(url)}: the role {user} may not create the schema {schema} "
+                      f"({str(e).strip().splitlines()[0]}). Let it (`{grant.as_string(db.conn)}`, as the database's "
+                      f"owner), or have each tenant's schema made for it (`{first.as_string(db.conn)}`). Nothing "
+                      f"was changed.")
 
 
 def masked(url: str) -> str:
@@ -166,6 +215,9 @@ def explain(e: BaseException, url: str, db: Connection | None = None) -> StoreEr
     if state == "25006":
         return StoreError(f"{where} is read-only ({said}): a standby, or default_transaction_read_only is on. Point "
                           f"--store at the primary server. Nothing could be written.")
+    if state == "3F000":
+        return StoreError(f"{where}: the schema the URL's search_path names does not exist ({said}); create it "
+                          f"(CREATE SCHEMA name, as a role that may) or fix the search_path. Nothing was changed.")
     if state == "42501":
         return StoreError(f"{where}: the role may not do this ({said}). Make it the database's owner (`createdb -O "
                           f"USER NAME`), or GRANT it CREATE on the schema and rights on the store's tables.")
