@@ -88,7 +88,7 @@ def test_lessons_of_an_older_store_are_indexed_on_upgrade(tmp_path: Path) -> Non
     LessonStore(path).close()
     db = sqlite3.connect(path)  # make it look like a store from before the retrieval migration
     db.executescript("DROP TABLE distillations; ALTER TABLE completions DROP COLUMN tool_calls;"
-                     "DROP TABLE prompt_vocab; DROP TABLE lesson_index; DROP TABLE prompt_index;"
+                     "DROP TABLE prompt_terms; DROP TABLE lesson_index; DROP TABLE prompt_index;"
                      "ALTER TABLE lessons DROP COLUMN tags;"
                      "ALTER TABLE lessons DROP COLUMN loo; ALTER TABLE lessons DROP COLUMN loo_n;"
                      "ALTER TABLE lessons DROP COLUMN note; DROP INDEX gates_in_run; ALTER TABLE gates DROP COLUMN step;"
@@ -158,6 +158,15 @@ def test_routing_queries_the_rarest_indexed_words_first(store: LessonStore) -> N
     assert retrieve.route(store, query) == "letters"
 
 
+def test_routing_leaves_common_words_out_of_the_rare_search(store: LessonStore) -> None:
+    """A word found in most prompts would make the rare search rank most of the index: it is searched only while
+    the prompts of the words searched stay few; the rarest word always is."""
+    query = "How many times does the letter z appear in the word pepper?"
+    assert store.rare_words(query, k=6, max_docs=1) == ["pepper"]
+    assert "the" in store.rare_words(query, k=64, max_docs=10 ** 6)  # in all ten prompts
+    assert "the" not in store.rare_words(query, k=64, max_docs=5)
+
+
 def test_another_scopes_rewritten_instruction_is_never_borrowed(store: LessonStore) -> None:
     from secondnature.inject import INSTRUCTION_PREFIX
     own = store.add_lesson(Lesson("", f"{INSTRUCTION_PREFIX}\nCount each letter of the word one by one.\nAnswer: "
@@ -167,3 +176,15 @@ def test_another_scopes_rewritten_instruction_is_never_borrowed(store: LessonSto
     assert own.id not in [x.id for x in retrieve.lessons_for(store, query, None, words, scope="nowhere").retrieved]
     home = retrieve.lessons_for(store, "How many times does the letter a appear in the word banana?", None, words)
     assert retrieve.system_prompt("Answer.", home).startswith("Count each letter of the word one by one.")
+
+
+def test_the_vocabulary_counts_words_as_the_full_text_index_does(tmp_path: Path) -> None:
+    """Routing looks a query's words up in the store's own vocabulary table: its counts must be FTS5's."""
+    s = LessonStore(tmp_path / "v.db")
+    prompts = ["Café au lait: how many CAFÉS?", "snake_case and CamelCase words", "Count 3.5 apples, 3 pears", "café"]
+    s.index_prompts("x", [(f"t{i}", p) for i, p in enumerate(prompts)])
+    s.index_prompts("x", [("t0", prompts[0]), ("t9", "Naïve über-counting, 3 pears")])  # t0 is not counted twice
+    s.db.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, prompt_index, 'row')")
+    fts = {r[0]: r[1] for r in s.db.execute("SELECT term, doc FROM temp.v")}
+    assert {r[0]: r[1] for r in s.db.execute("SELECT term, doc FROM prompt_terms")} == fts
+    assert s.rare_words("how many pears are in the cafe?", k=2) == ["how", "many"]  # one prompt each; pears two

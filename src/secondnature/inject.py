@@ -65,9 +65,10 @@ def listed(lesson: Lesson) -> str:
     return f"Skill. {card(found[0])[2:]} ({len(found[0].code.splitlines())} lines of Python)" if found else lesson.text
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=1 << 18)
 def _tokens(count_tokens: Callable[[str], int], text: str) -> int:
-    """Memoised: selecting from a large store tokenizes each lesson line once, not on every query."""
+    """Memoised: selecting from a large store tokenizes each lesson line once, not on every query. It holds a head of
+    a few hundred thousand lessons (tens of MB): a smaller memo re-tokenized a 100,000-lesson head on every select."""
     return count_tokens(text)
 
 

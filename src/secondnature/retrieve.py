@@ -88,9 +88,9 @@ def lessons_for(store: LessonStore, query: str, budget_tokens: int | None, count
     between task sets). A query routed nowhere gets up to `k` relevant lessons of any scope. `live` is
     `store.live_lessons()`, passed in when many queries share it."""
     scope = scope or route(store, query)
-    head = store.head(scope) if scope else None
+    head = store.head_id(scope) if scope else None
     scope = scope if head else None  # a scope with no revision is no scope: treat the query as unrouted
-    stable = list(stable_block(store, head.id, budget_tokens, count_tokens)) if head else []
+    stable = list(stable_block(store, head, budget_tokens, count_tokens)) if head else []
     want = extra if head else k
     if not want:
         return Injected(scope, tuple(stable), ())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
@@ -16,6 +17,13 @@ def now() -> str:
 def query_words(text: str, limit: int = 64) -> list[str]:
     """The distinct lower-case words of `text`, in order, at most `limit` of them."""
     return list(dict.fromkeys(re.findall(r"\w+", text.lower())))[:limit]
+
+
+def index_words(text: str) -> set[str]:
+    """The distinct words of `text` as the full-text index splits them (FTS5's unicode61: letters and digits, lower
+    case, accents removed), so the vocabulary's counts and the lookups of a query's words agree."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    return set(re.findall(r"[^\W_]+", plain))
 
 
 def rebased(base: Sequence[str], ours: Sequence[str], theirs: Sequence[str]) -> list[str]:

@@ -88,6 +88,13 @@ MIGRATIONS: list[tuple[str, str]] = [
     CREATE INDEX lessons_scope_status ON lessons(scope, status, seq);
     CREATE INDEX lessons_status ON lessons(status, seq);
     """),
+    # the vocabulary's document frequencies as a table the store keeps: fts5vocab counts a word by reading its whole
+    # list of documents, so looking up a common word cost in proportion to the index
+    ("011_prompt_terms", """
+    CREATE TABLE prompt_terms (term TEXT PRIMARY KEY, doc INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO prompt_terms SELECT term, doc FROM prompt_vocab;
+    DROP TABLE prompt_vocab;
+    """),
 ]
 
 # PostgreSQL: REAL is DOUBLE PRECISION and INTEGER is BIGINT (SQLite's are 8 bytes); an id that SQLite numbers itself
@@ -172,5 +179,14 @@ POSTGRES: dict[str, str] = {
     """,
     "009_call_cost": """
     ALTER TABLE calls ADD COLUMN cost DOUBLE PRECISION;
+    """,
+    "011_prompt_terms": """
+    ALTER TABLE prompt_vocab RENAME TO prompt_terms;
+    CREATE OR REPLACE FUNCTION prompt_vocab_count() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO prompt_terms (term, doc) SELECT lexeme, 1 FROM unnest(NEW.doc)
+            ON CONFLICT (term) DO UPDATE SET doc = prompt_terms.doc + 1;
+        RETURN NEW;
+    END $$;
     """,
 }

@@ -18,18 +18,21 @@ from __future__ import annotations
 import json
 import os
 import sqlite3  # noqa: F401  (the backend's module, reachable as before: tests patch sqlite3.connect through it)
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from types import EllipsisType
+from typing import Any
 
 from ..types import Completion, GateRecord, Lesson, Reflection, Revision, Rollout, ToolCall
 from . import backend, postgres
 from .base import APP_ID, BUSY_TIMEOUT_S, StoreBase, default_path
 from .errors import HeadMoved, StoreError, guard
-from .rows import _gate, _lesson, _revision, _rollout, now, query_words, rebased
+from .rows import _gate, _lesson, _revision, _rollout, index_words, now, query_words, rebased
 
 __all__ = ["APP_ID", "BUSY_TIMEOUT_S", "LessonStore", "default_path", "fresh_store", "open_store", "rebased"]
+RARE_MAX_DOCS = 1_000  # prompts a routing search may rank by its rarer words (the rarest is always searched)
 COMPLETION_COLUMNS = ("key", "text", "prompt_tokens", "completion_tokens", "latency_s", "created_at", "tool_calls")
 ROLLOUT_COLUMNS = ("id", "run_id", "scope", "task_id", "messages", "completion", "score", "feedback", "lesson_ids",
                    "model", "seed", "sample", "prompt_tokens", "completion_tokens", "latency_s", "error", "purpose",
@@ -180,6 +183,12 @@ class LessonStore(StoreBase):
         r = self.db.execute("SELECT * FROM revisions WHERE scope=? ORDER BY id DESC LIMIT 1", (scope,)).fetchone()
         return _revision(r) if r else None
 
+    def head_id(self, scope: str) -> int | None:
+        """The head revision's id alone: a query's lessons are memoised by it, and reading the whole head (its list
+        of lesson ids) for every query would cost in proportion to the head."""
+        r = self.db.execute("SELECT id FROM revisions WHERE scope=? ORDER BY id DESC LIMIT 1", (scope,)).fetchone()
+        return r[0] if r else None
+
     def revision(self, rev_id: int) -> Revision | None:
         r = self.db.execute("SELECT * FROM revisions WHERE id=?", (rev_id,)).fetchone()
         return _revision(r) if r else None
@@ -215,23 +224,32 @@ class LessonStore(StoreBase):
         """Remember the (task id, prompt) pairs a scope learned on, once each: queries are routed by them."""
         with self.transaction() as db:
             have = {r[0] for r in db.execute("SELECT task_id FROM prompt_index WHERE scope=?", (scope,))}
-            db.executemany("INSERT INTO prompt_index VALUES (?,?,?)",
-                           [(scope, tid, prompt) for tid, prompt in tasks if tid not in have])
+            new = [(scope, tid, prompt) for tid, prompt in tasks if tid not in have]
+            db.executemany("INSERT INTO prompt_index VALUES (?,?,?)", new)
+            if not self.postgres:  # PostgreSQL's trigger counts them
+                count_terms(db, [prompt for _, _, prompt in new])
 
     def prompts(self, scope: str) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.db.execute("SELECT task_id, prompt FROM prompt_index WHERE scope=?", (scope,))]
 
-    def rare_words(self, query: str, k: int = 6) -> list[str]:
-        """The k words of `query` found in the fewest indexed prompts, rarest first ([] if none is indexed).
+    def rare_words(self, query: str, k: int = 6, max_docs: int = RARE_MAX_DOCS) -> list[str]:
+        """Up to k words of `query` found in the fewest indexed prompts, rarest first: the rarest always, the others
+        while the prompts they are found in stay within `max_docs` ([] if no word is indexed).
 
-        A query's rarest indexed words pick out the prompts of its own task set and match far fewer rows
-        than all its words would, which keeps routing fast in a store of many task sets."""
-        words = query_words(query)
+        A query's rarest indexed words pick out the prompts of its own task set; a common word would make the
+        search rank most of the index, so routing would slow as the store grows."""
+        words = sorted(index_words(query))[:900]  # SQLite's oldest cap on bound parameters is 999
         if not words:
             return []
-        rows = self.db.execute(f"SELECT term, doc FROM prompt_vocab WHERE term IN ({','.join('?' * len(words))})",
-                               words).fetchall()
-        return [term for term, _ in sorted(rows, key=lambda r: (r[1], r[0]))[:k]]
+        sql = f"SELECT doc, term FROM prompt_terms WHERE term IN ({','.join('?' * len(words))})"
+        found = sorted(tuple(r) for r in self.db.execute(sql, words))
+        kept, docs = [], 0
+        for doc, w in found[:k]:
+            if kept and docs + doc > max_docs:
+                break
+            kept.append(w)
+            docs += doc
+        return kept
 
     def match_prompts(self, query: str, k: int = 10, *, rare: bool = False) -> list[tuple[str, str, float]]:
         """(scope, prompt, bm25 rank; lower is better) of the indexed prompts nearest to `query` (by all its
@@ -307,6 +325,13 @@ class LessonStore(StoreBase):
     def update_run(self, run_id: int, steps_done: int, rollouts_used: int, status: str | None = None) -> None:
         self.db.execute("UPDATE runs SET steps_done=?, rollouts_used=?, status=COALESCE(?, status), updated_at=? "
                         "WHERE id=?", (steps_done, rollouts_used, status, now(), run_id))
+
+
+def count_terms(db: Any, prompts: Sequence[str]) -> None:
+    """Add `prompts` to the vocabulary's document frequencies on SQLite (on PostgreSQL a trigger counts them)."""
+    counts = Counter(w for prompt in prompts for w in index_words(prompt))
+    db.executemany("INSERT INTO prompt_terms (term, doc) VALUES (?, ?) "
+                   "ON CONFLICT (term) DO UPDATE SET doc = doc + excluded.doc", sorted(counts.items()))
 
 
 def fresh_store(path: str | Path) -> LessonStore:
