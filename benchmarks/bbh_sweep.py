@@ -21,8 +21,9 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results"
@@ -40,11 +41,11 @@ def run_task(task: str) -> None:
            str(BUDGET), "--seeds", "1", "--name", task, "--out", str(PARTS)]
     print(" ".join(cmd[1:]), flush=True)
     t0 = time.time()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    commit = records.commit()
     subprocess.run(cmd, check=True)
     path = PARTS / f"{task}.json"
     recs = json.loads(path.read_text())
-    path.write_text(json.dumps([{**r, "commit": commit.strip()} for r in recs], indent=1) + "\n")
+    path.write_text(json.dumps([{**r, "commit": commit} for r in recs], indent=1) + "\n")
     print(f"{task}: {time.time() - t0:.0f} s", flush=True)
 
 
@@ -79,7 +80,7 @@ def rebuild() -> list[dict]:
         "secondnature_significant": sum(r["diff_ci95"][0] > 0 for r in rows if r["arm"] == "secondnature"),
         "mean_lift": {arm: statistics.fmean(v) if v else None for arm, v in lifts.items()},
         "goal": "a lift whose interval excludes 0 on at least half of the tasks; mean lift >= 1.5 x GEPA's",
-        "command": "python benchmarks/bbh_sweep.py", "date": date.today().isoformat(),
+        "command": "python benchmarks/bbh_sweep.py", "date": records.today(),
     }
     (OUT / "bbh_sweep.json").write_text(json.dumps([{"summary": summary}, *rows], indent=1) + "\n")
     return rows
@@ -103,7 +104,7 @@ def section() -> list[str]:
     head, *rows = json.loads(path.read_text())
     s = head["summary"]
     out = ["## BIG-Bench Hard tasks nobody tuned on", "",
-           f"`bbh_sweep.json`; {s['date']}; `{s['command']}`: each task once, arms none, secondnature and gepa, budget "
+           f"{records.preamble(s, 'bbh_sweep.json')}: each task once, arms none, secondnature and gepa, budget "
            f"{BUDGET}, one seed, the defaults. Goal: {s['goal']}.", ""]
     if s["tasks_missing"]:
         minutes = sum(r.get("wall_s") or 0 for r in rows) / 60 / max(1, len(s["tasks_done"]))

@@ -18,9 +18,9 @@ from statistics import mean
 
 from secondnature import inject, rollout
 from secondnature.evidence import order_groups
-from secondnature.reflect import parse_guide, rewrite_prompt
 from secondnature.learn import LearnConfig, learn_split, step_batch
 from secondnature.models import CachedModel, load_model
+from secondnature.reflect import parse_guide, rewrite_prompt
 from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
 from secondnature.types import Lesson

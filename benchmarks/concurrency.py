@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from datetime import date
 from pathlib import Path
 
+import records  # benchmarks/, beside this script
 from throughput import WORKING  # benchmarks/, beside this script: the same prompts, their working asked for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,18 +93,16 @@ def main() -> None:
         replies.setdefault(k, [r.completion for r in out])
         tokens = sum(r.completion_tokens for r in out)
         print(f"{k:>2} in flight: {seconds[k][-1]:6.1f} s, {tokens / seconds[k][-1]:5.1f} tok/s", file=sys.stderr)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
     command = "python benchmarks/concurrency.py" + (f" --tasks {args.tasks}" if args.tasks != 32 else "")
-    meta = {"command": command, "date": date.today().isoformat(), "commit": commit.strip(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "server": f"llama-server, {SLOTS} slots",
+    meta = {**records.header(command), "server": f"llama-server, {SLOTS} slots",
             "model": gguf.name, "tasks": len(tasks), "max_tokens": args.max_tokens}
     base = seconds[1]
-    records = [{**meta, "in_flight": k, "seconds": [round(s, 2) for s in seconds[k]],
-                "speedup": round(sum(base) / sum(seconds[k]), 3),
-                "speedup_per_pass": [round(b / s, 3) for b, s in zip(base, seconds[k])],
-                "same_as_one_at_a_time": round(sum(a == b for a, b in zip(replies[k], replies[1])) / len(tasks), 3)}
-               for k in LEVELS]
-    OUT.write_text(json.dumps(records, indent=1) + "\n")
+    rows = [{**meta, "in_flight": k, "seconds": [round(s, 2) for s in seconds[k]],
+             "speedup": round(sum(base) / sum(seconds[k]), 3),
+             "speedup_per_pass": [round(b / s, 3) for b, s in zip(base, seconds[k])],
+             "same_as_one_at_a_time": round(sum(a == b for a, b in zip(replies[k], replies[1])) / len(tasks), 3)}
+            for k in LEVELS]
+    OUT.write_text(json.dumps(rows, indent=1) + "\n")
     print(f"wrote {OUT}", file=sys.stderr)
 
 
@@ -116,7 +113,7 @@ def section() -> list[str]:
     recs = json.loads(OUT.read_text())
     r0 = recs[0]
     lines = ["### Rollouts in flight against a local server", "",
-             f"`concurrency.json`; {r0['date']}; commit {r0['commit']}; {r0['machine']}; `{r0['command']}`. "
+             f"{records.preamble(r0, 'concurrency.json')}. "
              f"{r0['tasks']} gsm8k rollouts (working asked for, greedy, up to {r0['max_tokens']} tokens) against "
              f"{r0['server']} serving "
              f"`{r0['model']}` on the same machine; each level run twice, interleaved.", "",

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import sys
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 from secondnature import inject, retrieve
 from secondnature.evaluate import evaluate, paired, split_tasks
@@ -40,8 +39,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def _common(policy: CachedModel) -> dict:
-    return {"policy": policy.name, "split": "test", "date": date.today().isoformat(),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    return {"policy": policy.name, "split": "test", "date": records.today(), "machine": records.machine(),
             "command": "python benchmarks/context.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
 
@@ -136,7 +134,7 @@ def routing(specs: list[str], unseen: list[str], store: LessonStore, limit: int 
         home_scope = ts.name if spec in specs else "(none)"
         rec = {"benchmark": "routing", "task": ts.name, "learned": spec in specs, "n": len(tasks),
                "routed_home": routed[home_scope] / len(tasks), "routed": dict(routed), "route_ms": round(ms, 3),
-               "scopes_in_store": len(specs), "date": date.today().isoformat()}
+               "scopes_in_store": len(specs), "date": records.today()}
         out.append(rec)
         where = "to its own scope" if rec["learned"] else "nowhere (no lessons injected)"
         print(f"{ts.name:45s} routed {where}: {rec['routed_home']:.0%} of {len(tasks)}, {ms:.2f} ms/query", flush=True)
@@ -183,23 +181,23 @@ def main(argv: list[str]) -> None:
     store = LessonStore(Path(args.store).expanduser())
     RESULTS.mkdir(exist_ok=True)
     if args.what == "route":
-        records = routing(args.tasksets, args.unseen, store, args.limit)
-        (RESULTS / f"{args.name or 'context_routing'}.json").write_text(json.dumps(records, indent=1))
+        rows = routing(args.tasksets, args.unseen, store, args.limit)
+        (RESULTS / f"{args.name or 'context_routing'}.json").write_text(json.dumps(rows, indent=1))
         return
     cache = LessonStore(home() / "bench" / "cache.db")
     policy = CachedModel(load_model("default"), cache)
     if args.what == "budget":
         budgets = [None if b == "none" else int(b) for b in args.budgets]
-        records = [r for spec in args.tasksets
-                   for r in budget_sweep(policy, spec, store, budgets, args.limit, args.max_tokens)]
+        rows = [r for spec in args.tasksets
+                for r in budget_sweep(policy, spec, store, budgets, args.limit, args.max_tokens)]
         name = args.name or "context_budget"
-        print(f"plot: {plot_budget(records, RESULTS / f'{name}.png')}")
+        print(f"plot: {plot_budget(rows, RESULTS / f'{name}.png')}")
     else:
         reflector = CachedModel(load_model("reflector"), cache)
-        records = mixed(policy, reflector, args.tasksets, store, args.learn_budget, args.limit, args.lesson_tokens,
-                        args.max_tokens)
+        rows = mixed(policy, reflector, args.tasksets, store, args.learn_budget, args.limit, args.lesson_tokens,
+                     args.max_tokens)
         name = args.name or "context_mixed"
-    (RESULTS / f"{name}.json").write_text(json.dumps(records, indent=1))
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1))
     print(f"records: {RESULTS / f'{name}.json'}")
 
 

@@ -16,8 +16,8 @@ their GGUF files with vocab_only).
    loop keeps of them in the reflector's 8,192-token window.
 
 Growth: the slope b of log(cost) against log(size) (cost ~ size^b: 0 flat, 1 linear), least squares over the
-sizes, its 95% interval from resampling each size's measurements. Records are written after every measurement,
-so a run that is stopped keeps what it measured.
+sizes, its 95% interval from resampling each size's measurements (cost_growth_figures.py: the figures, the plot and
+the page). Records are written after every measurement, so a run that is stopped keeps what it measured.
 """
 from __future__ import annotations
 
@@ -31,20 +31,21 @@ import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
-import store_scale  # benchmarks/, beside this script
+import records  # benchmarks/, beside this script
+import store_scale
+from cost_growth_figures import CONFIG, OUT, growth, mean_ci, plot
+from cost_growth_figures import section as section  # BENCHMARKS.md's, which report.py reads from here
 from ui_speed import median_ci
 
 from secondnature import inject, retrieve
 from secondnature.evidence import order_groups
-from secondnature.learn import LearnConfig, confirm_split, learn, learn_split, observe, planned
+from secondnature.learn import confirm_split, learn, learn_split, observe, planned
 from secondnature.models import ScriptedModel
 from secondnature.propose import reflector_edits
 from secondnature.store import LessonStore, open_store
@@ -52,52 +53,16 @@ from secondnature.tasks import load_taskset
 from secondnature.types import Lesson, Rollout, Score, Task, TaskSet
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "results" / "cost_growth.json"
 COMMAND = "python benchmarks/cost_growth.py"
 BUDGET = 300                 # lesson tokens a query may get (store_scale.py's)
 QUERY_POOL = 100             # task sets the timed queries go to (their lessons' token counts all memoised)
 PARTS_TIMED = 20             # queries whose routing and vocabulary lookup are also timed alone
-FLAT = 0.1                   # a slope whose whole interval is below this is flat: at most x1.26 per tenfold
-DRAWS = 1_000                # bootstrap draws of a growth interval
-CONFIG = LearnConfig()       # the loop's defaults: window, reply, group size, validation sample
 FULL = {"lessons": (100, 1_000, 10_000, 100_000, 1_000_000), "one_scope_max": 100_000, "queries": 200,
         "rollouts": 1_000_000, "pg_rollouts": 100_000, "window": 10_000, "candidates": (1, 2, 4, 8),
         "gate_budget": 3_000, "groups": (1, 2, 4, 8, 16, 32, 64)}
 QUICK = {"lessons": (100, 1_000, 10_000), "one_scope_max": 10_000, "queries": 50, "rollouts": 50_000,
          "pg_rollouts": 20_000, "window": 5_000, "candidates": (1, 2, 4), "gate_budget": 600,
          "groups": (1, 2, 4, 8, 16, 32, 64)}
-
-
-# ---------------------------------------------------------------- growth figures
-
-def loglog(points: list[tuple[float, float]], *, by_size: bool = True, seed: int = 0) -> dict:
-    """The slope of log(y) on log(x) by least squares, with a 95% bootstrap interval: the points resampled within
-    each x (`by_size`: repeated measurements of one size), or all together (one point per size)."""
-    def slope(pts: list[tuple[float, float]]) -> float:
-        xs, ys = [math.log(x) for x, _ in pts], [math.log(max(y, 1e-12)) for _, y in pts]
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        sxx = sum((x - mx) ** 2 for x in xs)
-        return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else math.nan
-    rng = random.Random(seed)
-    groups: dict[float, list[tuple[float, float]]] = {}
-    for p in points:
-        groups.setdefault(p[0] if by_size else 0, []).append(p)
-    draws = sorted(slope([q for g in groups.values() for q in rng.choices(g, k=len(g))]) for _ in range(DRAWS))
-    draws = [d for d in draws if not math.isnan(d)]
-    lo, hi = (draws[int(0.025 * len(draws))], draws[int(0.975 * len(draws)) - 1]) if draws else (math.nan, math.nan)
-    return {"slope": slope(points), "ci95": [lo, hi], "sizes": len({x for x, _ in points}), "points": len(points)}
-
-
-def verdict(g: dict, what: str) -> str:
-    """'flat', 'linear' or 'grows as size^b', said from the slope's interval."""
-    lo, hi = g["ci95"]
-    if hi < FLAT:
-        return f"flat in {what}"
-    if lo < FLAT:
-        return f"no growth shown in {what}, none ruled out either (b up to {hi:+.2f})"
-    if lo <= 1 <= hi or abs(g["slope"] - 1) < FLAT:
-        return f"linear in {what}"
-    return f"grows as {what}^{g['slope']:.2f}"
 
 
 # ---------------------------------------------------------------- 1. select + render
@@ -355,14 +320,6 @@ def gate_cost(p: dict, d: Path, record: dict) -> None:
         save(record)
 
 
-def mean_ci(xs: list[float], seed: int = 0) -> list[float]:
-    """A 95% bootstrap interval for the mean."""
-    if len(xs) < 2:
-        return [math.nan, math.nan]
-    rng = random.Random(seed)
-    draws = sorted(statistics.fmean(rng.choices(xs, k=len(xs))) for _ in range(DRAWS))
-    return [draws[int(0.025 * DRAWS)], draws[int(0.975 * DRAWS) - 1]]
-
 
 # ---------------------------------------------------------------- 4. the reflector's prompt
 
@@ -391,37 +348,7 @@ def prompt_size(p: dict, count, name: str, record: dict) -> None:
     save(record)
 
 
-# ---------------------------------------------------------------- the record, its figures, the page
-
-def growth(record: dict) -> dict:
-    """The growth figure of every measurement made so far."""
-    out: dict = {}
-    sel = record.get("select_render", [])
-    for layout in ("spread", "one-scope"):
-        for mode in ("warm", "cold"):
-            pts = [(r["lessons"], x) for r in sel if r["layout"] == layout for x in r[f"{mode}_samples"]]
-            if len({x for x, _ in pts}) >= 2:
-                out[f"select_{layout}_{mode}"] = loglog(pts)
-    for backend, rows in record.get("logging", {}).items():
-        if isinstance(rows, list) and len(rows) >= 2:
-            out[f"logging_{backend}"] = loglog([(r["rollouts"], r["per_10k_s"]) for r in rows], by_size=False)
-    gate = record.get("gate", [])
-    pts = [(r["candidates_per_step"], g + c) for r in gate for g, c in r["per_candidate"]]
-    if len({x for x, _ in pts}) >= 2:
-        out["gate_per_candidate"] = loglog(pts)
-    prompt = record.get("prompt", [])
-    if len(prompt) >= 2:
-        xs, ys = [r["groups"] for r in prompt], [r["tokens"] for r in prompt]
-        mx, my = statistics.fmean(xs), statistics.fmean(ys)
-        b = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-        a = my - b * mx
-        worst = max(abs(y - (a + b * x)) / y for x, y in zip(xs, ys))
-        over = [r["groups"] for r in prompt if r["tokens"] > r["limit"]]
-        out["prompt"] = {"per_group": b, "fixed": a, "worst_residual": worst,
-                         "fits_groups": int((prompt[0]["limit"] - a) // b), "first_over": min(over) if over else None,
-                         "kept_max": max(r["kept_groups"] for r in prompt)}
-    return out
-
+# ---------------------------------------------------------------- the record
 
 def save(record: dict, *, fit: bool = False) -> None:
     """The record as measured so far (with `fit`, its growth figures computed anew) to OUT."""
@@ -433,68 +360,6 @@ def save(record: dict, *, fit: bool = False) -> None:
 
 STARTED = time.perf_counter()
 RERUN = False  # --only over an existing record: its parts measured again, the rest kept
-
-
-def plot(record: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-    ax = axes[0][0]
-    for layout in ("spread", "one-scope"):
-        rows = [r for r in record.get("select_render", []) if r["layout"] == layout]
-        for mode, style in (("warm", "-o"), ("cold", "--s")):
-            if rows:
-                ax.plot([r["lessons"] for r in rows], [r[f"{mode}_ms"] for r in rows], style, label=f"{layout}, {mode}")
-        if layout == "spread" and rows and "route_ms" in rows[0]:
-            ax.plot([r["lessons"] for r in rows], [r["route_ms"] for r in rows], ":^", label="spread, routing alone")
-    ax.set(xscale="log", yscale="log", xlabel="lessons in the store", ylabel="ms a query (median)",
-           title="1. select + render one query's lessons")
-    legend(ax)
-    ax = axes[0][1]
-    for backend, rows in record.get("logging", {}).items():
-        if isinstance(rows, list) and rows:
-            ax.plot([r["rollouts"] for r in rows], [r["per_10k_s"] for r in rows], ".-", label=backend)
-    ys = [r["per_10k_s"] for rows in record.get("logging", {}).values() if isinstance(rows, list) for r in rows]
-    ax.set(xscale="log", yscale="log", xlabel="rollouts in the store", ylabel="seconds per 10,000 rollouts",
-           title="2. logging rollouts", **({"ylim": (min(ys) / 4, max(ys) * 4)} if ys else {}))
-    legend(ax)
-    ax = axes[1][0]
-    gate = record.get("gate", [])
-    if gate:
-        ax.errorbar([r["candidates_per_step"] for r in gate], [r["rollouts_per_candidate"] for r in gate],
-                    yerr=[[r["rollouts_per_candidate"] - r["rollouts_per_candidate_ci95"][0] for r in gate],
-                          [r["rollouts_per_candidate_ci95"][1] - r["rollouts_per_candidate"] for r in gate]],
-                    fmt="-o", label="rollouts a gated candidate")
-        ax.axhline(gate[0]["val_size"], color="grey", lw=0.8, ls=":", label="validation sample")
-        ax.axhline(gate[0]["val_size"] + gate[0]["confirm_size"], color="grey", lw=0.8, ls="--",
-                   label="validation and confirmation samples")
-    ax.set(xscale="log", yscale="log", xlabel="candidates gated a step", ylabel="policy rollouts",
-           title="3. the gate's cost per candidate", ylim=(3, 100), xticks=[r["candidates_per_step"] for r in gate])
-    legend(ax)
-    ax = axes[1][1]
-    prompt = record.get("prompt", [])
-    if prompt:
-        ax.plot([r["groups"] for r in prompt], [r["tokens"] for r in prompt], "-o", label="all groups")
-        ax.plot([r["groups"] for r in prompt], [r["kept_tokens"] for r in prompt], "--s", label="kept by the loop")
-        ax.axhline(prompt[0]["limit"], color="grey", lw=0.8, ls=":", label="window minus the reply")
-    ax.set(xscale="log", yscale="log", xlabel="groups of 4 attempts", ylabel="prompt tokens",
-           title="4. the reflector's prompt")
-    legend(ax)
-    for ax in axes.flat:
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def legend(ax) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
 
 
 def main(argv: list[str]) -> None:
@@ -510,11 +375,9 @@ def main(argv: list[str]) -> None:
     if args.quick:
         OUT = Path(tempfile.gettempdir()) / "cost_growth_quick.json"
     parts = args.only or ["select", "logging", "postgres", "gate", "prompt"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
-    run = {"command": " ".join([COMMAND, *sys.argv[1:]]),
-           "date": date.today().isoformat(), "commit": commit.strip(), "machine": platform.machine(),
-           "cores": os.cpu_count(), "python": platform.python_version(),
-           "load_1min_before_run": round(os.getloadavg()[0], 2)}
+    # this record names the machine by its architecture alone, its cores apart (as the page reads them)
+    run = {**records.header(" ".join([COMMAND, *sys.argv[1:]])), "machine": platform.machine(),
+           "cores": os.cpu_count(), "python": platform.python_version(), "load_1min_before_run": records.load()}
     RERUN = bool(args.only or args.lessons) and OUT.exists()
     if RERUN:
         record = json.loads(OUT.read_text())
@@ -538,160 +401,10 @@ def main(argv: list[str]) -> None:
             elif part == "prompt":
                 count, name = store_scale.tokenizer("reflector")
                 prompt_size(p, count, name, record)
-            record.setdefault("load_1min_after", {})[part] = round(os.getloadavg()[0], 2)  # others' work too
+            record.setdefault("load_1min_after", {})[part] = records.load()  # others' work too
             save(record, fit=True)
             plot(record, OUT.with_suffix(".png"))
     print(f"wrote {OUT} and {OUT.with_suffix('.png')} in {time.perf_counter() - STARTED:.0f} s", file=sys.stderr)
-
-
-# ---------------------------------------------------------------- BENCHMARKS.md
-
-def num(x: float) -> str:
-    """Milliseconds: decimals below 100, none above (nor a thousands comma, read as an interval's comma)."""
-    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
-
-
-def fig(g: dict | None) -> str:
-    return "-" if not g else f"{g['slope']:+.2f} [{g['ci95'][0]:+.2f}, {g['ci95'][1]:+.2f}]"
-
-
-def section() -> list[str]:
-    """The record for BENCHMARKS.md (benchmarks/report.py), if there is one."""
-    if not OUT.exists():
-        return []
-    r = json.loads(OUT.read_text())
-    g = r.get("growth", {})
-    lines = ["### Cost as the work grows", "",
-             f"`cost_growth.json`; {r['date']}; commit {r['commit']}; {r['machine']}, {r['cores']} cores; "
-             f"`{r['command']}`, {r['seconds'] / 60:.0f} minutes to its last row. No model runs: scripted models, and the "
-             "packaged models' tokenizers read with vocab_only. Growth: the slope b of log(cost) against log(size) "
-             "(cost ~ size^b; 0 is flat, 1 linear) over the sizes, with its 95% interval from resampling each size's "
-             f"measurements; flat when the whole interval is below {FLAT} (at most x{10 ** FLAT:.2f} per tenfold).",
-             *([r["note"]] if r.get("note") else []),
-             *([f"The machine was shared (other sessions compiling and benchmarking): 1-minute load after each part "
-                f"{', '.join(f'{k} {v}' for k, v in r['load_1min_after'].items())} (2 cores)."]
-               if r.get("load_1min_after") else []),
-             *[f"Then: {', '.join(x['parts'])} at {x['commit']}, {x['date']} (`{x['command']}`, "
-               f"{x.get('seconds', 0) / 60:.0f} minutes)." for x in r.get("reruns", [])],
-             "", "![cost against size, log-log](results/cost_growth.png)", ""]
-    sel = r.get("select_render", [])
-    if sel:
-        lines += ["**1. Select + render** one query's lessons under a {}-token budget: routing, the head revision, "
-                  "selection, render (`store_scale.py`'s stores: `spread`, 20 lessons a task set; `one-scope`, every "
-                  "lesson in one head). Median ms with its 95% interval; `cold`: the scope's selection not memoised."
-                  .format(r["budget_tokens"]), "",
-                  "| lessons | layout | n | warm ms | cold ms | route ms |", "|---|---|---|---|---|---|"]
-        for x in sel:
-            lines.append(f"| {x['lessons']:,} | {x['layout']} | {x['queries']} | {num(x['warm_ms'])} [{num(x['warm_ci95'][0])}, "
-                         f"{num(x['warm_ci95'][1])}] | {num(x['cold_ms'])} [{num(x['cold_ci95'][0])}, "
-                         f"{num(x['cold_ci95'][1])}] | {num(x['route_ms']) if 'route_ms' in x else '-'} |")
-        lines.append("")
-        for key, what in (("spread_warm", "spread, warm"), ("spread_cold", "spread, cold"),
-                          ("one-scope_warm", "one-scope, warm"), ("one-scope_cold", "one-scope, cold")):
-            if f"select_{key}" in g:
-                lines.append(f"- {what}: b = {fig(g[f'select_{key}'])}: "
-                             f"{verdict(g[f'select_{key}'], 'the lessons in the store' if 'spread' in key else 'the head')}")
-        big = max((x for x in sel if x["layout"] == "spread" and "route_ms" in x), key=lambda x: x["lessons"],
-                  default=None)
-        if big:
-            lines.append(f"- where a warm query's time goes at {big['lessons']:,} lessons ({big['scopes']:,} task sets): "
-                         f"routing, timed alone, takes {num(big['route_ms'])} ms (the whole query {num(big['warm_ms'])}"
-                         f" ms), {num(big['vocab_ms'])} ms of it finding the query's rarest words (`rare_words`)")
-        met = g.get("select_spread_warm", {}).get("ci95", [1, 1])[1] < FLAT
-        lines += ["", "Goal: flat in the store's size for a routed query (it reads one task set's head). A one-scope "
-                  "store's cold query selects from its whole head, so it is linear in that head; the memo "
-                  "(one selection per head revision) should make the warm query flat again. One-scope stops at "
-                  f"{r['sizes']['one_scope_max']:,} lessons: a cold query there already selects from all of them.",
-                  "", "Met." if met else "Not met: routing grows with the number of task sets. It ranks every "
-                  "learned-on prompt that shares a word with the query's six rarest indexed words "
-                  "(`match_prompts(rare=True)`); in these stores a task set has one word of its own and draws the "
-                  "rest from 45 shared words, so the six include common words and the full-text query ranks most of "
-                  "the prompts (250,000 at a million lessons). `rare_words` reads the vocabulary with `term IN (...)`, "
-                  "which scans the fts5vocab table; `term = ?` is a lookup. The one-scope warm query reads its head "
-                  "revision (a list of every id) on each call; the cold one at 100,000 lessons holds more lesson "
-                  "texts than inject's token memo (65,536), so it tokenizes the whole head again.", ""]
-    log = r.get("logging", {})
-    if log.get("sqlite"):
-        pg = {x["rollouts"]: x for x in log.get("postgres", [])}
-        marks = [x for x in log["sqlite"] if x["rollouts"] in (10_000, 100_000, 1_000_000) or x is log["sqlite"][-1]]
-        lines += [f"**2. Logging rollouts**: `store.add_rollouts`, {marks[0]['batch']} rollouts a call (a step's "
-                  f"attempts), GSM8K-length rollouts ({log.get('row_payload_bytes', 0):,.0f} bytes of messages and "
-                  "reply each), as the store grows:", "",
-                  "| rollouts | SQLite s/10k | bytes each | PostgreSQL s/10k | bytes each |",
-                  "|---|---|---|---|---|"]
-        for x in {m["rollouts"]: m for m in marks}.values():
-            q = pg.get(x["rollouts"])
-            lines.append(f"| {x['rollouts']:,} | {x['per_10k_s']:.2f} | {x['bytes'] / x['rollouts']:,.0f} | "
-                         + (f"{q['per_10k_s']:.2f} | {q['bytes'] / q['rollouts']:,.0f} |" if q else "- | - |"))
-        lines.append("")
-        for backend in ("sqlite", "postgres"):
-            if f"logging_{backend}" in g:
-                lines.append(f"- {backend}: b = {fig(g[f'logging_{backend}'])} over "
-                             f"{g[f'logging_{backend}']['sizes']} windows: {verdict(g[f'logging_{backend}'], 'the rollouts stored')}")
-        if "sqlite_final_bytes" in log:
-            n = log["sqlite"][-1]["rollouts"]
-            lines.append(f"- SQLite file at {n:,} rollouts, its log checkpointed: {log['sqlite_final_bytes'] / 1e9:.2f} "
-                         f"GB, {log['sqlite_final_bytes'] / n:,.0f} bytes a rollout")
-        if log.get("postgres_settings") and log.get("postgres"):
-            lines.append(f"- PostgreSQL: {log['postgres_settings']}; bytes: the rollouts table with its indexes")
-        elif log.get("postgres_skipped"):
-            lines.append(f"- PostgreSQL not measured: {log['postgres_skipped']}")
-        lines += ["", "Goal: a constant cost a rollout (flat).", ""]
-    gate = r.get("gate", [])
-    if gate:
-        x0 = gate[0]
-        lines += [f"**3. The gate's cost per candidate**: `learn()` with a scripted policy and reflector, "
-                  f"a budget of {r['sizes']['gate_budget']:,} rollouts a run, the defaults otherwise (validation sample "
-                  f"{x0['val_size']}, confirmation {x0['confirm_size']}); one reflector sample a step proposes n "
-                  "lessons (n a step), each flipping 15% of items to right and 15% to wrong. Rollouts a gated candidate (gate "
-                  "and confirmation, mean [95% CI]); current's: the current revisions' validation rollouts in all; "
-                  "paid twice: a (prompt, item) validated more than once.", "",
-                  "| n | steps | gated | kept | rollouts/candidate | current's | paid twice |",
-                  "|---|---|---|---|---|---|---|"]
-        for x in gate:
-            ci = x["rollouts_per_candidate_ci95"]
-            lines.append(f"| {x['candidates_per_step']} | {x['steps']} | {x['gated']} | {x['accepted']} | "
-                         f"{x['rollouts_per_candidate']:.1f} [{ci[0]:.1f}, {ci[1]:.1f}] | "
-                         f"{x['current_val_rollouts']} | {x['repeated_val_rollouts']} |")
-        lines.append("")
-        if "gate_per_candidate" in g:
-            lines.append(f"- rollouts a candidate against candidates a step: b = {fig(g['gate_per_candidate'])}: "
-                         f"{verdict(g['gate_per_candidate'], 'the candidates a step')}")
-        calls = "; ".join(f"n={x['candidates_per_step']}: {x['reflector_calls'] / max(1, x['gated']):.2f}" for x in gate)
-        lines += ["- the current revision's validation, reused across candidates: " + "; ".join(
-            f"n={x['candidates_per_step']}: {x['current_val_rollouts']} rollouts over {x['head_revisions']} "
-            f"revision(s) (were it paid per candidate: {sum(a + b for a, b in x['per_candidate']):,})"
-            for x in gate) + (": yes, each item once per revision" if all(
-                x["current_val_rollouts"] <= (x["val_size"] + x["confirm_size"]) * (x["head_revisions"] + 1)
-                for x in gate) else ": NO, some items were paid more than once per revision"),
-                  "- what a candidate cost: " + "; ".join(
-                      f"n={x['candidates_per_step']}: {sum(c == 0 and a <= CONFIG.screen for a, c in x['per_candidate'])}"
-                      f" stopped by the screen (at most {CONFIG.screen} items), "
-                      f"{sum(c == 0 and a > CONFIG.screen for a, c in x['per_candidate'])} gated further, "
-                      f"{sum(c > 0 for _, c in x['per_candidate'])} confirmed too" for x in gate),
-                  f"- reflector calls a gated candidate: {calls} (one call a step, shared by its candidates)",
-                  "- policy samples computed = rollouts recorded in every run (no completion-cache hits needed): "
-                  + ("yes" if all(x["policy_samples"] == x["rollouts_recorded"] for x in gate) else "no"),
-                  "", f"Goal: flat, at most a validation sample and a confirmation a candidate "
-                  f"({x0['val_size']} + {x0['confirm_size']}), the current revision's validation paid once per "
-                  "revision, never per candidate.", ""]
-    prompt = r.get("prompt", [])
-    if prompt and "prompt" in g:
-        p = g["prompt"]
-        lines += [f"**4. The reflector's prompt** (the edit request) over n groups of {prompt[0]['k']} attempts at "
-                  "GSM8K tasks (mixed groups: the best and the worst attempt shown, each clipped at 700 characters), "
-                  f"in the reflector's tokens; `kept`: what the loop's observe() keeps in its {prompt[0]['window']:,}"
-                  f"-token window less the {CONFIG.reflect_max_tokens}-token reply, when a step shows n tasks.", "",
-                  "| groups | prompt tokens | kept groups | kept tokens |", "|---|---|---|---|"]
-        for x in prompt:
-            lines.append(f"| {x['groups']} | {x['tokens']:,} | {x['kept_groups']} | {x['kept_tokens']:,} |")
-        lines += ["", f"- linear: {p['per_group']:.0f} tokens a group over a fixed {p['fixed']:.0f} (worst residual "
-                      f"{p['worst_residual']:.0%}: the tasks' lengths differ); capped: past {p['fits_groups']} groups the prompt would outgrow "
-                      f"{prompt[0]['limit']:,} tokens"
-                  + (f" (first over at {p['first_over']} measured)" if p["first_over"] else "")
-                  + f", and observe() drops groups from the end (fit_groups) to keep at most {p['kept_max']}; a step "
-                  f"shows {CONFIG.tasks_per_step} tasks by default (tasks_per_step), well inside the window.", ""]
-    return lines
 
 
 if __name__ == "__main__":

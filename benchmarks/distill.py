@@ -15,23 +15,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import shlex
 import shutil
 import sys
 from collections import Counter
 from dataclasses import asdict
-from datetime import date
 from pathlib import Path
 
-from secondnature.train.distill import DistillConfig, distill
+import records  # benchmarks/, beside this script
+
 from secondnature.evaluate import evaluate, majority_reference, paired, split_tasks
-from secondnature.models import CachedModel, load_model
 from secondnature.evidence import final_label
+from secondnature.models import CachedModel, load_model
 from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
+from secondnature.train.distill import DistillConfig, distill
 from secondnature.weights import home
 
 RESULTS = Path(__file__).parent / "results"
@@ -136,24 +135,24 @@ def main(argv: list[str]) -> None:
 
     arms = {"none": run(policy, []), "secondnature": run(policy, lessons), "distilled": run(student, []),
             "distilled+lessons": run(student, lessons)}
-    common = {"task": ts.name, "policy": policy.name, "split": "test", "date": date.today().isoformat(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "revision": d.revision,
+    common = {"task": ts.name, "policy": policy.name, "split": "test", "date": records.today(),
+              "machine": records.machine(), "revision": d.revision,
               "command": "python benchmarks/distill.py " + " ".join(shlex.quote(a) for a in argv)}
-    records = []
+    rows = []
     for arm, r in arms.items():
         diff, ci = paired(arms["none"], r)
-        records.append({**common, "benchmark": "distill", "arm": arm, "n": r.n, "accuracy": r.accuracy,
-                        "ci95": list(r.ci95), "diff_vs_none": diff, "diff_ci95": list(ci),
-                        "lesson_tokens": r.lesson_tokens, "prompt_tokens": r.prompt_tokens,
-                        "answers": dict(Counter(final_label(c) for c in r.completions).most_common(6)),
-                        "scores": list(r.scores)})  # in test order: to pair across runs and seeds
+        rows.append({**common, "benchmark": "distill", "arm": arm, "n": r.n, "accuracy": r.accuracy,
+                     "ci95": list(r.ci95), "diff_vs_none": diff, "diff_ci95": list(ci),
+                     "lesson_tokens": r.lesson_tokens, "prompt_tokens": r.prompt_tokens,
+                     "answers": dict(Counter(final_label(c) for c in r.completions).most_common(6)),
+                     "scores": list(r.scores)})  # in test order: to pair across runs and seeds
         print(f"{arm:18s} {r.accuracy:.1%} [{r.ci95[0]:.1%}, {r.ci95[1]:.1%}]  vs none {diff:+.3f} "
-              f"[{ci[0]:+.3f}, {ci[1]:+.3f}]  lesson tokens {r.lesson_tokens}  answers {records[-1]['answers']}",
+              f"[{ci[0]:+.3f}, {ci[1]:+.3f}]  lesson tokens {r.lesson_tokens}  answers {rows[-1]['answers']}",
               flush=True)
     answer, const = majority_reference(ts, tasks)
-    records.append({**common, "benchmark": "distill", "arm": f"majority ('{answer}')", "n": len(const),
-                    "accuracy": sum(const) / len(const), "ci95": [None, None], "diff_vs_none": None,
-                    "diff_ci95": [None, None], "lesson_tokens": 0, "prompt_tokens": 0})
+    rows.append({**common, "benchmark": "distill", "arm": f"majority ('{answer}')", "n": len(const),
+                 "accuracy": sum(const) / len(const), "ci95": [None, None], "diff_vs_none": None,
+                 "diff_ci95": [None, None], "lesson_tokens": 0, "prompt_tokens": 0})
     print(f"always '{answer}' scores {sum(const) / len(const):.1%}: a student that learned only the prior scores that")
     point, (lo, hi), undefined = retained_gain(list(arms["none"].scores), list(arms["secondnature"].scores),
                                                [list(arms["distilled"].scores)])
@@ -177,10 +176,10 @@ def main(argv: list[str]) -> None:
                                      "distilled": after.accuracy, "diff": diff, "diff_ci95": list(ci)}
         print(f"collapse check on {other.name}: {before.accuracy:.1%} -> {after.accuracy:.1%}, "
               f"{diff:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]", flush=True)
-    records.append(summary)
+    rows.append(summary)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(records, indent=1))
-    print(f"wrote {RESULTS / (args.name + '.json')} and {plot(records, RESULTS / (args.name + '.png'))}")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(rows, indent=1))
+    print(f"wrote {RESULTS / (args.name + '.json')} and {plot(rows, RESULTS / (args.name + '.png'))}")
 
 
 if __name__ == "__main__":

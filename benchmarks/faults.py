@@ -34,17 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 RECORD = ROOT / "benchmarks" / "results" / "faults.json"
-
-
-def commit() -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
 
 
 # ---------------------------------------------------------------- escapes
@@ -430,7 +426,7 @@ def main() -> None:
         t0 = time.time()
         got = PARTS[name](args)
         got.update({f"{name}_seconds": round(time.time() - t0, 1), f"{name}_command": " ".join(sys.argv),
-                    f"{name}_commit": commit(), f"{name}_date": str(date.today())})
+                    f"{name}_commit": records.commit(), f"{name}_date": records.today()})
         record = json.loads(out.read_text()) if out.exists() else {}  # read late: another part may have written it
         record.update(got)
         out.write_text(json.dumps(record, indent=1) + "\n")

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
 import sys
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,10 +61,8 @@ def main() -> None:
     base = evaluate(policy, ts, test, [])
     given = evaluate(policy, ts, test, [lesson])
     diff, ci = paired(base, given)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    common = {"task": "game24", "n": len(test), "policy": policy.name, "command": "python benchmarks/given_skill.py",
-              "date": date.today().isoformat(), "commit": commit.strip(),
-              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
+    common = {"task": "game24", "n": len(test), "policy": policy.name,
+              **records.header("python benchmarks/given_skill.py")}
     recs = [{**common, "arm": "none", "accuracy": base.accuracy, "ci95": list(base.ci95)},
             {**common, "arm": "given_skill", "accuracy": given.accuracy, "ci95": list(given.ci95), "diff_vs_none": diff,
              "diff_ci95": list(ci), "lesson_tokens": given.lesson_tokens,

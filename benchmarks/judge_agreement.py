@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 from secondnature.evaluate import evaluate, split_tasks
 from secondnature.judge import agreement, judge_reward
@@ -50,11 +48,6 @@ RUBRICS = {
         "on a final line 'Answer: <number>'. Count it yourself, letter by letter. Score 10 when the reply's final "
         "count is correct, 0 when it is wrong or missing; style and length do not matter."),
 }
-
-
-def commit() -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
 
 
 def main() -> None:
@@ -97,8 +90,8 @@ def main() -> None:
               "no_verdict": sum(x["feedback"].startswith("judge gave no verdict") for x in items),
               "policy_accuracy": replies.accuracy, "policy_s": round(policy_s, 1), "judge_s": round(judge_s, 1),
               "judge_model_s": round(judge.model_s, 1), "judge_replayed_s": round(judge.replayed_s, 1),
-              "command": " ".join(["python", *sys.argv]), "commit": commit(), "date": str(date.today()),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores", "items": items}
+              "command": " ".join(["python", *sys.argv]), "commit": records.commit(), "date": records.today(),
+              "machine": records.machine(), "items": items}
     Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
     summary = {k: v for k, v in record.items() if k not in ("items", "rubric")}
     print(json.dumps(summary, indent=1))

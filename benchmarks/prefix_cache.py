@@ -20,8 +20,8 @@ from secondnature import reflect
 from secondnature.evidence import fit_groups, order_groups
 from secondnature.learn import LearnConfig
 from secondnature.models import load_model
-from secondnature.store import LessonStore
 from secondnature.stats import paired_bootstrap
+from secondnature.store import LessonStore
 from secondnature.tasks import load_taskset
 
 

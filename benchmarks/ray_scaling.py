@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "ray_scaling.json"
@@ -113,9 +113,7 @@ def main() -> None:
     for row in rows:
         row["rollouts_per_s"] = round(len(local) / row["wall_s"], 3)
         row["speedup_vs_local"] = round(reference / row["wall_s"], 2)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
-    record = {"command": "python benchmarks/ray_scaling.py", "date": date.today().isoformat(), "commit": commit.strip(),
-              "machine": f"{platform.machine()}, {cores} cores", "cores": cores, "ray": ray.__version__,
+    record = {**records.header("python benchmarks/ray_scaling.py"), "cores": cores, "ray": ray.__version__,
               "model": "qwen2.5-coder-0.5b-instruct-q4_k_m", "tasks": f"gsm8k test, first {TASKS}",
               "max_tokens": MAX_TOKENS, "prompt_tokens": sum(r.prompt_tokens for r in local),
               "completion_tokens": sum(r.completion_tokens for r in local), "results": rows}
@@ -129,8 +127,8 @@ def section() -> list[str]:
         return []
     r = json.loads(OUT.read_text())
     lines = ["### Rollouts on Ray workers, on one machine", "",
-             f"`ray_scaling.json`; {r['date']}; commit {r['commit']}; {r['machine']}; Ray {r['ray']}; "
-             f"`{r['command']}`. The 0.5B model on the {r['tasks']} items, greedy, at most {r['max_tokens']} tokens, "
+             f"{records.preamble(r, 'ray_scaling.json', 'Ray ' + r['ray'])}. The 0.5B model on the {r['tasks']} items, "
+             f"greedy, at most {r['max_tokens']} tokens, "
              f"one sample each ({r['prompt_tokens']:,} prompt and {r['completion_tokens']:,} completion tokens in all); "
              f"local: one process and its threads, the faster of a run before and one after the Ray runs; Ray: a head "
              f"with {r['cores']} CPUs on this machine, each worker a process with its own copy of the model. A Ray "

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -35,10 +34,10 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 
 import openai
+import records  # benchmarks/, beside this script
 
 from secondnature.serve.upstream import Embedded, free_port, start_embedded
 
@@ -49,11 +48,6 @@ MAX_TOKENS = 16
 GOAL_ADDED_MS_P50 = 5.0
 CONCURRENCY = (1, 32)
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def commit() -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
 
 
 # ---------------------------------------------------------------- processes
@@ -244,7 +238,7 @@ def part(upstream: str, upstream_pid: int, label: str, model: str, runs: list[tu
     """Records of one upstream: runs are (stream, concurrency, n per arm, batches, warm-up requests)."""
     url, proxy = start_proxy(upstream, store)
     pids = {"client": os.getpid(), "upstream": upstream_pid, "proxy": proxy.pid}
-    records = []
+    out = []
     try:
         for stream, conc, n, batches, warmup in runs:
             t0, busy0, mine0 = time.time(), busy_s(), sum(map(cpu_s, pids.values()))
@@ -262,10 +256,10 @@ def part(upstream: str, upstream_pid: int, label: str, model: str, runs: list[tu
                   f"{rec['direct_ms_p99']} -> {rec['proxied_ms_p99']} ms, {rec['direct_rps']} -> {rec['proxied_rps']} "
                   f"req/s (x{rec['throughput_ratio']} {rec['throughput_ratio_ci95']}), proxy CPU "
                   f"{rec['proxy_cpu_ms_per_request']} ms/req, others {rec['others_cpu_cores']} cores", flush=True)
-            records.append(rec)
+            out.append(rec)
     finally:
         stop(proxy)
-    return records
+    return out
 
 
 def main() -> None:
@@ -277,13 +271,13 @@ def main() -> None:
                     help="embedded model requests per arm at 1 and at 32 clients")
     ap.add_argument("--out", default=str(RECORD))
     args = ap.parse_args()
-    load, t0, records = os.getloadavg()[0], time.time(), []
+    load, t0, rows = records.load(), time.time(), []
     with tempfile.TemporaryDirectory() as tmp:
         if "responder" in args.upstreams:
             url, responder = start_responder()
             try:
                 runs = [(s, c, n, 20, max(200, 5 * c)) for s in (False, True) for c, n in zip(CONCURRENCY, args.n)]
-                records += part(url, responder.pid, "responder", "responder", runs, Path(tmp) / "responder.db")
+                rows += part(url, responder.pid, "responder", "responder", runs, Path(tmp) / "responder.db")
             finally:
                 stop(responder)
         if "embedded" in args.upstreams:
@@ -291,15 +285,14 @@ def main() -> None:
             try:
                 (n1, n32), c32 = args.embedded_n, CONCURRENCY[1]
                 runs = [(False, 1, n1, n1, 4), (False, c32, n32, max(2, n32 // c32), c32)]
-                records += part(model.url, model.process.pid, "embedded 0.5B", "default", runs,
+                rows += part(model.url, model.process.pid, "embedded 0.5B", "default", runs,
                                 Path(tmp) / "embedded.db")
             finally:
                 model.stop()
-    common = {"date": str(date.today()), "commit": commit(), "command": "python " + " ".join(sys.argv),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}",
-              "cores": os.cpu_count(),
-              "load_1min_before_run": round(load, 2), "run_seconds": round(time.time() - t0, 1)}
-    Path(args.out).write_text(json.dumps([{**r, **common} for r in records], indent=1) + "\n")
+    common = {"date": records.today(), "commit": records.commit(), "command": "python " + " ".join(sys.argv),
+              "machine": records.machine(python=True), "cores": os.cpu_count(),
+              "load_1min_before_run": load, "run_seconds": round(time.time() - t0, 1)}
+    Path(args.out).write_text(json.dumps([{**r, **common} for r in rows], indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -28,13 +28,13 @@ import argparse
 import hashlib
 import json
 import random
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -44,11 +44,6 @@ RUBRIC = """The user lists items and asks how many of one kind they have. A good
 kind asked about, counts each listed quantity (a word such as "two" or "three" counts as that many), adds them up
 correctly, and ends with a final line 'Answer: <number>'. Check the count yourself from the list in the question.
 Give 10 when the final number is the right count, 0 when it is wrong or missing."""
-
-
-def commit() -> str:
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
 
 
 def ask(client, instruction: str, task, extra: dict) -> tuple[str, str, str]:
@@ -175,7 +170,7 @@ def revision_checks(arm: dict, taskset, up_url: str) -> list[dict]:
     return out
 
 
-def records(arms: dict, taskset, args, checks: dict, judge_agreement: dict | None) -> list[dict]:
+def arm_records(arms: dict, taskset, args, checks: dict, judge_agreement: dict | None) -> list[dict]:
     from secondnature.stats import paired_bootstrap, wilson
     base = arms.get("none")
     learned = range(1, args.windows)  # windows served after the first learning run
@@ -202,8 +197,8 @@ def records(arms: dict, taskset, args, checks: dict, judge_agreement: dict | Non
     for rec in out:
         if rec["feedback"] in ("judge", "majority") and lift.get("checker"):
             rec["lift_share_of_checker"] = lift[rec["feedback"]] / lift["checker"] if lift["checker"] > 0 else None
-    common = {"command": "python " + " ".join(sys.argv), "commit": args.commit, "date": date.today().isoformat(),
-              "machine": "x86_64, 2 cores", "policy": "packaged 0.5B behind llama_cpp.server",
+    common = {"command": "python " + " ".join(sys.argv), "commit": args.commit, "date": records.today(),
+              "machine": records.machine(), "policy": "packaged 0.5B behind llama_cpp.server",
               "reflector": "packaged 1.5B", "judge": "packaged 1.5B", "windows_total": args.windows,
               "window": args.window, "clients": args.clients, "learn_budget": args.learn_budget,
               "val_size": args.val_size}
@@ -243,7 +238,7 @@ def main() -> None:
     ap.add_argument("--majority-n", type=int, default=5)
     ap.add_argument("--out", default=None, help="record path (default benchmarks/results/serve_stream.json)")
     args = ap.parse_args()
-    args.commit = commit()  # the code that runs: taken at the start of a run that lasts an hour or more
+    args.commit = records.commit()  # the code that runs: taken at the start of a run that lasts an hour or more
     from secondnature.judge import agreement, judge_reward, majority_reward
     from secondnature.models import OpenAIModel, cached, load_model
     from secondnature.serve.upstream import start_embedded
@@ -271,7 +266,7 @@ def main() -> None:
                 fb = [s for w in arms["judge"]["windows"] for s in w["feedback_scores"]]
                 right = [s for w in arms["judge"]["windows"] for s in w["scores"]]
                 agree = agreement(fb, right)
-            recs = records(arms, taskset, args, checks, agree)
+            recs = arm_records(arms, taskset, args, checks, agree)
             out.write_text(json.dumps(recs, indent=1) + "\n")  # after every arm: a long run that stops keeps its arms
             plot(recs, out.with_suffix(".png"))
     finally:

@@ -23,9 +23,10 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Callable
+
+import records  # benchmarks/, beside this script
 
 from secondnature import retrieve
 from secondnature.store import LessonStore
@@ -131,7 +132,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "store_scale.json"))
     args = p.parse_args(argv)
     count, name = tokenizer(args.tokenizer)
-    records = []
+    rows = []
     with tempfile.TemporaryDirectory() as d:
         for n in args.sizes:
             for layout in ("spread", "one-scope"):
@@ -147,14 +148,14 @@ def main(argv: list[str]) -> None:
                        "cold_ms": round(timed["cold"][0], 3), "cold_p95_ms": round(timed["cold"][1], 3),
                        "queries": args.queries,
                        "routed": got["routed"], "lessons_injected": got["injected"],
-                       "lesson_token_budget": args.budget, "tokenizer": name, "date": str(date.today()),
+                       "lesson_token_budget": args.budget, "tokenizer": name, "date": records.today(),
                        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                                   f"python {platform.python_version()}"}
-                records.append(rec)
+                rows.append(rec)
                 print(f"{layout:9s} {n:>6} lessons: median {rec['select_render_ms']:.2f} ms, p95 {rec['p95_ms']:.2f} ms, "
                       f"cold {rec['cold_ms']:.2f} ms (p95 {rec['cold_p95_ms']:.2f}), "
                       f"routed {rec['routed']:.0%}, {rec['lessons_injected']:.1f} lessons injected", flush=True)
-    Path(args.out).write_text(json.dumps(records, indent=1))
+    Path(args.out).write_text(json.dumps(rows, indent=1))
     print(f"records: {args.out}")
 
 

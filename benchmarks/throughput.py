@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
-import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "throughput.json"
@@ -71,7 +69,7 @@ def measure(spec: str, n_prompts: int, max_tokens: int) -> list[dict]:
     model = load_model(spec)
     asks = prompts(n_prompts)
     arm(model, asks[0], 2, True, 8)  # warm: the batch context made, the weights paged in
-    records = []
+    out = []
     for k in KS:
         rows = []
         for i, messages in enumerate(asks):
@@ -86,15 +84,15 @@ def measure(spec: str, n_prompts: int, max_tokens: int) -> list[dict]:
         single = sum(r["single_tokens"] for r in rows) / sum(r["single_s"] for r in rows)
         batched = sum(r["batched_tokens"] for r in rows) / sum(r["batched_s"] for r in rows)
         lo, hi = ratio_ci(rows)
-        records.append({"k": k, "tokens_per_s": round(batched, 2), "single_tokens_per_s": round(single, 2),
-                        "ratio_vs_single": round(batched / single, 3), "ratio_ci95": [round(lo, 3), round(hi, 3)],
-                        "outputs_identical": all(r["identical"] for r in rows),
-                        "identical_prompts": sum(r["identical"] for r in rows), "prompts": len(rows),
-                        "completion_tokens": sum(r["batched_tokens"] for r in rows), "model": model.name,
-                        # what one decoding step of k tokens costs: flat if reading the weights set the pace
-                        "ms_per_step": round(1000 * sum(r["batched_s"] for r in rows) * k /
-                                             sum(r["batched_tokens"] for r in rows), 1)})
-    return records
+        out.append({"k": k, "tokens_per_s": round(batched, 2), "single_tokens_per_s": round(single, 2),
+                    "ratio_vs_single": round(batched / single, 3), "ratio_ci95": [round(lo, 3), round(hi, 3)],
+                    "outputs_identical": all(r["identical"] for r in rows),
+                    "identical_prompts": sum(r["identical"] for r in rows), "prompts": len(rows),
+                    "completion_tokens": sum(r["batched_tokens"] for r in rows), "model": model.name,
+                    # what one decoding step of k tokens costs: flat if reading the weights set the pace
+                    "ms_per_step": round(1000 * sum(r["batched_s"] for r in rows) * k /
+                                         sum(r["batched_tokens"] for r in rows), 1)})
+    return out
 
 
 def main() -> None:
@@ -103,17 +101,16 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=6)
     ap.add_argument("--max-tokens", type=int, default=128)
     args = ap.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
-    load = [round(os.getloadavg()[0], 2)]  # other work on the machine slows both arms; recorded, not hidden
-    records = measure(args.model, args.prompts, args.max_tokens)
-    load.append(round(os.getloadavg()[0], 2))
     command = "python benchmarks/throughput.py" + (f" --model {args.model}" if args.model != "default" else "") + \
         (f" --prompts {args.prompts}" if args.prompts != 6 else "")
-    meta = {"command": command, "date": date.today().isoformat(), "commit": commit.strip(), "load_average": load,
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "max_tokens": args.max_tokens, "greedy": True}
+    head = records.header(command)  # the code that runs: taken before it runs
+    load = [records.load()]  # other work on the machine slows both arms
+    rows = measure(args.model, args.prompts, args.max_tokens)
+    load.append(records.load())
+    meta = {**head, "load_average": load, "max_tokens": args.max_tokens, "greedy": True}
     old = json.loads(OUT.read_text()) if OUT.exists() else []
-    keep = [r for r in old if r.get("model") != records[0]["model"]]  # one run per model is kept
-    OUT.write_text(json.dumps(keep + [{**meta, **r} for r in records], indent=1) + "\n")
+    keep = [r for r in old if r.get("model") != rows[0]["model"]]  # one run per model is kept
+    OUT.write_text(json.dumps(keep + [{**meta, **r} for r in rows], indent=1) + "\n")
     print(f"wrote {OUT}", file=sys.stderr)
 
 
@@ -124,7 +121,7 @@ def section() -> list[str]:
     recs = json.loads(OUT.read_text())
     r0 = recs[0]
     lines = ["### Batched decoding on the embedded runtime", "",
-             f"`throughput.json`; {r0['date']}; commit {r0['commit']}; {r0['machine']}; `{r0['command']}`. A group's K "
+             f"{records.preamble(r0, 'throughput.json')}. A group's K "
              f"greedy samples of one prompt ({r0['prompts']} gsm8k prompts, up to {r0['max_tokens']} tokens each) "
              f"decoded together in one llama.cpp batch, against the same samples decoded one at a time, in one "
              f"process; the ratio with a 95% bootstrap interval over prompts. Goal: {GOAL:.0f}x at K = 4.", "",

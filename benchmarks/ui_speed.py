@@ -7,15 +7,14 @@ The goal it checks: a page of a store with 10,000 lessons or rollouts renders in
 from __future__ import annotations
 
 import json
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
+
+import records  # benchmarks/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "results" / "ui_speed.json"
@@ -100,11 +99,9 @@ def measure(n: int) -> list[dict]:
 
 
 def main() -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
+    head = records.header("python benchmarks/ui_speed.py")  # the code that runs: taken before it runs
     rows = [r for n in SIZES for r in measure(n)]
-    record = {"command": "python benchmarks/ui_speed.py", "date": date.today().isoformat(), "commit": commit.strip(),
-              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "goal_ms": GOAL_MS,
-              "results": rows}
+    record = {**head, "goal_ms": GOAL_MS, "results": rows}
     OUT.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {OUT}", file=sys.stderr)
 
@@ -115,7 +112,7 @@ def section() -> list[str]:
         return []
     r = json.loads(OUT.read_text())
     lines = ["### The web page as the store grows", "",
-             f"`ui_speed.json`; {r['date']}; commit {r['commit']}; {r['machine']}; `{r['command']}`. Each page over "
+             f"{records.preamble(r, 'ui_speed.json')}. Each page over "
              f"real HTTP (uvicorn, one process), {r['results'][0]['repeats']} requests after 3 warm ones; the median "
              f"with its 95% interval, in milliseconds. Goal: under {r['goal_ms']} ms at 10,000 rows.", "",
              "| rows | page | median ms [95% CI] | slowest |", "|---|---|---|---|"]
