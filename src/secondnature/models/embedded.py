@@ -8,16 +8,25 @@ import hashlib
 import os
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..types import Completion
 from . import batch
 from .base import ModelError, for_template, parse_tool_calls
 
-_LOADED: dict[tuple[str, int, str], object] = {}  # one Llama per (file, n_ctx, adapter) per process
-_BATCHERS: dict[tuple[str, int, str], batch.Batcher] = {}  # its batched-decoding context, made on first use
-# a llama.cpp context serves one call at a time: rollouts run by several threads take turns on it
-_LOCKS: dict[tuple[str, int, str], threading.Lock] = {}
+
+@dataclass
+class _Native:
+    """One loaded model and what goes with it: shared by every LlamaModel of its (file, n_ctx, adapter)."""
+    llm: Any                                 # the llama_cpp.Llama
+    batcher: batch.Batcher | None = None     # its batched-decoding context, made on first use
+    # a llama.cpp context serves one call at a time: rollouts run by several threads take turns on it
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_LOADED: dict[tuple[str, int, str], _Native] = {}  # one per (file, n_ctx, adapter) per process
 
 
 @atexit.register
@@ -29,9 +38,10 @@ def _close_models() -> None:
 
 
 def _unload(key: tuple[str, int, str]) -> None:
-    if (b := _BATCHERS.pop(key, None)) is not None:
-        b.close()  # a context before its model
-    _LOADED.pop(key).close()
+    native = _LOADED.pop(key)
+    if native.batcher is not None:
+        native.batcher.close()  # a context before its model
+    native.llm.close()
 
 
 def release(model: object) -> None:
@@ -39,8 +49,8 @@ def release(model: object) -> None:
     left loaded: every LlamaModel of that file shares it, and closing it under them crashes the process."""
     if getattr(model, "lora", None) is None:
         return
-    for key, llm in list(_LOADED.items()):
-        if llm is getattr(model, "llm", None):
+    for key, native in list(_LOADED.items()):
+        if native.llm is getattr(model, "llm", None):
             _unload(key)
 
 
@@ -67,10 +77,10 @@ class LlamaModel:
             from llama_cpp._utils import suppress_stdout_stderr
             # llama.cpp reports every adapter tensor it cannot repack (a line per layer, harmless): keep it quiet
             with suppress_stdout_stderr(disable=not self.lora):
-                _LOADED[key] = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 2,
-                                     verbose=False, seed=0, lora_path=str(self.lora) if self.lora else None)
-            _LOCKS.setdefault(key, threading.Lock())
-        self.llm, self.key, self.lock = _LOADED[key], key, _LOCKS[key]
+                _LOADED[key] = _Native(Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=threads or os.cpu_count()
+                                             or 2, verbose=False, seed=0, lora_path=str(self.lora) if self.lora else None))
+        self.native = _LOADED[key]
+        self.llm, self.lock = self.native.llm, self.native.lock
         self.n_ctx = n_ctx
         self.concurrency = concurrency  # rollouts at once; their calls take turns, their tool calls overlap
 
@@ -90,9 +100,9 @@ class LlamaModel:
         wall time, so summed latencies stay the model time spent."""
         t0 = time.perf_counter()
         try:
-            if self.key not in _BATCHERS:  # room for the shared prompt and a batch of replies
-                _BATCHERS[self.key] = batch.Batcher(self.llm, 2 * self.n_ctx)
-            got = _BATCHERS[self.key].chat(for_template(messages), tools, n=n, temperature=temperature,
+            if self.native.batcher is None:  # room for the shared prompt and a batch of replies
+                self.native.batcher = batch.Batcher(self.llm, 2 * self.n_ctx)
+            got = self.native.batcher.chat(for_template(messages), tools, n=n, temperature=temperature,
                                            top_p=0.95 if temperature > 0 else 1.0, max_tokens=max_tokens, seed=seed)
         except Exception as e:  # as in single-stream decoding: a context overflow costs these samples, not the run
             dt = (time.perf_counter() - t0) / n
