@@ -31,6 +31,7 @@ import records  # benchmarks/, beside this script
 from secondnature import retrieve
 from secondnature.store import LessonStore
 from secondnature.store.rows import now
+from secondnature.store.sqlite import count_terms
 
 VOCAB = ("count letter word date month day week option answer check list order sort number step carry sum "
          "table object fruit vegetable animal truth false statement premise shuffle swap ball position left right "
@@ -80,6 +81,7 @@ def build(path: Path, n_lessons: int, layout: str, seed: int = 0) -> list[str]:
             # as index_prompts writes them; not through it: it reads the scope's prompts first, a scan of the whole
             # index (scope is an UNINDEXED column of the FTS5 table), which makes a build of 50,000 scopes quadratic
             db.executemany("INSERT INTO prompt_index VALUES (?,?,?)", prompt_rows)
+            count_terms(db, [prompt for _, _, prompt in prompt_rows])  # the vocabulary routing reads, as it does
     s.close()
     return queries
 
