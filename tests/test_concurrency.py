@@ -135,3 +135,19 @@ def test_concurrency_must_be_a_whole_number_of_at_least_one(toy_file, capsys):
     with pytest.raises(SystemExit):
         main(["learn", str(toy_file), "--concurrency", "0"])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_validation_sends_a_lesson_sets_items_at_once_and_records_them_in_order(server, tmp_path):
+    """The current revision's validation is paid item by item in order all the same; the sequential gate after it
+    still asks one item at a time (it stops early)."""
+    from secondnature.validate import Validation
+
+    ts, ticks = tasks(8), []
+    server.latency_s = 0.2
+    v = Validation(OpenAIModel("m", base_url=server.url, concurrency=4, check=False), ts, ts.tasks,
+                   fresh_store(tmp_path / "v.db"), budget=100, progress=lambda n, _: ticks.append(n))
+    assert v.scores([]) == [1.0] * 8
+    assert server.most_busy == 4 and v.spent == v.paid == 8 and ticks == [1] * 8
+    assert [r[0] for r in v.store.db.execute("SELECT task_id FROM rollouts ORDER BY rowid")] == [t.id for t in ts.tasks]
+    server.most_busy = 0
+    assert v.score([], 3) == 1.0 and v.spent == 8 and server.most_busy == 0  # known: not asked again

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from . import gate, inject, rollout
 from .models import Model
 from .store import LessonStore
-from .types import Lesson, Task, TaskSet
+from .types import Lesson, Rollout, Task, TaskSet
 
 Progress = Callable[[int, str], None]  # (rollouts just spent, message)
 
@@ -59,31 +59,43 @@ class Validation:
         evidence a killed run already paid for (a resumed run's head). A model call that still fails after
         `RETRIES` more tries gives NaN, which pairs with nothing (never a 0 a candidate can win against), and is
         not remembered: the next gate asks again."""
+        return self._score(lessons, [i], confirm, charge)[0]
+
+    def scores(self, lessons: Sequence[Lesson], *, confirm: bool = False, charge: bool = True,
+               n: int | None = None) -> list[float]:
+        """The first n items' scores (all, by default), as `score` gives them; those not known yet are rolled out
+        together, so an endpoint or a Ray cluster takes them as many at once as it is allowed."""
+        n = len(self.confirm_items if confirm else self.items) if n is None else n
+        return self._score(lessons, list(range(n)), confirm, charge)
+
+    def _score(self, lessons: Sequence[Lesson], indices: list[int], confirm: bool, charge: bool) -> list[float]:
         got = self._scores.setdefault((confirm, key(lessons)), {})
-        if i not in got:
-            task = (self.confirm_items if confirm else self.items)[i]
+        todo = [i for i in indices if i not in got]
+        if todo:
+            items = self.confirm_items if confirm else self.items
             if key(lessons) not in self._prompts:
                 self._prompts[key(lessons)] = inject.compose(self.taskset.instruction, lessons, self.lesson_tokens,
                                                              self.policy.count_tokens)
             system, kept = self._prompts[key(lessons)]
-            for _ in range(1 + RETRIES):  # failed calls are not cached, so a retry asks the model again
-                r = rollout.run(self.policy, [task], self.taskset.reward, system, kept, temperature=0.0,
-                                max_tokens=self.max_tokens, seed=self.seed, purpose="val", tools=self.taskset.tools)[0]
-                if not r.error:
+            done: dict[int, Rollout] = {}
+            tick = (lambda _: self.progress(1, "")) if charge else None  # each item once, as it is paid
+            for attempt in range(1 + RETRIES):  # failed calls are not cached, so a retry asks the model again
+                ask = [i for i in todo if i not in done or done[i].error]
+                if not ask:
                     break
-            self.store.add_rollouts([r], run_id=self.run_id, scope=self.taskset.name)
+                done.update(zip(ask, rollout.run(
+                    self.policy, [items[i] for i in ask], self.taskset.reward, system, kept, temperature=0.0,
+                    max_tokens=self.max_tokens, seed=self.seed, purpose="val", tools=self.taskset.tools,
+                    on_done=None if attempt else tick)))
+            self.store.add_rollouts([done[i] for i in todo], run_id=self.run_id, scope=self.taskset.name)
             if charge:
-                self.spent, self.paid = self.spent + 1, self.paid + 1
-                self.progress(1, "")
-            if r.error:
-                self.errors, self.last_error = self.errors + 1, r.error
-                return math.nan
-            got[i] = r.score.value
-        return got[i]
-
-    def scores(self, lessons: Sequence[Lesson], *, confirm: bool = False, charge: bool = True) -> list[float]:
-        n = len(self.confirm_items if confirm else self.items)
-        return [self.score(lessons, i, confirm=confirm, charge=charge) for i in range(n)]
+                self.spent, self.paid = self.spent + len(todo), self.paid + len(todo)
+            for i in todo:
+                if done[i].error:
+                    self.errors, self.last_error = self.errors + 1, done[i].error
+                else:
+                    got[i] = done[i].score.value
+        return [got.get(i, math.nan) for i in indices]
 
     def mean(self, lessons: Sequence[Lesson]) -> float:
         """The mean over the items scored (those whose calls failed are left out)."""
@@ -126,7 +138,7 @@ class Validation:
                 alpha: float = 0.2, n: int | None = None) -> gate.GateResult:
         """Does a gate's winner hold on the fresh confirmation items (the first n of them)?"""
         n = len(self.confirm_items) if n is None else n
-        base = [self.score(current, i, confirm=True) for i in range(n)]
+        base = self.scores(current, confirm=True, n=n)
         return self._guarded(base, lambda score: gate.confirm_gate(
             base, lambda i: score(lessons, i, confirm=True), first, alpha))
 
