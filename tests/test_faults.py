@@ -83,8 +83,12 @@ def test_an_outage_never_gets_an_inert_lesson_accepted(tmp_path, fail):
     v = _validation(tmp_path, fail)
     g = v.gate([], INERT, order_seed=1)
     assert not g.accepted and g.wins == 0, g
-    if fail >= 10 * (1 + RETRIES):
+    # the current revision's 24 items go out together and are retried together, so an outage shorter than every
+    # try of all of them is ridden out; a longer one stops the gate and says why
+    if fail >= 24 * (1 + RETRIES):
         assert "the model failed on" in g.reason and "injected" in g.reason
+    else:
+        assert "failed" not in g.reason and v.errors == 0, g
 
 
 def test_a_failed_item_pairs_with_nothing_and_is_asked_again(tmp_path):
