@@ -183,8 +183,9 @@ def section() -> list[str]:
              "interval from resampling each size's "
              f"measurements; flat when the whole interval is below {FLAT} (at most x{10 ** FLAT:.2f} per tenfold).",
              *([r["note"]] if r.get("note") else []),
-             *([f"The machine was shared (other sessions compiling and benchmarking): 1-minute load after each part "
-                f"{', '.join(f'{k} {v}' for k, v in r['load_1min_after'].items())} (2 cores)."]
+             *([f"1-minute load after each part's latest run: "
+                f"{', '.join(f'{k} {v}' for k, v in r['load_1min_after'].items())} (2 cores; above 2, other work "
+                f"shared the machine, which inflates the times more than the slopes)."]
                if r.get("load_1min_after") else []),
              *[f"Then: {', '.join(x['parts'])} at {x['commit']}, {x['date']} (`{x['command']}`, "
                f"{x.get('seconds', 0) / 60:.0f} minutes)." for x in r.get("reruns", [])],
