@@ -164,6 +164,7 @@ def test_routing_leaves_common_words_out_of_the_rare_search(store: LessonStore) 
     query = "How many times does the letter z appear in the word pepper?"
     assert store.rare_words(query, k=6, max_docs=1) == ["pepper"]
     assert "the" in store.rare_words(query, k=64, max_docs=10 ** 6)  # in all ten prompts
+    assert store.db.execute("SELECT doc FROM prompt_terms WHERE term = 'the'").fetchone()[0] == 10  # counted once
     assert "the" not in store.rare_words(query, k=64, max_docs=5)
 
 

@@ -100,7 +100,7 @@ MIGRATIONS: list[tuple[str, str]] = [
 # PostgreSQL: REAL is DOUBLE PRECISION and INTEGER is BIGINT (SQLite's are 8 bytes); an id that SQLite numbers itself
 # is BIGSERIAL; `rowid` keeps the order rows were written in, which SQLite gives every table; full-text search is a
 # tsvector column ('simple': lower case, no stemming, as FTS5's unicode61) with a GIN index, and prompt_vocab a table
-# a trigger keeps (document frequencies, what fts5vocab reads off the index).
+# a trigger kept (document frequencies, what fts5vocab reads off the index) until 011 left the counting to the store.
 POSTGRES: dict[str, str] = {
     "001_initial": """
     CREATE TABLE runs (id BIGSERIAL PRIMARY KEY, scope TEXT NOT NULL, config TEXT NOT NULL, status TEXT NOT NULL,
@@ -180,13 +180,10 @@ POSTGRES: dict[str, str] = {
     "009_call_cost": """
     ALTER TABLE calls ADD COLUMN cost DOUBLE PRECISION;
     """,
+    # the store counts the words itself from now on, as on SQLite, so counts and lookups split words alike
     "011_prompt_terms": """
     ALTER TABLE prompt_vocab RENAME TO prompt_terms;
-    CREATE OR REPLACE FUNCTION prompt_vocab_count() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        INSERT INTO prompt_terms (term, doc) SELECT lexeme, 1 FROM unnest(NEW.doc)
-            ON CONFLICT (term) DO UPDATE SET doc = prompt_terms.doc + 1;
-        RETURN NEW;
-    END $$;
+    DROP TRIGGER prompt_vocab_count ON prompt_index;
+    DROP FUNCTION prompt_vocab_count();
     """,
 }

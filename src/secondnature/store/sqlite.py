@@ -226,8 +226,7 @@ class LessonStore(StoreBase):
             have = {r[0] for r in db.execute("SELECT task_id FROM prompt_index WHERE scope=?", (scope,))}
             new = [(scope, tid, prompt) for tid, prompt in tasks if tid not in have]
             db.executemany("INSERT INTO prompt_index VALUES (?,?,?)", new)
-            if not self.postgres:  # PostgreSQL's trigger counts them
-                count_terms(db, [prompt for _, _, prompt in new])
+            count_terms(db, [prompt for _, _, prompt in new])
 
     def prompts(self, scope: str) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.db.execute("SELECT task_id, prompt FROM prompt_index WHERE scope=?", (scope,))]
@@ -328,10 +327,10 @@ class LessonStore(StoreBase):
 
 
 def count_terms(db: Any, prompts: Sequence[str]) -> None:
-    """Add `prompts` to the vocabulary's document frequencies on SQLite (on PostgreSQL a trigger counts them)."""
+    """Add `prompts` to the vocabulary's document frequencies, their words split as `rare_words` splits a query's."""
     counts = Counter(w for prompt in prompts for w in index_words(prompt))
     db.executemany("INSERT INTO prompt_terms (term, doc) VALUES (?, ?) "
-                   "ON CONFLICT (term) DO UPDATE SET doc = doc + excluded.doc", sorted(counts.items()))
+                   "ON CONFLICT (term) DO UPDATE SET doc = prompt_terms.doc + excluded.doc", sorted(counts.items()))
 
 
 def fresh_store(path: str | Path) -> LessonStore:
