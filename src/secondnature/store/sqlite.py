@@ -180,8 +180,8 @@ class LessonStore(StoreBase):
         return self.revision(rev_id)
 
     def head(self, scope: str) -> Revision | None:
-        r = self.db.execute("SELECT * FROM revisions WHERE scope=? ORDER BY id DESC LIMIT 1", (scope,)).fetchone()
-        return _revision(r) if r else None
+        rev_id = self.head_id(scope)
+        return self.revision(rev_id) if rev_id else None
 
     def head_id(self, scope: str) -> int | None:
         """The head revision's id alone: a query's lessons are memoised by it, and reading the whole head (its list
